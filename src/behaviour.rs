@@ -1,0 +1,382 @@
+//! The [`NetworkBehaviour`]: drives an [`Engine<PeerId>`](crate::engine::Engine) with the
+//! swarm's connections, the handlers' frames and a timer. It makes no protocol decision.
+
+use crate::config::Config;
+use crate::engine::{Engine, Millis, Output, PublishError, Stats, Violation};
+use crate::envelope::{Envelope, Message, MessageId};
+use crate::handler::{Handler, HandlerEvent, HandlerIn};
+use crate::keys::{Keypair, PublicKey};
+use futures::FutureExt as _;
+use futures_timer::Delay;
+use libp2p::PeerId;
+use libp2p::core::{Endpoint, Multiaddr, transport::PortUse};
+use libp2p::swarm::{
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
+    NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
+use prost::bytes::Bytes;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// What the behaviour reports to the swarm's owner.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new message from another author, verified; delivered once.
+    Message {
+        /// The message.
+        message: Message,
+        /// The peer it arrived from.
+        propagation_source: PeerId,
+    },
+    /// A peer broke the protocol; its connections are being closed.
+    PeerViolation {
+        /// The peer.
+        peer: PeerId,
+        /// What it did.
+        violation: Violation,
+    },
+    /// A connected peer does not speak `/secure-gossip/1.0.0`. Reported once per peer; its
+    /// connection is left alone (other protocols may use it).
+    UnsupportedPeer {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// An author signed two different messages with one id: `first` was delivered, `second`
+    /// is the proof.
+    Equivocation {
+        /// The author.
+        author: PublicKey,
+        /// The copy this node holds.
+        first: Box<Envelope>,
+        /// The conflicting copy (valid signature).
+        second: Box<Envelope>,
+        /// The peer that sent `second`.
+        propagation_source: PeerId,
+    },
+}
+
+/// Wall-clock milliseconds that never go backwards: the Unix time at start plus a monotonic
+/// elapsed time.
+#[derive(Debug)]
+struct Clock {
+    start: Instant,
+    start_unix: Duration,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            start: Instant::now(),
+            start_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn now(&self) -> Millis {
+        (self.start_unix + self.start.elapsed()).as_millis() as Millis
+    }
+}
+
+/// Signed epidemic broadcast for a libp2p swarm. See the crate docs for an example.
+pub struct Behaviour {
+    engine: Engine<PeerId>,
+    clock: Clock,
+    /// Open connections per peer; the first one carries this node's frames.
+    connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// Peers already reported as not speaking the protocol.
+    unsupported: HashSet<PeerId>,
+    events: VecDeque<ToSwarm<Event, HandlerIn>>,
+    timer: Option<(Millis, Delay)>,
+    waker: Option<Waker>,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviour")
+            .field("engine", &self.engine)
+            .field("connections", &self.connections.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Behaviour {
+    /// A behaviour that publishes as `keys`.
+    pub fn new(keys: Keypair, mut config: Config) -> Self {
+        let clock = Clock::new();
+        if config.start_sequence.is_none() {
+            // DESIGN §2: the current Unix time in microseconds.
+            config.start_sequence = Some((clock.start_unix.as_micros() as u64).max(1));
+        }
+        Behaviour {
+            engine: Engine::new(keys, config, clock.now()),
+            clock,
+            connections: HashMap::new(),
+            unsupported: HashSet::new(),
+            events: VecDeque::new(),
+            timer: None,
+            waker: None,
+        }
+    }
+
+    /// Publishes a message: signs it, keeps it for peers that come later, and pushes it to
+    /// the connected peers (at once with `eager_push`, else in the next round).
+    pub fn publish(&mut self, payload: impl Into<Bytes>) -> Result<MessageId, PublishError> {
+        let id = self.engine.publish(payload, self.clock.now())?;
+        tracing::debug!(message = %id, "published");
+        self.wake();
+        Ok(id)
+    }
+
+    /// Runs one gossip round now.
+    pub fn gossip(&mut self) {
+        self.engine.gossip(self.clock.now());
+        self.wake();
+    }
+
+    /// Stops periodic rounds; [`Behaviour::gossip`] still runs one by hand.
+    pub fn stop(&mut self) {
+        self.engine.set_gossip_interval(None, self.clock.now());
+        self.wake();
+    }
+
+    /// Starts (or changes) periodic rounds.
+    pub fn start(&mut self, interval: Duration) {
+        self.engine
+            .set_gossip_interval(Some(interval), self.clock.now());
+        self.wake();
+    }
+
+    /// The author key this node signs with.
+    pub fn public_key(&self) -> PublicKey {
+        self.engine.public_key()
+    }
+
+    /// The config in use.
+    pub fn config(&self) -> &Config {
+        self.engine.config()
+    }
+
+    /// Counters of what the node has done.
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+
+    /// Whether this node knows the message `id` (received, published or expired).
+    pub fn knows(&self, id: &MessageId) -> bool {
+        self.engine.knows(id)
+    }
+
+    /// The peers this node gossips with.
+    pub fn gossip_peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.engine.peers()
+    }
+
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn new_handler(&self) -> Handler {
+        let config = self.engine.config();
+        Handler::new(config.frame_limits(), config.max_queued_bytes())
+    }
+
+    fn on_connection_closed(&mut self, closed: ConnectionClosed<'_>) {
+        let ConnectionClosed {
+            peer_id,
+            connection_id,
+            ..
+        } = closed;
+        let Some(connections) = self.connections.get_mut(&peer_id) else {
+            return;
+        };
+        let was_active = connections.first() == Some(&connection_id);
+        connections.retain(|c| *c != connection_id);
+        if connections.is_empty() {
+            self.connections.remove(&peer_id);
+            self.unsupported.remove(&peer_id);
+            self.engine.disconnect(&peer_id);
+        } else if was_active && !self.unsupported.contains(&peer_id) {
+            // The next connection carries on, starting with a complete digest.
+            self.engine.connect(peer_id, self.clock.now());
+        }
+    }
+
+    fn on_output(&mut self, output: Output<PeerId>) {
+        match output {
+            Output::Send { peer, frame } => {
+                match self.connections.get(&peer).and_then(|c| c.first()) {
+                    Some(&connection) => self.events.push_back(ToSwarm::NotifyHandler {
+                        peer_id: peer,
+                        handler: NotifyHandler::One(connection),
+                        event: HandlerIn::Send(frame),
+                    }),
+                    None => self.engine.frame_dropped(&peer, &frame),
+                }
+            }
+            Output::Deliver { message, from } => {
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::Message {
+                        message,
+                        propagation_source: from,
+                    }));
+            }
+            Output::Violation { peer, violation } => self.report_violation(peer, violation),
+            Output::Equivocation {
+                first,
+                second,
+                from,
+            } => {
+                tracing::warn!(message = %first.id(), peer = %from, "equivocation");
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::Equivocation {
+                        author: *first.author(),
+                        first: Box::new(first),
+                        second: Box::new(second),
+                        propagation_source: from,
+                    }));
+            }
+        }
+    }
+
+    fn report_violation(&mut self, peer: PeerId, violation: Violation) {
+        tracing::warn!(%peer, %violation, "protocol violation, closing connection");
+        self.engine.disconnect(&peer);
+        self.events.push_back(ToSwarm::CloseConnection {
+            peer_id: peer,
+            connection: CloseConnection::All,
+        });
+        self.events
+            .push_back(ToSwarm::GenerateEvent(Event::PeerViolation {
+                peer,
+                violation,
+            }));
+    }
+
+    /// Polls the engine's timer; returns whether it fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.engine.poll_timeout() else {
+            self.timer = None;
+            return false;
+        };
+        let now = self.clock.now();
+        if deadline <= now {
+            self.timer = None;
+            self.engine.handle_timeout(now);
+            return true;
+        }
+        match &mut self.timer {
+            Some((at, delay)) if *at == deadline => {
+                if delay.poll_unpin(cx).is_ready() {
+                    self.timer = None;
+                    self.engine.handle_timeout(self.clock.now());
+                    return true;
+                }
+            }
+            _ => {
+                let mut delay = Delay::new(Duration::from_millis(deadline - now));
+                let fired = delay.poll_unpin(cx).is_ready();
+                self.timer = Some((deadline, delay));
+                if fired {
+                    self.timer = None;
+                    self.engine.handle_timeout(self.clock.now());
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+impl NetworkBehaviour for Behaviour {
+    type ConnectionHandler = Handler;
+    type ToSwarm = Event;
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.new_handler())
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        _: ConnectionId,
+        _: PeerId,
+        _: &Multiaddr,
+        _: Endpoint,
+        _: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        Ok(self.new_handler())
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        match event {
+            FromSwarm::ConnectionEstablished(established) => {
+                let connections = self.connections.entry(established.peer_id).or_default();
+                connections.push(established.connection_id);
+                if connections.len() == 1 {
+                    self.engine.connect(established.peer_id, self.clock.now());
+                }
+            }
+            FromSwarm::ConnectionClosed(closed) => self.on_connection_closed(closed),
+            _ => {}
+        }
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        match event {
+            HandlerEvent::Frame(frame) => {
+                self.engine.handle_frame(peer, frame, self.clock.now());
+            }
+            HandlerEvent::Violation(error) => {
+                self.report_violation(peer, Violation::Malformed(error));
+            }
+            HandlerEvent::Unsupported => {
+                let active = self
+                    .connections
+                    .get(&peer)
+                    .and_then(|c| c.first())
+                    .is_some_and(|c| *c == connection);
+                if active {
+                    self.engine.disconnect(&peer);
+                }
+                if self.unsupported.insert(peer) {
+                    tracing::debug!(%peer, "peer does not speak the protocol");
+                    self.events
+                        .push_back(ToSwarm::GenerateEvent(Event::UnsupportedPeer { peer }));
+                }
+            }
+            HandlerEvent::Dropped(frame) => self.engine.frame_dropped(&peer, &frame),
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Poll::Ready(event);
+            }
+            if let Some(output) = self.engine.poll_output() {
+                self.on_output(output);
+                continue;
+            }
+            if self.poll_timer(cx) {
+                continue;
+            }
+            self.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+    }
+}

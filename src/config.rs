@@ -1,0 +1,339 @@
+//! [`Config`] and its validating [`ConfigBuilder`]. Every quantity a remote peer controls is
+//! bounded here; each default says why it is that number.
+
+use crate::frame::FrameLimits;
+use std::{fmt, time::Duration};
+
+/// How a node gossips and what it accepts. Build one with [`Config::builder`], or take
+/// [`Config::default`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) gossip_interval: Option<Duration>,
+    pub(crate) eager_push: bool,
+    pub(crate) max_frame_size: usize,
+    pub(crate) max_messages_per_frame: usize,
+    pub(crate) max_have_ranges_per_frame: usize,
+    pub(crate) max_want_ranges_per_frame: usize,
+    pub(crate) max_payload_size: usize,
+    pub(crate) max_age: Duration,
+    pub(crate) max_clock_skew: Duration,
+    pub(crate) max_stored_bytes: usize,
+    pub(crate) max_stored_messages: usize,
+    pub(crate) max_tracked_authors: usize,
+    pub(crate) max_ranges_per_author: usize,
+    pub(crate) max_queued_bytes: usize,
+    pub(crate) want_timeout: Duration,
+    pub(crate) max_want_attempts: u32,
+    pub(crate) start_sequence: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            // The seed package's default: fast enough that a lost eager push is repaired
+            // within a human's notice, and an idle round costs nothing (it sends nothing).
+            gossip_interval: Some(Duration::from_millis(100)),
+            // Push new messages at once: lowest latency; rounds only repair.
+            eager_push: true,
+            // DESIGN §2's default.
+            max_frame_size: 1024 * 1024,
+            // A 1 MiB frame holds about 10,000 of the smallest envelopes (~110 bytes);
+            // 4,096 keeps the per-frame verification work of a hostile peer to ~0.2 s.
+            max_messages_per_frame: 4096,
+            // A range is at most ~22 bytes on the wire: 32,768 ranges fit a 1 MiB frame and
+            // describe tens of thousands of authors' contiguous runs in one complete digest.
+            max_have_ranges_per_frame: 32_768,
+            // Wants are answered with whole envelopes, so a want is costlier than a have.
+            max_want_ranges_per_frame: 4096,
+            // Gossip is for small messages; 64 KiB fits 16 of the largest in one frame.
+            max_payload_size: 64 * 1024,
+            // One hour of history heals a partition, a restart or a suspended laptop, while
+            // the window keeps per-author state collectable.
+            max_age: Duration::from_secs(60 * 60),
+            // Ordinary NTP-synced clocks differ by well under a second; a minute tolerates
+            // badly kept ones without letting an author pre-date messages by much.
+            max_clock_skew: Duration::from_secs(60),
+            // 64 MiB: an hour of a busy chat of many hundreds of users, small for a server.
+            max_stored_bytes: 64 * 1024 * 1024,
+            max_stored_messages: 100_000,
+            // Per-author state is ~100 bytes plus its ranges: 10,000 authors is about 1 MiB.
+            max_tracked_authors: 10_000,
+            // Contiguous runs need one range per restart; gaps only come from loss or
+            // misbehaving authors, and are filled once this many ranges are reached.
+            max_ranges_per_author: 1024,
+            // Four full frames queued per connection before frames are dropped (and their
+            // messages re-announced in a later round).
+            max_queued_bytes: 4 * 1024 * 1024,
+            // Several round trips on a slow link before a want is asked again.
+            want_timeout: Duration::from_secs(1),
+            // 1 s, 2 s, 4 s, 8 s: then the want is asked of another peer that has the id.
+            max_want_attempts: 4,
+            start_sequence: None,
+        }
+    }
+}
+
+impl Config {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config::default(),
+        }
+    }
+
+    /// Time between gossip rounds; `None`: rounds happen only when `gossip()` is called.
+    pub fn gossip_interval(&self) -> Option<Duration> {
+        self.gossip_interval
+    }
+
+    /// Whether new messages are pushed to peers at once (else only in rounds).
+    pub fn eager_push(&self) -> bool {
+        self.eager_push
+    }
+
+    /// Largest frame accepted or sent, in bytes.
+    pub fn max_frame_size(&self) -> usize {
+        self.max_frame_size
+    }
+
+    /// Largest payload accepted or published, in bytes.
+    pub fn max_payload_size(&self) -> usize {
+        self.max_payload_size
+    }
+
+    /// How long a message is kept, and the oldest timestamp accepted (`now - max_age`).
+    pub fn max_age(&self) -> Duration {
+        self.max_age
+    }
+
+    /// How far in the future a timestamp may be.
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew
+    }
+
+    /// Most bytes of messages kept; the oldest go first.
+    pub fn max_stored_bytes(&self) -> usize {
+        self.max_stored_bytes
+    }
+
+    /// Most messages kept; the oldest go first.
+    pub fn max_stored_messages(&self) -> usize {
+        self.max_stored_messages
+    }
+
+    /// Most authors whose known ids are tracked.
+    pub fn max_tracked_authors(&self) -> usize {
+        self.max_tracked_authors
+    }
+
+    /// Most bytes queued for sending on one connection.
+    pub fn max_queued_bytes(&self) -> usize {
+        self.max_queued_bytes
+    }
+
+    /// The limits a received frame is checked against.
+    pub fn frame_limits(&self) -> FrameLimits {
+        FrameLimits {
+            max_frame_size: self.max_frame_size,
+            max_messages: self.max_messages_per_frame,
+            max_have_ranges: self.max_have_ranges_per_frame,
+            max_want_ranges: self.max_want_ranges_per_frame,
+        }
+    }
+}
+
+/// Builds a [`Config`]; [`ConfigBuilder::build`] checks that the values fit together.
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(&mut self, value: $ty) -> &mut Self {
+                self.config.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl ConfigBuilder {
+    setters! {
+        /// Time between gossip rounds (default 100 ms); `None`: only `gossip()` runs a round.
+        gossip_interval: Option<Duration>;
+        /// Push new messages to peers at once (default `true`); `false`: only in rounds.
+        eager_push: bool;
+        /// Largest frame accepted or sent (default 1 MiB).
+        max_frame_size: usize;
+        /// Most envelopes in one frame (default 4,096).
+        max_messages_per_frame: usize;
+        /// Most `have` ranges in one frame (default 32,768).
+        max_have_ranges_per_frame: usize;
+        /// Most `want` ranges in one frame (default 4,096).
+        max_want_ranges_per_frame: usize;
+        /// Largest payload published or accepted (default 64 KiB). A larger one from the
+        /// network is dropped quietly, like one outside the time window.
+        max_payload_size: usize;
+        /// Retention and the oldest timestamp accepted (default 1 hour).
+        max_age: Duration;
+        /// How far in the future a timestamp may be (default 60 s).
+        max_clock_skew: Duration;
+        /// Most bytes of messages kept (default 64 MiB).
+        max_stored_bytes: usize;
+        /// Most messages kept (default 100,000).
+        max_stored_messages: usize;
+        /// Most authors tracked (default 10,000). An author is forgotten only once all its
+        /// messages are older than `max_age`, so none of them can be delivered again.
+        max_tracked_authors: usize;
+        /// Most ranges of known sequences per author (default 1,024); beyond it the lowest
+        /// gaps are treated as known.
+        max_ranges_per_author: usize;
+        /// Most bytes queued for sending on one connection (default 4 MiB).
+        max_queued_bytes: usize;
+        /// First wait for a wanted message before asking again (default 1 s, doubling).
+        want_timeout: Duration;
+        /// Times a want is sent to one peer before another is asked (default 4).
+        max_want_attempts: u32;
+    }
+
+    /// The first sequence number this node publishes (default: the current Unix time in
+    /// microseconds, so a restarted author never reuses a number).
+    pub fn start_sequence(&mut self, value: u64) -> &mut Self {
+        self.config.start_sequence = Some(value);
+        self
+    }
+
+    /// Checks the values and returns the config.
+    pub fn build(&self) -> Result<Config, ConfigError> {
+        let c = &self.config;
+        let positive = [
+            ("max_frame_size", c.max_frame_size),
+            ("max_messages_per_frame", c.max_messages_per_frame),
+            ("max_have_ranges_per_frame", c.max_have_ranges_per_frame),
+            ("max_want_ranges_per_frame", c.max_want_ranges_per_frame),
+            ("max_stored_messages", c.max_stored_messages),
+            ("max_tracked_authors", c.max_tracked_authors),
+            ("max_ranges_per_author", c.max_ranges_per_author),
+            ("max_want_attempts", c.max_want_attempts as usize),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(ConfigError::Zero { name });
+        }
+        let durations = [("max_age", c.max_age), ("want_timeout", c.want_timeout)];
+        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
+            return Err(ConfigError::Zero { name });
+        }
+        if c.gossip_interval.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::Zero {
+                name: "gossip_interval",
+            });
+        }
+        if c.start_sequence == Some(0) {
+            return Err(ConfigError::Zero {
+                name: "start_sequence",
+            });
+        }
+        // One envelope of the largest payload must fit a frame.
+        let largest_envelope = c.max_payload_size + ENVELOPE_OVERHEAD;
+        if largest_envelope > c.max_frame_size {
+            return Err(ConfigError::TooSmall {
+                name: "max_frame_size",
+                value: c.max_frame_size,
+                min: largest_envelope,
+                why: "one envelope of max_payload_size must fit in a frame",
+            });
+        }
+        if c.max_queued_bytes < c.max_frame_size {
+            return Err(ConfigError::TooSmall {
+                name: "max_queued_bytes",
+                value: c.max_queued_bytes,
+                min: c.max_frame_size,
+                why: "a full frame must fit in the queue",
+            });
+        }
+        if c.max_stored_bytes < largest_envelope {
+            return Err(ConfigError::TooSmall {
+                name: "max_stored_bytes",
+                value: c.max_stored_bytes,
+                min: largest_envelope,
+                why: "one message of max_payload_size must fit in the store",
+            });
+        }
+        Ok(c.clone())
+    }
+}
+
+/// The most bytes an envelope's encoding adds to its payload: author, sequence, timestamp,
+/// signature and the payload's own tag and length, plus the frame's tag and length for it.
+pub(crate) const ENVELOPE_OVERHEAD: usize =
+    (2 + 32) + (1 + 10) + (1 + 10) + (1 + 5) + (2 + 64) + (1 + 5);
+
+/// Why a [`ConfigBuilder`] refused its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value that must be positive is zero.
+    Zero {
+        /// The setting.
+        name: &'static str,
+    },
+    /// A value is too small for another one.
+    TooSmall {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: usize,
+        /// The smallest value that works with the rest of the config.
+        min: usize,
+        /// Why.
+        why: &'static str,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Zero { name } => write!(f, "{name} must be greater than zero"),
+            ConfigError::TooSmall {
+                name,
+                value,
+                min,
+                why,
+            } => write!(f, "{name} is {value}, must be at least {min}: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_build_and_bad_values_say_which_limit() {
+        Config::builder().build().unwrap();
+        let err = Config::builder().max_frame_size(1000).build().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::TooSmall {
+                    name: "max_frame_size",
+                    value: 1000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = Config::builder()
+            .gossip_interval(Some(Duration::ZERO))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "gossip_interval must be greater than zero");
+        let err = Config::builder().max_queued_bytes(10).build().unwrap_err();
+        assert!(err.to_string().contains("max_queued_bytes is 10"), "{err}");
+    }
+}

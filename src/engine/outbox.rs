@@ -1,0 +1,282 @@
+//! Batches what one input makes a node send into as few frames as the limits allow.
+//!
+//! The sender holds itself to the same [`FrameLimits`] it enforces on receipt, so a frame it
+//! sends is never a violation at a peer with the same config. A complete digest that does not
+//! fit one frame is sent as several incomplete ones (announcements only, DESIGN §2).
+
+use super::Output;
+use super::peer::IdSets;
+use crate::envelope::Envelope;
+use crate::frame::{Digest, Frame, FrameLimits};
+use crate::keys::PublicKey;
+use crate::ranges::RangeSet;
+use prost::encoding::encoded_len_varint;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Room kept in every frame for its own field tags and the `complete` flag.
+const FRAME_SLACK: usize = 16;
+
+#[derive(Debug, Default)]
+struct Pending {
+    complete: bool,
+    have: IdSets,
+    want: IdSets,
+    messages: Vec<Envelope>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outbox<P> {
+    pending: BTreeMap<P, Pending>,
+}
+
+impl<P: Clone + Ord> Outbox<P> {
+    pub(crate) fn new() -> Self {
+        Outbox {
+            pending: BTreeMap::new(),
+        }
+    }
+
+    /// A complete `have`: `digest` is everything the node knows.
+    pub(crate) fn complete(&mut self, peer: &P, digest: Vec<Digest>) {
+        let pending = self.pending.entry(peer.clone()).or_default();
+        pending.complete = true;
+        for d in digest {
+            merge(&mut pending.have, &d.author, &d.ranges);
+        }
+    }
+
+    pub(crate) fn have(&mut self, peer: &P, author: &PublicKey, ranges: &RangeSet) {
+        merge(
+            &mut self.pending.entry(peer.clone()).or_default().have,
+            author,
+            ranges,
+        );
+    }
+
+    pub(crate) fn want(&mut self, peer: &P, author: &PublicKey, ranges: &RangeSet) {
+        merge(
+            &mut self.pending.entry(peer.clone()).or_default().want,
+            author,
+            ranges,
+        );
+    }
+
+    pub(crate) fn message(&mut self, peer: &P, envelope: Envelope) {
+        self.pending
+            .entry(peer.clone())
+            .or_default()
+            .messages
+            .push(envelope);
+    }
+
+    /// Turns everything pending into frames, in order: digests first, then messages.
+    pub(crate) fn flush(&mut self, limits: &FrameLimits, out: &mut VecDeque<Output<P>>) {
+        for (peer, pending) in std::mem::take(&mut self.pending) {
+            let mut send = |frame: Frame| {
+                out.push_back(Output::Send {
+                    peer: peer.clone(),
+                    frame,
+                })
+            };
+            for frame in digest_frames(&pending, limits) {
+                send(frame);
+            }
+            for frame in message_frames(pending.messages, limits) {
+                send(frame);
+            }
+        }
+    }
+}
+
+fn merge(sets: &mut IdSets, author: &PublicKey, ranges: &RangeSet) {
+    if !ranges.is_empty() {
+        sets.entry(*author).or_default().union_with(ranges);
+    }
+}
+
+/// The encoded size of a digest inside a frame, tag and length included.
+pub(crate) fn digest_len(ranges: &[u64]) -> usize {
+    let packed: usize = ranges.iter().map(|&v| encoded_len_varint(v)).sum();
+    let ranges_field = if packed == 0 {
+        0
+    } else {
+        1 + encoded_len_varint(packed as u64) + packed
+    };
+    let inner = 34 + ranges_field;
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// The encoded size of an envelope inside a frame, tag and length included.
+pub(crate) fn envelope_len(envelope: &Envelope) -> usize {
+    let inner = envelope.encoded_len();
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// One field's digests, cut into pieces that fit the remaining room.
+struct DigestCutter<'a> {
+    sets: std::collections::btree_map::Iter<'a, PublicKey, RangeSet>,
+    current: Option<(PublicKey, Vec<u64>)>,
+}
+
+impl<'a> DigestCutter<'a> {
+    fn new(sets: &'a IdSets) -> Self {
+        DigestCutter {
+            sets: sets.iter(),
+            current: None,
+        }
+    }
+
+    /// The next digest of at most `max_ranges` ranges and `max_bytes` bytes, if any fits.
+    fn next(&mut self, max_ranges: usize, max_bytes: usize) -> Option<Digest> {
+        if self.current.is_none() {
+            let (author, ranges) = self.sets.next()?;
+            self.current = Some((*author, ranges.to_wire()));
+        }
+        let (author, wire) = self.current.as_mut().expect("set above");
+        let mut take = (wire.len() / 2).min(max_ranges);
+        while take > 0 && digest_len(&wire[..take * 2]) > max_bytes {
+            take = take * 3 / 4;
+        }
+        if take == 0 {
+            return None;
+        }
+        let rest = wire.split_off(take * 2);
+        let ranges = RangeSet::from_wire(wire).expect("a slice of a canonical set");
+        let digest = Digest {
+            author: *author,
+            ranges,
+        };
+        if rest.is_empty() {
+            self.current = None;
+        } else {
+            *wire = rest;
+        }
+        Some(digest)
+    }
+
+    fn done(&self) -> bool {
+        self.current.is_none() && self.sets.len() == 0
+    }
+}
+
+fn digest_frames(pending: &Pending, limits: &FrameLimits) -> Vec<Frame> {
+    if pending.have.is_empty() && pending.want.is_empty() && !pending.complete {
+        return Vec::new();
+    }
+    let room = limits.max_frame_size.saturating_sub(FRAME_SLACK);
+    let mut frames = Vec::new();
+    let mut have = DigestCutter::new(&pending.have);
+    let mut want = DigestCutter::new(&pending.want);
+    loop {
+        let mut frame = Frame::default();
+        let (mut bytes, mut have_ranges, mut want_ranges) = (0, 0, 0);
+        while let Some(d) = have.next(limits.max_have_ranges - have_ranges, room - bytes) {
+            bytes += digest_len(&d.ranges.to_wire());
+            have_ranges += d.ranges.range_count();
+            frame.have.push(d);
+        }
+        while let Some(d) = want.next(limits.max_want_ranges - want_ranges, room - bytes) {
+            bytes += digest_len(&d.ranges.to_wire());
+            want_ranges += d.ranges.range_count();
+            frame.want.push(d);
+        }
+        frames.push(frame);
+        if have.done() && want.done() {
+            break;
+        }
+    }
+    // `complete` only when the whole digest went in one frame.
+    if pending.complete && frames.len() == 1 {
+        frames[0].complete = true;
+    }
+    frames
+}
+
+fn message_frames(messages: Vec<Envelope>, limits: &FrameLimits) -> Vec<Frame> {
+    let room = limits.max_frame_size.saturating_sub(FRAME_SLACK);
+    let mut frames = Vec::new();
+    let mut frame = Frame::default();
+    let mut bytes = 0;
+    for envelope in messages {
+        let len = envelope_len(&envelope);
+        if !frame.messages.is_empty()
+            && (bytes + len > room || frame.messages.len() >= limits.max_messages)
+        {
+            frames.push(std::mem::take(&mut frame));
+            bytes = 0;
+        }
+        bytes += len;
+        frame.messages.push(envelope);
+    }
+    if !frame.messages.is_empty() {
+        frames.push(frame);
+    }
+    frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    #[test]
+    fn size_estimates_match_the_encoder() {
+        let keys = Keypair::from_seed(&[1; 32]);
+        for (seq, ts, len) in [
+            (1, 0, 0),
+            (u64::MAX, u64::MAX, 300),
+            (7, 1_700_000_000_000, 5),
+        ] {
+            let envelope = Envelope::sign(&keys, seq, ts, vec![9u8; len]).unwrap();
+            let frame = Frame {
+                messages: vec![envelope.clone()],
+                ..Frame::default()
+            };
+            assert_eq!(envelope_len(&envelope), frame.encoded_len());
+        }
+        let ranges = RangeSet::from_wire(&[1, 5, 9, u64::MAX]).unwrap();
+        let frame = Frame {
+            have: vec![Digest {
+                author: keys.public(),
+                ranges: ranges.clone(),
+            }],
+            ..Frame::default()
+        };
+        assert_eq!(digest_len(&ranges.to_wire()), frame.encoded_len());
+    }
+
+    #[test]
+    fn a_digest_too_big_for_one_frame_is_split_and_not_complete() {
+        let limits = FrameLimits {
+            max_frame_size: 300,
+            max_messages: 2,
+            max_have_ranges: 10,
+            max_want_ranges: 10,
+        };
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let ranges: RangeSet = (1..=100u64).map(|i| i * 2).collect();
+        let mut outbox = Outbox::new();
+        outbox.complete(
+            &0u8,
+            vec![Digest {
+                author,
+                ranges: ranges.clone(),
+            }],
+        );
+        let mut out = VecDeque::new();
+        outbox.flush(&limits, &mut out);
+        let mut union = RangeSet::new();
+        for output in out {
+            let Output::Send { frame, .. } = output else {
+                panic!()
+            };
+            assert!(!frame.complete);
+            assert!(frame.encoded_len() <= limits.max_frame_size);
+            let decoded = Frame::decode(&frame.encode(), &limits).unwrap();
+            for d in decoded.have {
+                union.union_with(&d.ranges);
+            }
+        }
+        assert_eq!(union, ranges);
+    }
+}

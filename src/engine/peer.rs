@@ -1,0 +1,111 @@
+//! What a node believes about one connected peer: the ids the peer knows, the ids announced
+//! to it, and the ids asked of it. Everything here is bounded: knowledge is kept only for
+//! tracked authors and capped in ranges (forgetting only costs a duplicate), and outstanding
+//! wants are capped at one frame's worth of ranges.
+
+use crate::keys::PublicKey;
+use crate::ranges::RangeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Ids per author.
+pub(crate) type IdSets = BTreeMap<PublicKey, RangeSet>;
+
+#[derive(Debug, Default)]
+pub(crate) struct Peer {
+    /// Ids the peer knows: from its digests, from what it sent, from what was sent to it.
+    pub(crate) has: IdSets,
+    /// Ids announced to the peer in `have` (so a round does not announce them again).
+    pub(crate) announced: IdSets,
+    /// Ids asked of the peer and not yet received.
+    pub(crate) asked: IdSets,
+    /// When to ask again (or ask elsewhere), if anything is asked.
+    pub(crate) ask_deadline: Option<u64>,
+    /// How many times the current wants were sent.
+    pub(crate) ask_attempts: u32,
+    /// Authors whose held ids the next round must compare with what the peer knows.
+    pub(crate) dirty: BTreeSet<PublicKey>,
+    /// Whether the peer's first frame has arrived (before it, rounds skip the peer: its
+    /// complete digest is on its way and would make announcements redundant).
+    pub(crate) synced: bool,
+}
+
+impl Peer {
+    pub(crate) fn knows(&self, author: &PublicKey, sequence: u64) -> bool {
+        self.has.get(author).is_some_and(|r| r.contains(sequence))
+    }
+
+    /// Records ids the peer knows, within `max_authors` authors and `max_ranges` per author.
+    pub(crate) fn learn(
+        &mut self,
+        author: &PublicKey,
+        ranges: &RangeSet,
+        max_authors: usize,
+        max_ranges: usize,
+    ) {
+        add(&mut self.has, author, ranges, max_authors, max_ranges);
+    }
+
+    pub(crate) fn learn_one(&mut self, author: &PublicKey, sequence: u64, limits: (usize, usize)) {
+        self.learn(
+            author,
+            &RangeSet::from_range(sequence, sequence),
+            limits.0,
+            limits.1,
+        );
+    }
+
+    pub(crate) fn announce(
+        &mut self,
+        author: &PublicKey,
+        ranges: &RangeSet,
+        max_authors: usize,
+        max_ranges: usize,
+    ) {
+        add(&mut self.announced, author, ranges, max_authors, max_ranges);
+    }
+
+    /// Forgets that the peer knows these ids, or was told of them (a frame to it was lost).
+    pub(crate) fn forget(&mut self, author: &PublicKey, ranges: &RangeSet) {
+        for sets in [&mut self.has, &mut self.announced] {
+            if let Some(set) = sets.get_mut(author) {
+                for (s, e) in ranges.ranges() {
+                    set.remove_range(s, e);
+                }
+            }
+        }
+        self.dirty.insert(*author);
+    }
+
+    /// How many ranges are outstanding in wants.
+    pub(crate) fn asked_ranges(&self) -> usize {
+        self.asked.values().map(RangeSet::range_count).sum()
+    }
+
+    /// Drops received ids from the outstanding wants. Returns whether any were outstanding.
+    pub(crate) fn received(&mut self, author: &PublicKey, sequence: u64) -> bool {
+        let Some(asked) = self.asked.get_mut(author) else {
+            return false;
+        };
+        if !asked.contains(sequence) {
+            return false;
+        }
+        asked.remove_range(sequence, sequence);
+        if asked.is_empty() {
+            self.asked.remove(author);
+        }
+        if self.asked.is_empty() {
+            self.ask_deadline = None;
+            self.ask_attempts = 0;
+        }
+        true
+    }
+}
+
+fn add(sets: &mut IdSets, author: &PublicKey, ranges: &RangeSet, max_authors: usize, max: usize) {
+    if ranges.is_empty() || (!sets.contains_key(author) && sets.len() >= max_authors) {
+        return;
+    }
+    let set = sets.entry(*author).or_default();
+    set.union_with(ranges);
+    set.forget_lowest(max);
+}

@@ -1,0 +1,238 @@
+//! The typed [`Frame`]: what one length-prefixed protobuf `Frame` carries once every
+//! structural rule of DESIGN §2 and every per-frame limit has been checked.
+
+use crate::envelope::{Envelope, EnvelopeError};
+use crate::keys::PublicKey;
+use crate::proto;
+use crate::ranges::{RangeError, RangeSet};
+use prost::Message as _;
+use prost::bytes::Bytes;
+use std::fmt;
+
+/// One author's sequences: "I know these" in `have`, "send me these" in `want`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    /// The author.
+    pub author: PublicKey,
+    /// Its sequences.
+    pub ranges: RangeSet,
+}
+
+/// A frame, checked: envelopes have the right field lengths and a non-zero sequence (their
+/// signatures are not yet verified), digests are well formed, and the counts are within
+/// [`FrameLimits`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// Full messages (push).
+    pub messages: Vec<Envelope>,
+    /// Ids the sender knows (lazy push, catch-up).
+    pub have: Vec<Digest>,
+    /// Ids the sender asks for (pull).
+    pub want: Vec<Digest>,
+    /// `have` lists every id the sender knows, of every author.
+    pub complete: bool,
+}
+
+/// Per-frame limits a receiver enforces. A frame over any of them is a protocol violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Largest frame body, in bytes (the length prefix's value).
+    pub max_frame_size: usize,
+    /// Most envelopes in one frame.
+    pub max_messages: usize,
+    /// Most ranges over all `have` digests of one frame.
+    pub max_have_ranges: usize,
+    /// Most ranges over all `want` digests of one frame.
+    pub max_want_ranges: usize,
+}
+
+impl Frame {
+    /// Whether the frame carries nothing (and is not complete).
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.have.is_empty() && self.want.is_empty() && !self.complete
+    }
+
+    /// The canonical protobuf body (without the length prefix).
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+
+    /// The size of [`Frame::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        self.to_proto().encoded_len()
+    }
+
+    /// Decodes a frame body and checks it against DESIGN §2 and `limits`.
+    pub fn decode(body: &[u8], limits: &FrameLimits) -> Result<Frame, FrameError> {
+        if body.len() > limits.max_frame_size {
+            return Err(FrameError::TooLarge {
+                len: body.len() as u64,
+                max: limits.max_frame_size,
+            });
+        }
+        let raw = proto::Frame::decode(body).map_err(FrameError::Decode)?;
+        Frame::from_proto(raw, limits)
+    }
+
+    fn from_proto(raw: proto::Frame, limits: &FrameLimits) -> Result<Frame, FrameError> {
+        if raw.messages.len() > limits.max_messages {
+            return Err(FrameError::TooMany {
+                what: "messages",
+                count: raw.messages.len(),
+                max: limits.max_messages,
+            });
+        }
+        let messages = raw
+            .messages
+            .into_iter()
+            .enumerate()
+            .map(|(index, e)| {
+                Envelope::try_from(e).map_err(|error| FrameError::Envelope { index, error })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Frame {
+            messages,
+            have: digests(raw.have, "have", limits.max_have_ranges)?,
+            want: digests(raw.want, "want", limits.max_want_ranges)?,
+            complete: raw.complete,
+        })
+    }
+
+    fn to_proto(&self) -> proto::Frame {
+        let digest = |d: &Digest| proto::Digest {
+            author: Bytes::copy_from_slice(d.author.as_bytes()),
+            ranges: d.ranges.to_wire(),
+        };
+        proto::Frame {
+            messages: self.messages.iter().map(Envelope::to_proto).collect(),
+            have: self.have.iter().map(digest).collect(),
+            want: self.want.iter().map(digest).collect(),
+            complete: self.complete,
+        }
+    }
+}
+
+fn digests(
+    raw: Vec<proto::Digest>,
+    field: &'static str,
+    max_ranges: usize,
+) -> Result<Vec<Digest>, FrameError> {
+    let total: usize = raw.iter().map(|d| d.ranges.len() / 2).sum();
+    if total > max_ranges {
+        return Err(FrameError::TooMany {
+            what: field,
+            count: total,
+            max: max_ranges,
+        });
+    }
+    raw.into_iter()
+        .map(|d| {
+            let author: [u8; 32] =
+                d.author[..]
+                    .try_into()
+                    .map_err(|_| FrameError::DigestAuthorLength {
+                        field,
+                        actual: d.author.len(),
+                    })?;
+            let ranges = RangeSet::from_wire(&d.ranges)
+                .map_err(|error| FrameError::Ranges { field, error })?;
+            Ok(Digest {
+                author: PublicKey::from_bytes(author),
+                ranges,
+            })
+        })
+        .collect()
+}
+
+/// Why a frame was refused. Every variant except [`FrameError::Io`] is a protocol violation
+/// by the sender (DESIGN §2): the receiver closes the connection and reports the peer.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The length prefix claims more than `max_frame_size` bytes.
+    TooLarge {
+        /// The claimed length (at least this much, when refused before the prefix ended).
+        len: u64,
+        /// The receiver's `max_frame_size`.
+        max: usize,
+    },
+    /// The length prefix is not minimally encoded (a multi-byte prefix ending in `00`).
+    NonMinimalPrefix,
+    /// The length prefix does not fit in 64 bits.
+    PrefixOverflow,
+    /// The body is not a protobuf `Frame`.
+    Decode(prost::DecodeError),
+    /// An envelope has a wrong field length or sequence 0.
+    Envelope {
+        /// Its position in `messages`.
+        index: usize,
+        /// What is wrong with it.
+        error: EnvelopeError,
+    },
+    /// A digest's author is not 32 bytes.
+    DigestAuthorLength {
+        /// `have` or `want`.
+        field: &'static str,
+        /// The author's length.
+        actual: usize,
+    },
+    /// A digest's ranges are malformed.
+    Ranges {
+        /// `have` or `want`.
+        field: &'static str,
+        /// What is wrong with them.
+        error: RangeError,
+    },
+    /// The frame carries more entries than the receiver accepts in one frame.
+    TooMany {
+        /// `messages`, `have` (ranges) or `want` (ranges).
+        what: &'static str,
+        /// How many it carries.
+        count: usize,
+        /// The receiver's limit.
+        max: usize,
+    },
+    /// The stream failed or ended inside a frame (not a violation).
+    Io(std::io::Error),
+}
+
+impl FrameError {
+    /// Whether this is a protocol violation by the sender (everything but I/O).
+    pub fn is_violation(&self) -> bool {
+        !matches!(self, FrameError::Io(_))
+    }
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLarge { len, max } => {
+                write!(f, "frame length {len} exceeds max_frame_size {max}")
+            }
+            FrameError::NonMinimalPrefix => write!(f, "frame length prefix is not minimal"),
+            FrameError::PrefixOverflow => write!(f, "frame length prefix overflows 64 bits"),
+            FrameError::Decode(e) => write!(f, "frame does not decode: {e}"),
+            FrameError::Envelope { index, error } => write!(f, "message {index}: {error}"),
+            FrameError::DigestAuthorLength { field, actual } => {
+                write!(f, "{field} digest author is {actual} bytes, expected 32")
+            }
+            FrameError::Ranges { field, error } => write!(f, "{field} digest: {error}"),
+            FrameError::TooMany { what, count, max } => {
+                write!(f, "frame carries {count} {what} entries, limit {max}")
+            }
+            FrameError::Io(e) => write!(f, "stream error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Decode(e) => Some(e),
+            FrameError::Envelope { error, .. } => Some(error),
+            FrameError::Ranges { error, .. } => Some(error),
+            FrameError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! # secure-gossip
+//!
+//! Signed epidemic broadcast for any libp2p swarm. Any node publishes a message; it reaches
+//! every node of the connected network; every message is signed with its author's ed25519
+//! key, so no relay can forge, alter, replay or censor it.
+//!
+//! - Every envelope is signed over `author ‖ sequence ‖ timestamp ‖ payload` and checked
+//!   with strict ed25519 verification, so all nodes accept exactly the same messages.
+//! - A message is delivered to the application once per node, never to its own author.
+//! - New messages are pushed at once to peers not known to have them; periodic rounds
+//!   announce (`have`) what a peer may lack and the peer pulls it (`want`). An idle network
+//!   sends nothing.
+//! - On every new connection the two sides exchange digests of every id they know, so a
+//!   peer that connects later receives what was published before (within retention).
+//! - Every quantity a remote peer controls is bounded by [`Config`].
+//!
+//! ```no_run
+//! use libp2p::swarm::NetworkBehaviour;
+//! use secure_gossip::{Behaviour, Config, Event, Keypair};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let keys = Keypair::generate();
+//! let config = Config::builder()
+//!     .gossip_interval(Some(Duration::from_millis(100)))
+//!     .eager_push(true)
+//!     .build()?;
+//! let mut gossip = Behaviour::new(keys, config);
+//! let id = gossip.publish(b"hello world".to_vec())?;
+//! println!("published {id}");
+//! // Add `gossip` to your swarm's behaviour; `SwarmEvent::Behaviour(Event::Message { .. })`
+//! // then brings each message from other authors once.
+//! # Ok(()) }
+//! ```
+//!
+//! The protocol itself lives in the sans-IO [`engine`]; [`Behaviour`] and its handler only
+//! move bytes and time. The wire format is specified in `docs/PROTOCOL.md`.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod behaviour;
+pub mod codec;
+mod config;
+pub mod engine;
+mod envelope;
+mod frame;
+mod handler;
+mod keys;
+mod ranges;
+
+/// The prost types of `proto/secure_gossip.proto` (package `secure_gossip.v1`).
+#[allow(missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/secure_gossip.v1.rs"));
+}
+
+pub use behaviour::{Behaviour, Event};
+pub use config::{Config, ConfigBuilder, ConfigError};
+pub use engine::{PublishError, Stats, Violation};
+pub use envelope::{Envelope, EnvelopeError, Message, MessageId, SIGNING_CONTEXT};
+pub use frame::{Digest, Frame, FrameError, FrameLimits};
+pub use handler::{Handler, HandlerEvent, HandlerIn, PROTOCOL_NAME};
+pub use keys::{KeyError, Keypair, PublicKey};
+pub use prost::bytes::Bytes;
+pub use ranges::{RangeError, RangeSet};

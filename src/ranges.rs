@@ -1,0 +1,352 @@
+//! Sets of sequence numbers as sorted, disjoint, non-adjacent inclusive ranges.
+//!
+//! An author's sequences form long contiguous runs (one run per process lifetime, see
+//! DESIGN §2), so a [`RangeSet`] of the ids a node knows is a handful of pairs however many
+//! messages it covers. This is the wire form of [`Digest`](crate::frame::Digest) ranges too.
+
+use std::fmt;
+
+/// Why a list of wire ranges is not a valid [`RangeSet`] (DESIGN §2: a protocol violation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RangeError {
+    /// The list has an odd number of values, so the last range has no end.
+    OddCount {
+        /// How many values the list has.
+        len: usize,
+    },
+    /// A range contains sequence 0, which no message can have.
+    Zero,
+    /// A range starts after it ends.
+    StartAfterEnd {
+        /// The range's start.
+        start: u64,
+        /// The range's end.
+        end: u64,
+    },
+    /// A range does not start at least two past the end of the previous one: the ranges are
+    /// unsorted, overlap, or touch (adjacent ranges must be merged).
+    NotSeparated {
+        /// The previous range's end.
+        previous_end: u64,
+        /// The next range's start.
+        start: u64,
+    },
+}
+
+impl fmt::Display for RangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RangeError::OddCount { len } => write!(f, "odd number of range values ({len})"),
+            RangeError::Zero => write!(f, "range contains sequence 0"),
+            RangeError::StartAfterEnd { start, end } => {
+                write!(f, "range starts after it ends ({start} > {end})")
+            }
+            RangeError::NotSeparated {
+                previous_end,
+                start,
+            } => write!(
+                f,
+                "range starting at {start} is unsorted, overlapping or adjacent to the previous \
+                 one ending at {previous_end}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RangeError {}
+
+/// A set of `u64` values (never 0) stored as sorted, disjoint, non-adjacent inclusive ranges.
+///
+/// The invariant holds after every operation, so [`RangeSet::to_wire`] always produces a list
+/// that [`RangeSet::from_wire`] accepts.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct RangeSet {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl fmt::Debug for RangeSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.ranges.iter().map(|(s, e)| s..=e))
+            .finish()
+    }
+}
+
+impl RangeSet {
+    /// The empty set.
+    pub const fn new() -> Self {
+        RangeSet { ranges: Vec::new() }
+    }
+
+    /// The set `start..=end`. Empty when `start > end`; a 0 start is raised to 1.
+    pub fn from_range(start: u64, end: u64) -> Self {
+        let mut set = RangeSet::new();
+        set.insert_range(start, end);
+        set
+    }
+
+    /// Parses the wire form: inclusive pairs `start0, end0, start1, end1, ...`, checked as
+    /// DESIGN §2 requires (even count, no 0, start <= end, sorted, disjoint, non-adjacent).
+    pub fn from_wire(values: &[u64]) -> Result<Self, RangeError> {
+        if !values.len().is_multiple_of(2) {
+            return Err(RangeError::OddCount { len: values.len() });
+        }
+        let mut ranges = Vec::with_capacity(values.len() / 2);
+        let mut previous_end: Option<u64> = None;
+        for pair in values.chunks_exact(2) {
+            let (start, end) = (pair[0], pair[1]);
+            if start == 0 {
+                return Err(RangeError::Zero);
+            }
+            if start > end {
+                return Err(RangeError::StartAfterEnd { start, end });
+            }
+            if let Some(previous_end) = previous_end {
+                // `start` must be at least `previous_end + 2`.
+                if start <= previous_end.saturating_add(1) {
+                    return Err(RangeError::NotSeparated {
+                        previous_end,
+                        start,
+                    });
+                }
+            }
+            previous_end = Some(end);
+            ranges.push((start, end));
+        }
+        Ok(RangeSet { ranges })
+    }
+
+    /// The wire form: inclusive pairs, flattened.
+    pub fn to_wire(&self) -> Vec<u64> {
+        self.ranges.iter().flat_map(|&(s, e)| [s, e]).collect()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The number of ranges (not of values).
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// The number of values, saturating at `u64::MAX`.
+    pub fn len(&self) -> u64 {
+        self.ranges
+            .iter()
+            .fold(0u64, |n, &(s, e)| n.saturating_add(e - s).saturating_add(1))
+    }
+
+    /// The ranges, ascending.
+    pub fn ranges(&self) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
+        self.ranges.iter().copied()
+    }
+
+    /// The largest value, if any.
+    pub fn last(&self) -> Option<u64> {
+        self.ranges.last().map(|&(_, e)| e)
+    }
+
+    /// Whether `value` is in the set.
+    pub fn contains(&self, value: u64) -> bool {
+        // First range whose end is >= value.
+        let i = self.ranges.partition_point(|&(_, e)| e < value);
+        self.ranges.get(i).is_some_and(|&(s, _)| s <= value)
+    }
+
+    /// Adds `value`; returns whether it was new. 0 is ignored.
+    pub fn insert(&mut self, value: u64) -> bool {
+        if value == 0 || self.contains(value) {
+            return false;
+        }
+        self.insert_range(value, value);
+        true
+    }
+
+    /// Adds `start..=end` (0 is never added), merging touching ranges.
+    pub fn insert_range(&mut self, start: u64, end: u64) {
+        let start = start.max(1);
+        if start > end {
+            return;
+        }
+        // Ranges that overlap or touch [start, end] form one contiguous block [lo, hi).
+        let lo = self
+            .ranges
+            .partition_point(|&(_, e)| e.saturating_add(1) < start);
+        let hi = self
+            .ranges
+            .partition_point(|&(s, _)| s <= end.saturating_add(1));
+        let (mut new_start, mut new_end) = (start, end);
+        if lo < hi {
+            new_start = new_start.min(self.ranges[lo].0);
+            new_end = new_end.max(self.ranges[hi - 1].1);
+        }
+        self.ranges.splice(lo..hi, [(new_start, new_end)]);
+    }
+
+    /// Adds every value of `other`.
+    pub fn union_with(&mut self, other: &RangeSet) {
+        if self.ranges.is_empty() {
+            self.ranges.clone_from(&other.ranges);
+            return;
+        }
+        for (s, e) in other.ranges() {
+            self.insert_range(s, e);
+        }
+    }
+
+    /// Removes `start..=end`.
+    pub fn remove_range(&mut self, start: u64, end: u64) {
+        if start > end {
+            return;
+        }
+        let lo = self.ranges.partition_point(|&(_, e)| e < start);
+        let hi = self.ranges.partition_point(|&(s, _)| s <= end);
+        if lo >= hi {
+            return;
+        }
+        let mut keep = Vec::with_capacity(2);
+        let (first_start, _) = self.ranges[lo];
+        let (_, last_end) = self.ranges[hi - 1];
+        if first_start < start {
+            keep.push((first_start, start - 1));
+        }
+        if last_end > end {
+            keep.push((end + 1, last_end));
+        }
+        self.ranges.splice(lo..hi, keep);
+    }
+
+    /// The values of `self` that are not in `other`.
+    pub fn difference(&self, other: &RangeSet) -> RangeSet {
+        let mut out = Vec::new();
+        let mut j = 0;
+        for &(mut s, e) in &self.ranges {
+            while j < other.ranges.len() && other.ranges[j].1 < s {
+                j += 1;
+            }
+            // `s..=e` still to emit, unless covered to its end.
+            let mut covered = false;
+            let mut k = j;
+            while let Some(&(os, oe)) = other.ranges.get(k).filter(|(os, _)| *os <= e) {
+                if os > s {
+                    out.push((s, os - 1));
+                }
+                if oe >= e {
+                    covered = true;
+                    break;
+                }
+                s = oe + 1;
+                k += 1;
+            }
+            if !covered {
+                out.push((s, e));
+            }
+        }
+        RangeSet { ranges: out }
+    }
+
+    /// The values in both sets.
+    pub fn intersection(&self, other: &RangeSet) -> RangeSet {
+        let (mut i, mut j) = (0, 0);
+        let mut out = Vec::new();
+        while i < self.ranges.len() && j < other.ranges.len() {
+            let (a, b) = (self.ranges[i], other.ranges[j]);
+            let (s, e) = (a.0.max(b.0), a.1.min(b.1));
+            if s <= e {
+                out.push((s, e));
+            }
+            if a.1 < b.1 { i += 1 } else { j += 1 }
+        }
+        RangeSet { ranges: out }
+    }
+
+    /// Keeps at most `max` ranges by merging the lowest ranges together (filling the gaps
+    /// between them). Returns whether anything was filled.
+    pub(crate) fn fill_lowest_gaps(&mut self, max: usize) -> bool {
+        let max = max.max(1);
+        if self.ranges.len() <= max {
+            return false;
+        }
+        let excess = self.ranges.len() - max;
+        let merged = (self.ranges[0].0, self.ranges[excess].1);
+        self.ranges.splice(0..=excess, [merged]);
+        true
+    }
+
+    /// Keeps at most `max` ranges by dropping the lowest ones. Returns whether anything went.
+    pub(crate) fn forget_lowest(&mut self, max: usize) -> bool {
+        if self.ranges.len() <= max {
+            return false;
+        }
+        let excess = self.ranges.len() - max;
+        self.ranges.drain(..excess);
+        true
+    }
+}
+
+impl FromIterator<u64> for RangeSet {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let mut set = RangeSet::new();
+        for v in iter {
+            set.insert(v);
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn wire_form_rejects_every_malformed_list() {
+        assert_eq!(
+            RangeSet::from_wire(&[1, 5, 7]),
+            Err(RangeError::OddCount { len: 3 })
+        );
+        assert_eq!(RangeSet::from_wire(&[0, 5]), Err(RangeError::Zero));
+        assert_eq!(
+            RangeSet::from_wire(&[5, 1]),
+            Err(RangeError::StartAfterEnd { start: 5, end: 1 })
+        );
+        for bad in [[7, 9, 1, 3], [1, 5, 4, 9], [1, 5, 6, 9], [1, 5, 5, 9]] {
+            assert!(
+                matches!(
+                    RangeSet::from_wire(&bad),
+                    Err(RangeError::NotSeparated { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let max = RangeSet::from_wire(&[1, u64::MAX]).unwrap();
+        assert_eq!(max.len(), u64::MAX);
+        assert!(max.contains(u64::MAX));
+        assert!(RangeSet::from_wire(&[1, 5, 7, 7, 10, 20]).is_ok());
+    }
+
+    #[test]
+    fn extremes_do_not_overflow() {
+        let mut set = RangeSet::from_range(u64::MAX - 1, u64::MAX);
+        set.insert_range(1, u64::MAX - 3);
+        assert_eq!(set.range_count(), 2);
+        set.insert(u64::MAX - 2);
+        assert_eq!(set.to_wire(), vec![1, u64::MAX]);
+        assert!(set.difference(&set).is_empty());
+        set.remove_range(u64::MAX, u64::MAX);
+        assert_eq!(set.last(), Some(u64::MAX - 1));
+        assert!(!set.insert(0));
+    }
+
+    #[test]
+    fn caps_keep_the_newest_ranges() {
+        let mut set: RangeSet = [1, 3, 5, 7, 9].into_iter().collect();
+        assert!(set.clone().fill_lowest_gaps(3));
+        let mut filled = set.clone();
+        filled.fill_lowest_gaps(3);
+        assert_eq!(filled.to_wire(), vec![1, 5, 7, 7, 9, 9]);
+        set.forget_lowest(2);
+        assert_eq!(set.to_wire(), vec![7, 7, 9, 9]);
+    }
+}

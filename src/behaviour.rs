@@ -199,7 +199,7 @@ impl Behaviour {
         if connections.is_empty() {
             self.connections.remove(&peer_id);
             self.unsupported.remove(&peer_id);
-            self.engine.disconnect(&peer_id);
+            self.engine.disconnect(&peer_id, self.clock.now());
         } else if was_active && !self.unsupported.contains(&peer_id) {
             // The next connection carries on, starting with a complete digest.
             self.engine.connect(peer_id, self.clock.now());
@@ -245,7 +245,7 @@ impl Behaviour {
 
     fn report_violation(&mut self, peer: PeerId, violation: Violation) {
         tracing::warn!(%peer, %violation, "protocol violation, closing connection");
-        self.engine.disconnect(&peer);
+        self.engine.disconnect(&peer, self.clock.now());
         self.events.push_back(ToSwarm::CloseConnection {
             peer_id: peer,
             connection: CloseConnection::All,
@@ -351,7 +351,7 @@ impl NetworkBehaviour for Behaviour {
                     .and_then(|c| c.first())
                     .is_some_and(|c| *c == connection);
                 if active {
-                    self.engine.disconnect(&peer);
+                    self.engine.disconnect(&peer, self.clock.now());
                 }
                 if self.unsupported.insert(peer) {
                     tracing::debug!(%peer, "peer does not speak the protocol");

@@ -48,6 +48,7 @@ mod frame;
 mod handler;
 mod keys;
 mod ranges;
+pub mod sim;
 
 /// The prost types of `proto/secure_gossip.proto` (package `secure_gossip.v1`).
 #[allow(missing_docs)]

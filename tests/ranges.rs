@@ -1,9 +1,7 @@
 //! Property tests of `RangeSet` against a plain `BTreeSet` model, over many seeds.
 
-mod common;
-
-use common::rng::Rng;
 use secure_gossip::RangeSet;
+use secure_gossip::sim::Rng;
 use std::collections::BTreeSet;
 
 fn random_set(rng: &mut Rng, universe: u64) -> (RangeSet, BTreeSet<u64>) {

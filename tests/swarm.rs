@@ -2,11 +2,12 @@
 
 mod common;
 
-use common::rng::{Rng, seed_from_env};
+use common::seed_from_env;
 use common::swarm::{Node, NodeEvent, connect, listen, new_swarm};
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{identify, ping};
+use secure_gossip::sim::Rng;
 use secure_gossip::{Behaviour, Config, Event, Keypair, MessageId};
 use std::collections::HashSet;
 

@@ -271,9 +271,13 @@ impl<P: Clone + Ord> Engine<P> {
         self.flush();
     }
 
-    /// The connection to `peer` is gone.
-    pub fn disconnect(&mut self, peer: &P) {
-        self.peers.remove(peer);
+    /// The connection to `peer` is gone. What was asked of it is asked of other peers known
+    /// to have it.
+    pub fn disconnect(&mut self, peer: &P, now: Millis) {
+        if let Some(state) = self.peers.remove(peer) {
+            self.ask_elsewhere(state.asked, now);
+            self.flush();
+        }
     }
 
     /// Signs and stores a new message, and pushes it to every peer at once when
@@ -668,25 +672,34 @@ impl<P: Clone + Ord> Engine<P> {
             let abandoned = std::mem::take(&mut state.asked);
             state.ask_deadline = None;
             state.ask_attempts = 0;
-            for (author, mut ids) in abandoned {
-                for (other, s) in &mut self.peers {
-                    if *other == peer || ids.is_empty() {
-                        continue;
-                    }
-                    let Some(has) = s.has.get(&author) else {
-                        continue;
-                    };
-                    let take = ids.intersection(has);
-                    if take.is_empty() {
-                        continue;
-                    }
-                    ids = ids.difference(&take);
-                    self.outbox.want(other, &author, &take);
-                    s.asked.entry(author).or_default().union_with(&take);
-                    if s.ask_deadline.is_none() {
-                        s.ask_deadline = Some(now.saturating_add(timeout));
-                        s.ask_attempts = 1;
-                    }
+            self.ask_elsewhere(abandoned, now);
+        }
+    }
+
+    /// Asks the ids of `abandoned` of the connected peers known to have them.
+    fn ask_elsewhere(&mut self, abandoned: peer::IdSets, now: Millis) {
+        let timeout = millis(self.config.want_timeout);
+        for (author, mut ids) in abandoned {
+            if let Some(known) = self.store.known(&author) {
+                ids = ids.difference(known);
+            }
+            for (peer, state) in &mut self.peers {
+                if ids.is_empty() {
+                    break;
+                }
+                let Some(has) = state.has.get(&author) else {
+                    continue;
+                };
+                let take = ids.intersection(has);
+                if take.is_empty() {
+                    continue;
+                }
+                ids = ids.difference(&take);
+                self.outbox.want(peer, &author, &take);
+                state.asked.entry(author).or_default().union_with(&take);
+                if state.ask_deadline.is_none() {
+                    state.ask_deadline = Some(now.saturating_add(timeout));
+                    state.ask_attempts = 1;
                 }
             }
         }

@@ -1,5 +1,13 @@
-//! Shared test support: a seeded generator, the swarm harness and the simulator.
+//! Shared test support: seeds and the swarm harness.
 #![allow(dead_code)]
 
-pub mod rng;
 pub mod swarm;
+
+/// The seed for a test: `SEED` from the environment if set, else `default`. Tests print it,
+/// so a failure can be replayed with `SEED=<n> cargo test <name>`.
+pub fn seed_from_env(default: u64) -> u64 {
+    std::env::var("SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

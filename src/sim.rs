@@ -1,0 +1,664 @@
+//! A deterministic simulator of many [`Engine`]s in one thread: no sockets, no clock.
+//!
+//! Nodes are joined by links with a fixed, seeded latency; frames on a link arrive in order
+//! after that latency. Faults:
+//! - **loss**: each frame is lost with probability `loss`. A reliable stream never loses one
+//!   frame alone, so a lost frame breaks its link, as a transport failure would: everything in
+//!   flight on it is gone, both ends see the disconnect, and the link is re-dialled after
+//!   `redial` (both ends then exchange complete digests);
+//! - **partitions**: links across a cut go down until healed;
+//! - **churn**: nodes leave and come back, with their state or as a fresh engine.
+//!
+//! Everything random comes from one [`Rng`] seeded by [`SimConfig::seed`]: the same seed
+//! replays the same run. [`Simulation::report`] gives delivery ratio, duplicate deliveries,
+//! RMR, the last delivery's hop count and the bytes sent.
+
+use crate::config::Config;
+use crate::engine::{Engine, Millis, Output};
+use crate::envelope::MessageId;
+use crate::frame::Frame;
+use crate::keys::{Keypair, PublicKey};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::fmt;
+
+/// SplitMix64: a tiny seeded generator for simulations and tests (not for keys).
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator that replays the same sequence for the same seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// An index in `0..n` (`n > 0`).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
+
+    /// `true` with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && ((self.next_u64() >> 11) as f64) < p * (1u64 << 53) as f64
+    }
+}
+
+/// The shape of a simulation.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Average number of links per node (a random spanning tree plus random extra links).
+    pub degree: usize,
+    /// Each link's one-way latency is drawn once from this range (milliseconds).
+    pub latency: (Millis, Millis),
+    /// Probability that a frame is lost (and its link broken and re-dialled).
+    pub loss: f64,
+    /// How long a broken link stays down before it is re-dialled.
+    pub redial: Millis,
+    /// Every node's engine config.
+    pub engine: Config,
+    /// The seed of everything random.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            nodes: 100,
+            degree: 6,
+            latency: (10, 100),
+            loss: 0.0,
+            redial: 500,
+            engine: Config::default(),
+            seed: 1,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// Nodes in the simulation.
+    pub nodes: usize,
+    /// Messages published.
+    pub messages: usize,
+    /// Deliveries made / deliveries expected (every up node, every retained message of
+    /// another author).
+    pub delivery_ratio: f64,
+    /// Deliveries of a message a node had already delivered (must be 0).
+    pub duplicate_deliveries: u64,
+    /// Deliveries later than the message's `max_age` (must be 0).
+    pub late_deliveries: u64,
+    /// Relative message redundancy: envelope copies received / (messages × (N − 1)) − 1.
+    pub rmr: f64,
+    /// The largest hop count at which any node first received a message.
+    pub last_delivery_hop: u32,
+    /// The longest time from publication to a delivery, in milliseconds.
+    pub last_delivery_ms: Millis,
+    /// Bytes of frames sent (prefix included).
+    pub bytes: u64,
+    /// Frames sent.
+    pub frames: u64,
+    /// Links broken by loss.
+    pub link_failures: u64,
+    /// Simulated time, in milliseconds.
+    pub elapsed_ms: Millis,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:>6} {:>6} {:>9.4} {:>5} {:>5} {:>7.3} {:>4} {:>8} {:>12} {:>9} {:>6}",
+            self.nodes,
+            self.messages,
+            self.delivery_ratio,
+            self.duplicate_deliveries,
+            self.late_deliveries,
+            self.rmr,
+            self.last_delivery_hop,
+            self.last_delivery_ms,
+            self.bytes,
+            self.frames,
+            self.link_failures
+        )
+    }
+}
+
+impl Report {
+    /// The column names of [`Report`]'s `Display` row.
+    pub const HEADER: &'static str =
+        " nodes   msgs  delivery   dup  late     rmr  hop  last_ms        bytes    frames  fails";
+}
+
+#[derive(Debug)]
+struct Link {
+    latency: Millis,
+    up: bool,
+    /// Bumped whenever the link goes down: frames of an older epoch are lost.
+    epoch: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    Frame {
+        from: usize,
+        to: usize,
+        epoch: u64,
+        frame: Frame,
+    },
+    Redial(usize, usize),
+    Timer(usize),
+}
+
+struct Node {
+    keys: Keypair,
+    engine: Engine<usize>,
+    up: bool,
+    timer: Option<Millis>,
+    /// Hop count at which this node first got each message (0 for its own).
+    hops: HashMap<MessageId, u32>,
+    delivered: HashMap<MessageId, u32>,
+}
+
+struct Published {
+    timestamp: Millis,
+    at: Millis,
+}
+
+/// A running simulation. See the [module docs](self).
+pub struct Simulation {
+    config: SimConfig,
+    rng: Rng,
+    now: Millis,
+    nodes: Vec<Node>,
+    links: BTreeMap<(usize, usize), Link>,
+    /// Nodes on the far side of a partition (links between sides stay down).
+    side: Vec<bool>,
+    queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
+    events: HashMap<usize, Event>,
+    next_event: usize,
+    sequence: u64,
+    published: BTreeMap<MessageId, Published>,
+    report: Report,
+}
+
+/// The simulated start time: 2025-01-01, so timestamps look like real ones.
+const EPOCH: Millis = 1_735_689_600_000;
+
+impl Simulation {
+    /// Builds the nodes and a random connected topology, and connects every link.
+    pub fn new(config: SimConfig) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let now = EPOCH;
+        let nodes = (0..config.nodes)
+            .map(|_| {
+                let mut seed = [0u8; 32];
+                for chunk in seed.chunks_mut(8) {
+                    chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+                }
+                let keys = Keypair::from_seed(&seed);
+                Node {
+                    engine: Engine::new(keys.clone(), config.engine.clone(), now),
+                    keys,
+                    up: true,
+                    timer: None,
+                    hops: HashMap::new(),
+                    delivered: HashMap::new(),
+                }
+            })
+            .collect();
+        let mut sim = Simulation {
+            side: vec![false; config.nodes],
+            rng,
+            now,
+            nodes,
+            links: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            events: HashMap::new(),
+            next_event: 0,
+            sequence: 0,
+            published: BTreeMap::new(),
+            report: Report {
+                nodes: config.nodes,
+                ..Report::default()
+            },
+            config,
+        };
+        let n = sim.config.nodes;
+        for i in 1..n {
+            let j = sim.rng.index(i);
+            sim.add_link(i, j);
+        }
+        let target = (n * sim.config.degree / 2).min(n * n.saturating_sub(1) / 2);
+        while sim.links.len() < target {
+            let (a, b) = (sim.rng.index(n), sim.rng.index(n));
+            if a != b {
+                sim.add_link(a, b);
+            }
+        }
+        let keys: Vec<(usize, usize)> = sim.links.keys().copied().collect();
+        for (a, b) in keys {
+            sim.link_up(a, b);
+        }
+        for i in 0..n {
+            sim.schedule_timer(i);
+        }
+        sim
+    }
+
+    fn add_link(&mut self, a: usize, b: usize) {
+        let key = (a.min(b), a.max(b));
+        if self.links.contains_key(&key) {
+            return;
+        }
+        let (lo, hi) = self.config.latency;
+        let latency = lo + self.rng.below(hi.saturating_sub(lo) + 1);
+        self.links.insert(
+            key,
+            Link {
+                latency,
+                up: false,
+                epoch: 0,
+            },
+        );
+    }
+
+    /// The simulated time.
+    pub fn now(&self) -> Millis {
+        self.now
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The engine of node `i`.
+    pub fn engine(&self, i: usize) -> &Engine<usize> {
+        &self.nodes[i].engine
+    }
+
+    /// The author key of node `i`.
+    pub fn author(&self, i: usize) -> PublicKey {
+        self.nodes[i].keys.public()
+    }
+
+    /// Whether node `i` is up.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.nodes[i].up
+    }
+
+    /// Node `i` publishes `payload` (nothing if it is down).
+    pub fn publish(&mut self, i: usize, payload: impl Into<crate::Bytes>) -> Option<MessageId> {
+        if !self.nodes[i].up {
+            return None;
+        }
+        let id = self.nodes[i].engine.publish(payload, self.now).ok()?;
+        self.nodes[i].hops.insert(id, 0);
+        self.published.insert(
+            id,
+            Published {
+                timestamp: self.now,
+                at: self.now,
+            },
+        );
+        self.report.messages += 1;
+        self.drain(i);
+        Some(id)
+    }
+
+    /// Changes the loss probability from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.config.loss = loss;
+    }
+
+    /// Runs a gossip round at node `i` now.
+    pub fn gossip(&mut self, i: usize) {
+        if self.nodes[i].up {
+            self.nodes[i].engine.gossip(self.now);
+            self.drain(i);
+        }
+    }
+
+    /// Splits the network: links between `far` nodes and the others go down until
+    /// [`Simulation::heal`].
+    pub fn partition(&mut self, far: &[usize]) {
+        for &i in far {
+            self.side[i] = true;
+        }
+        let cut: Vec<(usize, usize)> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|&(a, b)| self.side[a] != self.side[b])
+            .collect();
+        for (a, b) in cut {
+            self.link_down(a, b);
+        }
+    }
+
+    /// Ends the partition: the cut links are re-dialled now.
+    pub fn heal(&mut self) {
+        self.side.iter_mut().for_each(|s| *s = false);
+        let down: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(_, l)| !l.up)
+            .map(|(k, _)| *k)
+            .collect();
+        for (a, b) in down {
+            self.link_up(a, b);
+        }
+    }
+
+    /// Node `i` leaves: its links go down.
+    pub fn take_down(&mut self, i: usize) {
+        self.nodes[i].up = false;
+        let links: Vec<(usize, usize)> = self.links_of(i);
+        for (a, b) in links {
+            self.link_down(a, b);
+        }
+    }
+
+    /// Node `i` comes back, with its state or (`keep_state = false`) as a fresh engine with
+    /// the same key, as after a restart without persistence.
+    pub fn bring_up(&mut self, i: usize, keep_state: bool) {
+        if !keep_state {
+            let node = &mut self.nodes[i];
+            node.engine = Engine::new(node.keys.clone(), self.config.engine.clone(), self.now);
+            node.hops.clear();
+            node.delivered.clear();
+        }
+        self.nodes[i].up = true;
+        for (a, b) in self.links_of(i) {
+            self.link_up(a, b);
+        }
+        self.schedule_timer(i);
+    }
+
+    fn links_of(&self, i: usize) -> Vec<(usize, usize)> {
+        self.links
+            .keys()
+            .copied()
+            .filter(|&(a, b)| a == i || b == i)
+            .collect()
+    }
+
+    fn link_down(&mut self, a: usize, b: usize) {
+        let link = self.links.get_mut(&(a, b)).expect("known link");
+        if !link.up {
+            return;
+        }
+        link.up = false;
+        link.epoch += 1;
+        for (x, y) in [(a, b), (b, a)] {
+            if self.nodes[x].up {
+                self.nodes[x].engine.disconnect(&y, self.now);
+                self.drain(x);
+            }
+        }
+    }
+
+    fn link_up(&mut self, a: usize, b: usize) {
+        let can = self.nodes[a].up && self.nodes[b].up && self.side[a] == self.side[b];
+        let link = self.links.get_mut(&(a, b)).expect("known link");
+        if link.up || !can {
+            return;
+        }
+        link.up = true;
+        link.epoch += 1;
+        for (x, y) in [(a, b), (b, a)] {
+            self.nodes[x].engine.connect(y, self.now);
+        }
+        self.drain(a);
+        self.drain(b);
+    }
+
+    fn push(&mut self, at: Millis, event: Event) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.sequence += 1;
+        self.events.insert(id, event);
+        self.queue.push(Reverse((at, self.sequence, id)));
+    }
+
+    fn schedule_timer(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if !node.up {
+            return;
+        }
+        let Some(at) = node.engine.poll_timeout() else {
+            node.timer = None;
+            return;
+        };
+        if node.timer.is_some_and(|t| t <= at) {
+            return;
+        }
+        node.timer = Some(at);
+        self.push(at.max(self.now), Event::Timer(i));
+    }
+
+    /// Takes every output of node `i`: frames go on links, deliveries are recorded.
+    fn drain(&mut self, i: usize) {
+        while let Some(output) = self.nodes[i].engine.poll_output() {
+            match output {
+                Output::Send { peer, frame } => self.send(i, peer, frame),
+                Output::Deliver { message, .. } => {
+                    let node = &mut self.nodes[i];
+                    let count = node.delivered.entry(message.id).or_insert(0);
+                    *count += 1;
+                    if *count > 1 {
+                        self.report.duplicate_deliveries += 1;
+                    }
+                    if message.timestamp + millis(self.config.engine.max_age) < self.now {
+                        self.report.late_deliveries += 1;
+                    }
+                    let hop = node.hops.get(&message.id).copied().unwrap_or(0);
+                    self.report.last_delivery_hop = self.report.last_delivery_hop.max(hop);
+                    if let Some(p) = self.published.get(&message.id) {
+                        self.report.last_delivery_ms =
+                            self.report.last_delivery_ms.max(self.now - p.at);
+                    }
+                }
+                Output::Violation { peer, violation } => {
+                    panic!("node {i}: honest peer {peer} reported: {violation}")
+                }
+                _ => {}
+            }
+        }
+        self.schedule_timer(i);
+    }
+
+    fn send(&mut self, from: usize, to: usize, frame: Frame) {
+        let key = (from.min(to), from.max(to));
+        let Some(link) = self.links.get(&key) else {
+            return;
+        };
+        if !link.up {
+            return;
+        }
+        let len = frame.encoded_len() as u64;
+        self.report.bytes += len + prost::encoding::encoded_len_varint(len) as u64;
+        self.report.frames += 1;
+        if self.rng.chance(self.config.loss) {
+            self.report.link_failures += 1;
+            self.link_down(key.0, key.1);
+            let at = self.now + self.config.redial;
+            self.push(at, Event::Redial(key.0, key.1));
+            return;
+        }
+        let (at, epoch) = (self.now + link.latency, link.epoch);
+        self.push(
+            at,
+            Event::Frame {
+                from,
+                to,
+                epoch,
+                frame,
+            },
+        );
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(Reverse((at, _, id))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        let event = self.events.remove(&id).expect("queued event");
+        match event {
+            Event::Frame {
+                from,
+                to,
+                epoch,
+                frame,
+            } => {
+                let key = (from.min(to), from.max(to));
+                if self.links[&key].epoch != epoch || !self.nodes[to].up {
+                    return true;
+                }
+                self.report.rmr += frame.messages.len() as f64;
+                for envelope in &frame.messages {
+                    let hop = self.nodes[from]
+                        .hops
+                        .get(&envelope.id())
+                        .copied()
+                        .unwrap_or(0);
+                    self.nodes[to].hops.entry(envelope.id()).or_insert(hop + 1);
+                }
+                self.nodes[to].engine.handle_frame(from, frame, self.now);
+                self.drain(to);
+            }
+            Event::Redial(a, b) => self.link_up(a, b),
+            Event::Timer(i) => {
+                if self.nodes[i].timer == Some(at) && self.nodes[i].up {
+                    self.nodes[i].timer = None;
+                    self.nodes[i].engine.handle_timeout(self.now);
+                    self.drain(i);
+                } else if self.nodes[i].timer == Some(at) {
+                    self.nodes[i].timer = None;
+                }
+            }
+        }
+        true
+    }
+
+    /// Runs for `duration` simulated milliseconds.
+    pub fn run_for(&mut self, duration: Millis) {
+        let end = self.now + duration;
+        while self
+            .queue
+            .peek()
+            .is_some_and(|Reverse((at, _, _))| *at <= end)
+        {
+            self.step();
+        }
+        self.now = end;
+    }
+
+    /// Runs until every up node holds every message any up node knows (checked every
+    /// `check_every` ms), or `limit` ms pass. Returns whether it converged.
+    pub fn run_until_converged(&mut self, check_every: Millis, limit: Millis) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if self.missing().is_empty() {
+                return true;
+            }
+            self.run_for(check_every.min(end - self.now));
+        }
+        self.missing().is_empty()
+    }
+
+    /// Messages still within retention that some up node knows.
+    fn live_messages(&self) -> Vec<MessageId> {
+        let max_age = millis(self.config.engine.max_age);
+        self.published
+            .iter()
+            .filter(|(_, p)| p.timestamp + max_age >= self.now)
+            .map(|(id, _)| *id)
+            .filter(|id| {
+                self.nodes
+                    .iter()
+                    .any(|n| n.up && n.engine.message(id).is_some())
+            })
+            .collect()
+    }
+
+    /// `(node, message)` pairs where an up node does not know a live message.
+    pub fn missing(&self) -> Vec<(usize, MessageId)> {
+        let live = self.live_messages();
+        let mut out = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.up {
+                out.extend(
+                    live.iter()
+                        .filter(|id| !node.engine.knows(id))
+                        .map(|id| (i, *id)),
+                );
+            }
+        }
+        out
+    }
+
+    /// The measurements so far. Delivery counts every up node and every live message of
+    /// another author; a node restarted without state counts from its restart.
+    pub fn report(&self) -> Report {
+        let live = self.live_messages();
+        let (mut expected, mut delivered) = (0u64, 0u64);
+        for node in self.nodes.iter().filter(|n| n.up) {
+            let me = node.keys.public();
+            for id in live.iter().filter(|id| id.author != me) {
+                expected += 1;
+                if node.delivered.contains_key(id) {
+                    delivered += 1;
+                }
+            }
+        }
+        let mut report = self.report.clone();
+        report.delivery_ratio = if expected == 0 {
+            1.0
+        } else {
+            delivered as f64 / expected as f64
+        };
+        let n = self.nodes.len().saturating_sub(1).max(1) as f64;
+        report.rmr = if report.messages == 0 {
+            0.0
+        } else {
+            self.report.rmr / (report.messages as f64 * n) - 1.0
+        };
+        report.elapsed_ms = self.now - EPOCH;
+        report
+    }
+
+    /// Checks every engine's invariants (panics on a broken one).
+    pub fn check_invariants(&self) {
+        for node in &self.nodes {
+            node.engine.check_invariants();
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> Millis {
+    d.as_millis() as Millis
+}

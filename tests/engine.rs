@@ -1,0 +1,422 @@
+//! The protocol rules of the sans-IO engine, one scenario each, with engines wired by hand
+//! and time passed in.
+
+use secure_gossip::engine::{Engine, Millis, Output};
+use secure_gossip::{
+    Config, Envelope, Frame, Keypair, Message, MessageId, PublishError, Violation,
+};
+use std::collections::BTreeMap;
+
+const T0: Millis = 1_750_000_000_000;
+
+/// Engines named by small numbers, connected by perfect links; frames move on `pump`.
+struct Net {
+    engines: BTreeMap<u8, Engine<u8>>,
+    delivered: BTreeMap<u8, Vec<Message>>,
+    violations: Vec<(u8, u8, Violation)>,
+    equivocations: Vec<(u8, MessageId)>,
+    frames: Vec<(u8, u8, Frame)>,
+    now: Millis,
+}
+
+impl Net {
+    fn new(configs: &[Config]) -> Net {
+        let engines = configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let keys = Keypair::from_seed(&[i as u8 + 1; 32]);
+                (i as u8, Engine::new(keys, c.clone(), T0))
+            })
+            .collect();
+        Net {
+            engines,
+            delivered: BTreeMap::new(),
+            violations: Vec::new(),
+            equivocations: Vec::new(),
+            frames: Vec::new(),
+            now: T0,
+        }
+    }
+
+    fn uniform(n: usize, config: Config) -> Net {
+        Net::new(&vec![config; n])
+    }
+
+    fn e(&mut self, i: u8) -> &mut Engine<u8> {
+        self.engines.get_mut(&i).unwrap()
+    }
+
+    fn connect(&mut self, a: u8, b: u8) {
+        let now = self.now;
+        self.e(a).connect(b, now);
+        self.e(b).connect(a, now);
+    }
+
+    /// Collects every output into `frames` (in flight) and the records.
+    fn collect(&mut self) {
+        for (&i, engine) in self.engines.iter_mut() {
+            while let Some(output) = engine.poll_output() {
+                match output {
+                    Output::Send { peer, frame } => self.frames.push((i, peer, frame)),
+                    Output::Deliver { message, .. } => {
+                        self.delivered.entry(i).or_default().push(message)
+                    }
+                    Output::Violation { peer, violation } => {
+                        self.violations.push((i, peer, violation))
+                    }
+                    Output::Equivocation { first, .. } => self.equivocations.push((i, first.id())),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Delivers frames until none is in flight. Returns how many moved.
+    fn pump(&mut self) -> usize {
+        let mut moved = 0;
+        loop {
+            self.collect();
+            if self.frames.is_empty() {
+                return moved;
+            }
+            let now = self.now;
+            for (from, to, frame) in std::mem::take(&mut self.frames) {
+                moved += 1;
+                self.e(to).handle_frame(from, frame, now);
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: Millis) {
+        self.now += ms;
+        let now = self.now;
+        for engine in self.engines.values_mut() {
+            engine.handle_timeout(now);
+        }
+    }
+
+    fn got(&self, i: u8) -> Vec<MessageId> {
+        self.delivered
+            .get(&i)
+            .map(|m| m.iter().map(|m| m.id).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn manual() -> Config {
+    Config::builder()
+        .eager_push(false)
+        .gossip_interval(None)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn in_manual_mode_publishing_sends_nothing_and_a_round_moves_the_message() {
+    let mut net = Net::uniform(2, manual());
+    net.connect(0, 1);
+    net.pump(); // the complete digests of the new connection
+    let id = net.e(0).publish(b"x".to_vec(), T0).unwrap();
+    net.collect();
+    assert!(net.frames.is_empty(), "publish sent a frame in manual mode");
+    net.advance(10_000);
+    net.collect();
+    assert!(
+        net.frames.is_empty(),
+        "time alone sent a frame in manual mode"
+    );
+    let now = net.now;
+    net.e(0).gossip(now);
+    net.pump();
+    assert_eq!(net.got(1), vec![id]);
+}
+
+#[test]
+fn a_bad_signature_disconnects_the_sender_but_keeps_what_came_before() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]);
+    let good = Envelope::sign(&author, 1, T0, b"good".to_vec()).unwrap();
+    let real = Envelope::sign(&author, 2, T0, b"real".to_vec()).unwrap();
+    // Flip a payload byte: same id, the signature no longer matches.
+    let mut bytes = real.encode();
+    let last = bytes.iter().rposition(|b| *b == b'l').unwrap();
+    bytes[last] = b'L';
+    let tampered = Envelope::decode(&bytes).unwrap();
+    let frame = Frame {
+        messages: vec![good.clone(), tampered],
+        ..Frame::default()
+    };
+    net.e(1).handle_frame(0, frame, T0);
+    net.collect();
+    assert_eq!(
+        net.got(1),
+        vec![good.id()],
+        "the valid message before the forgery stays"
+    );
+    assert!(matches!(
+        net.violations.as_slice(),
+        [(1, 0, Violation::InvalidSignature { id })] if id.sequence == 2
+    ));
+    assert_eq!(
+        net.e(1).peers().count(),
+        0,
+        "the sender is no longer a peer"
+    );
+}
+
+#[test]
+fn a_known_id_is_dropped_without_verifying_and_a_conflict_proves_equivocation() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]);
+    let first = Envelope::sign(&author, 5, T0, b"one".to_vec()).unwrap();
+    net.e(1).handle_frame(
+        0,
+        Frame {
+            messages: vec![first.clone()],
+            ..Frame::default()
+        },
+        T0,
+    );
+    let verified = net.e(1).stats().verified;
+    // The same envelope again: a duplicate, never verified.
+    net.e(1).handle_frame(
+        0,
+        Frame {
+            messages: vec![first.clone()],
+            ..Frame::default()
+        },
+        T0,
+    );
+    assert_eq!(net.e(1).stats().verified, verified);
+    assert_eq!(net.e(1).stats().duplicates, 1);
+    // A validly signed, different message with the same id: an equivocation, not delivered.
+    let second = Envelope::sign(&author, 5, T0, b"two".to_vec()).unwrap();
+    net.e(1).handle_frame(
+        0,
+        Frame {
+            messages: vec![second],
+            ..Frame::default()
+        },
+        T0,
+    );
+    net.collect();
+    assert_eq!(net.got(1), vec![first.id()]);
+    assert_eq!(net.equivocations, vec![(1, first.id())]);
+    assert!(net.violations.is_empty());
+}
+
+#[test]
+fn an_envelope_outside_the_time_window_is_dropped_quietly_and_not_asked_for() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]);
+    let old = Envelope::sign(&author, 1, T0 - 2 * 3_600_000, b"old".to_vec()).unwrap();
+    let future = Envelope::sign(&author, 2, T0 + 3_600_000, b"future".to_vec()).unwrap();
+    let frame = Frame {
+        messages: vec![old.clone(), future.clone()],
+        ..Frame::default()
+    };
+    net.e(1).handle_frame(0, frame, T0);
+    net.collect();
+    assert!(net.got(1).is_empty());
+    assert!(
+        net.violations.is_empty(),
+        "a clock difference is not a violation"
+    );
+    assert_eq!(net.e(1).stats().out_of_window, 2);
+    assert_eq!(
+        net.e(1).stats().verified,
+        0,
+        "the window is checked before the signature"
+    );
+    assert!(net.e(1).knows(&old.id()) && net.e(1).knows(&future.id()));
+    // Announcing them draws no want.
+    let have = Frame {
+        have: vec![secure_gossip::Digest {
+            author: author.public(),
+            ranges: secure_gossip::RangeSet::from_range(1, 2),
+        }],
+        ..Frame::default()
+    };
+    net.e(1).handle_frame(0, have, T0);
+    net.collect();
+    assert!(net.frames.iter().all(|(_, _, f)| f.want.is_empty()));
+}
+
+#[test]
+fn a_late_joiner_gets_a_history_larger_than_one_frame() {
+    let config = Config::builder()
+        .max_frame_size(80 * 1024)
+        .max_payload_size(8 * 1024)
+        .build()
+        .unwrap();
+    let mut net = Net::uniform(2, config);
+    let mut ids = Vec::new();
+    for k in 0..100u8 {
+        ids.push(net.e(0).publish(vec![k; 4096], T0).unwrap());
+    }
+    net.connect(0, 1);
+    net.pump();
+    let mut got = net.got(1);
+    got.sort();
+    assert_eq!(
+        got, ids,
+        "100 × 4 KiB through 80 KiB frames, paced by wants"
+    );
+}
+
+#[test]
+fn retention_keeps_the_newest_messages_and_every_id_stays_known() {
+    let config = Config::builder().max_stored_messages(3).build().unwrap();
+    let mut net = Net::uniform(2, config);
+    let ids: Vec<MessageId> = (0..5)
+        .map(|k| net.e(0).publish(vec![k], T0 + k as u64).unwrap())
+        .collect();
+    assert_eq!(net.e(0).stored().0, 3);
+    assert!(net.e(0).message(&ids[0]).is_none() && net.e(0).knows(&ids[0]));
+    net.connect(0, 1);
+    net.pump();
+    assert_eq!(
+        net.got(1),
+        ids[2..].to_vec(),
+        "the newest three, oldest first"
+    );
+    // Expiry by age: after max_age everything goes, ids stay.
+    net.advance(3_600_000 + 10);
+    assert_eq!(net.e(0).stored().0, 0);
+    assert!(ids.iter().all(|id| net.e(0).knows(id)));
+}
+
+#[test]
+fn tracked_authors_are_bounded_and_only_expired_authors_are_forgotten() {
+    let config = Config::builder().max_tracked_authors(2).build().unwrap();
+    let mut net = Net::uniform(2, config);
+    net.connect(0, 1);
+    net.pump();
+    let a = Keypair::from_seed(&[7; 32]);
+    let b = Keypair::from_seed(&[8; 32]);
+    let from_a = Envelope::sign(&a, 1, T0, b"a".to_vec()).unwrap();
+    let from_b = Envelope::sign(&b, 1, T0, b"b".to_vec()).unwrap();
+    net.e(1).handle_frame(
+        0,
+        Frame {
+            messages: vec![from_a.clone(), from_b.clone()],
+            ..Frame::default()
+        },
+        T0,
+    );
+    net.collect();
+    assert_eq!(
+        net.got(1),
+        vec![from_a.id()],
+        "node 1 tracks itself and one other author"
+    );
+    assert_eq!(net.e(1).stats().authors_full, 1);
+    assert_eq!(net.e(1).tracked_authors(), 2);
+    // Once `a` is past max_age (its message expired), `b` may take its place, and `a`'s old
+    // message can never come back: it is outside the window.
+    let later = T0 + 3_600_000 + 1_000;
+    net.now = later;
+    net.e(1).handle_timeout(later);
+    let fresh_b = Envelope::sign(&b, 2, later, b"b2".to_vec()).unwrap();
+    net.e(1).handle_frame(
+        0,
+        Frame {
+            messages: vec![fresh_b.clone(), from_a.clone()],
+            ..Frame::default()
+        },
+        later,
+    );
+    net.collect();
+    assert_eq!(net.got(1), vec![from_a.id(), fresh_b.id()]);
+    assert_eq!(net.e(1).tracked_authors(), 2);
+}
+
+#[test]
+fn a_dropped_frame_is_announced_again_in_the_next_round() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    net.pump();
+    let id = net.e(0).publish(b"lost once".to_vec(), T0).unwrap();
+    net.collect();
+    let (from, to, frame) = net.frames.pop().unwrap();
+    assert_eq!((from, to), (0, 1));
+    // The driver could not send it (queue full): the engine is told.
+    net.e(0).frame_dropped(&1, &frame);
+    net.advance(100);
+    net.pump();
+    assert_eq!(net.got(1), vec![id]);
+}
+
+#[test]
+fn publishing_checks_the_payload_size_and_never_delivers_to_the_author() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    let too_big = vec![0; 64 * 1024 + 1];
+    assert_eq!(
+        net.e(0).publish(too_big, T0),
+        Err(PublishError::PayloadTooLarge {
+            size: 65_537,
+            max: 65_536
+        })
+    );
+    net.e(0).publish(b"mine".to_vec(), T0).unwrap();
+    net.pump();
+    assert!(net.got(0).is_empty());
+    assert_eq!(net.got(1).len(), 1);
+}
+
+#[test]
+fn a_restarted_author_never_reuses_a_sequence_from_its_earlier_run() {
+    let keys = Keypair::from_seed(&[1; 32]);
+    let config = Config::builder().start_sequence(10).build().unwrap();
+    let mut first = Engine::<u8>::new(keys.clone(), config.clone(), T0);
+    let old: Vec<Envelope> = (0..3)
+        .map(|_| {
+            let id = first.publish(b"old".to_vec(), T0).unwrap();
+            first.message(&id).unwrap().clone()
+        })
+        .collect();
+    // Restarted with a start sequence below its old ones (a clock that went back).
+    let mut restarted = Engine::<u8>::new(
+        keys,
+        Config::builder().start_sequence(5).build().unwrap(),
+        T0,
+    );
+    restarted.connect(9, T0);
+    restarted.handle_frame(
+        9,
+        Frame {
+            messages: old,
+            ..Frame::default()
+        },
+        T0,
+    );
+    let mut delivered = 0;
+    while let Some(output) = restarted.poll_output() {
+        delivered += matches!(output, Output::Deliver { .. }) as usize;
+    }
+    assert_eq!(delivered, 0, "its own messages are not delivered to it");
+    let id = restarted.publish(b"new".to_vec(), T0).unwrap();
+    assert_eq!(id.sequence, 13);
+}
+
+#[test]
+fn with_nothing_new_rounds_send_nothing() {
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(1, 2);
+    net.pump();
+    net.e(0).publish(b"one".to_vec(), T0).unwrap();
+    net.pump();
+    for _ in 0..50 {
+        net.advance(100);
+        assert_eq!(net.pump(), 0, "a round sent a frame with nothing new");
+    }
+}

@@ -420,3 +420,14 @@ fn with_nothing_new_rounds_send_nothing() {
         assert_eq!(net.pump(), 0, "a round sent a frame with nothing new");
     }
 }
+
+#[test]
+fn a_round_asked_for_before_the_peers_digest_arrives_is_not_lost() {
+    let mut net = Net::uniform(2, manual());
+    net.connect(0, 1);
+    net.collect(); // the digests are in flight, not yet delivered
+    let id = net.e(0).publish(b"early".to_vec(), T0).unwrap();
+    net.e(0).gossip(T0);
+    net.pump();
+    assert_eq!(net.got(1), vec![id]);
+}

@@ -377,8 +377,13 @@ impl<P: Clone + Ord> Engine<P> {
         }
         self.on_have(&peer, have, complete, now);
         self.on_want(&peer, want);
-        if let Some(state) = self.peers.get_mut(&peer) {
+        if let Some(state) = self.peers.get_mut(&peer)
+            && !state.synced
+        {
             state.synced = true;
+            if std::mem::take(&mut state.round_due) {
+                self.round_peer(&peer);
+            }
         }
         self.flush();
     }
@@ -705,29 +710,39 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// One round: to every synced peer, a `have` of the held ids it is not known to have
-    /// and was not told of. Nothing new, nothing sent.
+    /// One round: to every peer, a `have` of the held ids it is not known to have and was
+    /// not told of. Nothing new, nothing sent. A peer whose first frame (its complete digest)
+    /// has not arrived gets its round when that frame arrives.
     fn round(&mut self, now: Millis) {
         let _ = now;
+        let peers: Vec<P> = self.peers.keys().cloned().collect();
+        for peer in peers {
+            self.round_peer(&peer);
+        }
+    }
+
+    fn round_peer(&mut self, peer: &P) {
         let limits = self.peer_limits();
-        for (peer, state) in &mut self.peers {
-            if !state.synced {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if !state.synced {
+            state.round_due = true;
+            return;
+        }
+        for author in std::mem::take(&mut state.dirty) {
+            let Some(held) = self.store.held(&author) else {
                 continue;
+            };
+            let mut lacking = held.clone();
+            for sets in [&state.has, &state.announced] {
+                if let Some(set) = sets.get(&author) {
+                    lacking = lacking.difference(set);
+                }
             }
-            for author in std::mem::take(&mut state.dirty) {
-                let Some(held) = self.store.held(&author) else {
-                    continue;
-                };
-                let mut lacking = held.clone();
-                for sets in [&state.has, &state.announced] {
-                    if let Some(set) = sets.get(&author) {
-                        lacking = lacking.difference(set);
-                    }
-                }
-                if !lacking.is_empty() {
-                    self.outbox.have(peer, &author, &lacking);
-                    state.announce(&author, &lacking, limits.0, limits.1);
-                }
+            if !lacking.is_empty() {
+                self.outbox.have(peer, &author, &lacking);
+                state.announce(&author, &lacking, limits.0, limits.1);
             }
         }
     }

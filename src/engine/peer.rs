@@ -27,6 +27,8 @@ pub(crate) struct Peer {
     /// Whether the peer's first frame has arrived (before it, rounds skip the peer: its
     /// complete digest is on its way and would make announcements redundant).
     pub(crate) synced: bool,
+    /// A round was skipped because the peer was not synced: run it when it syncs.
+    pub(crate) round_due: bool,
 }
 
 impl Peer {

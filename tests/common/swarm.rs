@@ -138,6 +138,11 @@ impl Node {
         rx.await.expect("node alive")
     }
 
+    /// Stops the node: its swarm and connections are dropped, its state is gone.
+    pub fn shutdown(self) {
+        drop(self.commands);
+    }
+
     fn send(&self, command: Command) {
         assert!(self.commands.send(command).is_ok(), "node task ended");
     }

@@ -6,7 +6,7 @@ mod common;
 
 use common::seed_from_env;
 use secure_gossip::Config;
-use secure_gossip::sim::{Report, Rng, SimConfig, Simulation};
+use secure_gossip::sim::{Report, Rng, Scenario, SimConfig, Simulation};
 use std::time::Duration;
 
 fn assert_clean(report: &Report, seed: u64) {
@@ -60,49 +60,22 @@ fn without_faults_every_message_reaches_every_node_once_and_idle_is_silent() {
     );
 }
 
-/// One run with loss, a partition while both sides publish, and churn with and without
-/// state; then the faults stop.
+/// Loss, a partition while both sides publish, churn with and without state; then the
+/// faults stop.
 fn faulty_run(seed: u64, nodes: usize, messages: usize) -> Report {
-    let mut rng = Rng::new(seed);
-    let mut sim = Simulation::new(SimConfig {
-        nodes,
-        loss: 0.05,
-        seed,
-        ..SimConfig::default()
-    });
-    sim.run_for(1_000);
-    let far: Vec<usize> = (0..nodes).filter(|_| rng.chance(0.4)).collect();
-    sim.partition(&far);
-    let mut down = Vec::new();
-    for k in 0..messages {
-        let node = rng.index(nodes);
-        sim.publish(node, format!("message {k} from {node}"));
-        if rng.chance(0.1) {
-            let leaving = rng.index(nodes);
-            if sim.is_up(leaving) {
-                sim.take_down(leaving);
-                down.push(leaving);
-            }
-        }
-        if rng.chance(0.1)
-            && let Some(back) = down.pop()
-        {
-            sim.bring_up(back, rng.chance(0.5));
-        }
-        sim.run_for(rng.below(100));
+    Scenario {
+        sim: SimConfig {
+            nodes,
+            loss: 0.05,
+            seed,
+            ..SimConfig::default()
+        },
+        messages,
+        partition: true,
+        churn: true,
     }
-    // Faults stop: heal, everyone back, no more loss.
-    sim.set_loss(0.0);
-    sim.heal();
-    for node in down {
-        sim.bring_up(node, rng.chance(0.5));
-    }
-    let converged = sim.run_until_converged(200, 120_000);
-    sim.check_invariants();
-    assert!(converged, "seed {seed}: missing {:?}", sim.missing());
-    // Nothing more arrives later.
-    sim.run_for(5_000);
-    sim.report()
+    .run()
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -27,6 +27,7 @@ const MAX_OPEN_FAILURES: u32 = 3;
 
 /// What the behaviour asks a handler to do.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum HandlerIn {
     /// Queue a frame for the peer.
     Send(Frame),
@@ -34,6 +35,7 @@ pub enum HandlerIn {
 
 /// What a handler tells the behaviour.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum HandlerEvent {
     /// A checked frame from the peer.
     Frame(Frame),
@@ -116,6 +118,25 @@ impl Handler {
             self.outbound = Outbound::None;
             self.drop_queue();
         }
+    }
+
+    /// Queues a frame, or reports it dropped when the queue is full.
+    fn enqueue(&mut self, frame: Frame) {
+        if matches!(self.outbound, Outbound::Unsupported { .. }) {
+            return;
+        }
+        let len = frame.encoded_len();
+        if self.queued_bytes + len > self.max_queued_bytes {
+            tracing::debug!(
+                queued_bytes = self.queued_bytes,
+                max_queued_bytes = self.max_queued_bytes,
+                "outbound queue full, frame dropped"
+            );
+            self.events.push_back(HandlerEvent::Dropped(frame));
+            return;
+        }
+        self.queued_bytes += len;
+        self.queue.push_back((frame, len));
     }
 
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
@@ -217,21 +238,7 @@ impl ConnectionHandler for Handler {
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
         let HandlerIn::Send(frame) = event;
-        if matches!(self.outbound, Outbound::Unsupported { .. }) {
-            return;
-        }
-        let len = frame.encoded_len();
-        if self.queued_bytes + len > self.max_queued_bytes {
-            tracing::debug!(
-                queued_bytes = self.queued_bytes,
-                max_queued_bytes = self.max_queued_bytes,
-                "outbound queue full, frame dropped"
-            );
-            self.events.push_back(HandlerEvent::Dropped(frame));
-            return;
-        }
-        self.queued_bytes += len;
-        self.queue.push_back((frame, len));
+        self.enqueue(frame);
     }
 
     fn poll(
@@ -276,5 +283,37 @@ impl ConnectionHandler for Handler {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::frame::Frame;
+    use crate::keys::Keypair;
+
+    #[test]
+    fn frames_beyond_the_queue_limit_are_reported_dropped() {
+        let limits = crate::Config::default().frame_limits();
+        let envelope =
+            Envelope::sign(&Keypair::from_seed(&[1; 32]), 1, 1, vec![0u8; 1000]).unwrap();
+        let frame = Frame {
+            messages: vec![envelope],
+            ..Frame::default()
+        };
+        let len = frame.encoded_len();
+        let mut handler = Handler::new(limits, 3 * len);
+        for _ in 0..5 {
+            handler.on_behaviour_event(HandlerIn::Send(frame.clone()));
+        }
+        assert_eq!(handler.queue.len(), 3);
+        assert_eq!(handler.queued_bytes, 3 * len);
+        let dropped = handler
+            .events
+            .iter()
+            .filter(|e| matches!(e, HandlerEvent::Dropped(_)))
+            .count();
+        assert_eq!(dropped, 2, "the two frames over the limit are reported");
     }
 }

@@ -435,12 +435,14 @@ impl<P: Clone + Ord> Engine<P> {
         let too_old = timestamp.saturating_add(millis(self.config.max_age)) < now;
         let too_new = timestamp > now.saturating_add(millis(self.config.max_clock_skew));
         if too_old || too_new || oversize {
+            tracing::trace!(message = %id, timestamp, now, oversize, "dropped: outside the window");
             self.stats.out_of_window += 1;
             self.store.mark_known(id, timestamp, now);
             return Ok(self.fulfil(from, &id));
         }
         // 4. Author filter: room to track a new author.
         if self.store.track(&id.author, now).is_err() {
+            tracing::debug!(message = %id, "dropped: no room to track a new author");
             self.stats.authors_full += 1;
             return Ok(false);
         }

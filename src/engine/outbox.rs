@@ -180,8 +180,11 @@ fn digest_frames(pending: &Pending, limits: &FrameLimits) -> Vec<Frame> {
             want_ranges += d.ranges.range_count();
             frame.want.push(d);
         }
+        let empty = frame.have.is_empty() && frame.want.is_empty();
         frames.push(frame);
-        if have.done() && want.done() {
+        // A fresh frame always takes at least one range (a config's frame fits one
+        // envelope, so one range); stop rather than loop if that ever fails.
+        if (have.done() && want.done()) || empty {
             break;
         }
     }

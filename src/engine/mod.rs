@@ -625,14 +625,7 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         let store = &self.store;
-        state.asked.retain(|author, asked| {
-            if let Some(known) = store.known(author) {
-                *asked = asked.difference(known);
-            }
-            !asked.is_empty()
-        });
-        if state.asked.is_empty() {
-            state.ask_deadline = None;
+        if !state.prune_asked(|author| store.known(author)) {
             return;
         }
         for (author, asked) in &state.asked {
@@ -655,15 +648,7 @@ impl<P: Clone + Ord> Engine<P> {
         for peer in due {
             let state = self.peers.get_mut(&peer).expect("collected above");
             let store = &self.store;
-            state.asked.retain(|author, asked| {
-                if let Some(known) = store.known(author) {
-                    *asked = asked.difference(known);
-                }
-                !asked.is_empty()
-            });
-            if state.asked.is_empty() {
-                state.ask_deadline = None;
-                state.ask_attempts = 0;
+            if !state.prune_asked(|author| store.known(author)) {
                 continue;
             }
             if state.ask_attempts < self.config.max_want_attempts {

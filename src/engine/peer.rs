@@ -83,6 +83,25 @@ impl Peer {
         self.asked.values().map(RangeSet::range_count).sum()
     }
 
+    /// Drops the ids this node now knows from the outstanding wants; with none left, the
+    /// retry deadline goes too. Returns whether any want is still outstanding.
+    pub(crate) fn prune_asked<'a>(
+        &mut self,
+        known: impl Fn(&PublicKey) -> Option<&'a RangeSet>,
+    ) -> bool {
+        self.asked.retain(|author, asked| {
+            if let Some(known) = known(author) {
+                *asked = asked.difference(known);
+            }
+            !asked.is_empty()
+        });
+        if self.asked.is_empty() {
+            self.ask_deadline = None;
+            self.ask_attempts = 0;
+        }
+        !self.asked.is_empty()
+    }
+
     /// Drops received ids from the outstanding wants. Returns whether any were outstanding.
     pub(crate) fn received(&mut self, author: &PublicKey, sequence: u64) -> bool {
         let Some(asked) = self.asked.get_mut(author) else {

@@ -186,15 +186,34 @@ impl RangeSet {
         self.ranges.splice(lo..hi, [(new_start, new_end)]);
     }
 
-    /// Adds every value of `other`.
+    /// Adds every value of `other`, in time linear in both sizes.
     pub fn union_with(&mut self, other: &RangeSet) {
+        if other.ranges.is_empty() {
+            return;
+        }
         if self.ranges.is_empty() {
             self.ranges.clone_from(&other.ranges);
             return;
         }
-        for (s, e) in other.ranges() {
-            self.insert_range(s, e);
+        let mut merged: Vec<(u64, u64)> =
+            Vec::with_capacity(self.ranges.len() + other.ranges.len());
+        let (mut a, mut b) = (
+            self.ranges.iter().peekable(),
+            other.ranges.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 <= y.0 => *a.next().expect("peeked"),
+                (Some(_), Some(_)) | (None, Some(_)) => *b.next().expect("peeked"),
+                (Some(_), None) => *a.next().expect("peeked"),
+                (None, None) => break,
+            };
+            match merged.last_mut() {
+                Some(last) if next.0 <= last.1.saturating_add(1) => last.1 = last.1.max(next.1),
+                _ => merged.push(next),
+            }
         }
+        self.ranges = merged;
     }
 
     /// Removes `start..=end`.

@@ -431,3 +431,32 @@ fn a_round_asked_for_before_the_peers_digest_arrives_is_not_lost() {
     net.pump();
     assert_eq!(net.got(1), vec![id]);
 }
+
+#[test]
+fn a_have_of_the_largest_allowed_size_draws_a_bounded_want() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    net.pump();
+    // 32,768 one-id ranges (the per-frame limit) of an author node 1 has never seen.
+    let stranger = Keypair::from_seed(&[42; 32]).public();
+    let ranges: secure_gossip::RangeSet = (1..=32_768u64).map(|i| i * 2).collect();
+    let have = Frame {
+        have: vec![secure_gossip::Digest {
+            author: stranger,
+            ranges,
+        }],
+        ..Frame::default()
+    };
+    let limits = Config::default().frame_limits();
+    let have = Frame::decode(&have.encode(), &limits).expect("within the limits");
+    net.e(1).handle_frame(0, have, T0);
+    net.collect();
+    assert!(net.violations.is_empty());
+    let wanted: usize = net
+        .frames
+        .iter()
+        .flat_map(|(_, _, f)| &f.want)
+        .map(|d| d.ranges.range_count())
+        .sum();
+    assert_eq!(wanted, 4_096, "one frame's worth of want ranges, no more");
+}

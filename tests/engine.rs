@@ -460,3 +460,40 @@ fn a_have_of_the_largest_allowed_size_draws_a_bounded_want() {
         .sum();
     assert_eq!(wanted, 4_096, "one frame's worth of want ranges, no more");
 }
+
+#[test]
+fn wants_of_a_replaced_connection_are_asked_of_another_peer_that_has_the_ids() {
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]).public();
+    let announce = || Frame {
+        have: vec![secure_gossip::Digest {
+            author,
+            ranges: secure_gossip::RangeSet::from_range(1, 3),
+        }],
+        ..Frame::default()
+    };
+    // Both peers announce the ids; node 0 asks only the first.
+    net.e(0).handle_frame(1, announce(), T0);
+    net.e(0).handle_frame(2, announce(), T0);
+    net.collect();
+    let asked: Vec<u8> = net
+        .frames
+        .drain(..)
+        .filter(|(_, _, f)| !f.want.is_empty())
+        .map(|(_, to, _)| to)
+        .collect();
+    assert_eq!(asked, vec![1]);
+    // The connection to 1 is replaced before it answers: node 0 asks 2 instead.
+    net.e(0).connect(1, T0);
+    net.collect();
+    let asked: Vec<u8> = net
+        .frames
+        .iter()
+        .filter(|(_, _, f)| !f.want.is_empty())
+        .map(|(_, to, _)| *to)
+        .collect();
+    assert_eq!(asked, vec![2]);
+}

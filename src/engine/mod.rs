@@ -263,11 +263,14 @@ impl<P: Clone + Ord> Engine<P> {
     /// A connection to `peer` is up (or was replaced): send it the complete digest. Any state
     /// about an earlier connection to it is dropped.
     pub fn connect(&mut self, peer: P, now: Millis) {
-        let _ = now;
         let mut state = Peer::default();
         state.dirty.extend(self.store.authors_holding().copied());
-        self.peers.insert(peer.clone(), state);
+        let earlier = self.peers.insert(peer.clone(), state);
         self.outbox.complete(&peer, self.store.digest());
+        if let Some(earlier) = earlier {
+            // Wants of the old connection: ask whoever is known to have the ids.
+            self.ask_elsewhere(earlier.asked, now);
+        }
         self.flush();
     }
 
@@ -308,14 +311,15 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// Runs one gossip round now (as the timer would).
     pub fn gossip(&mut self, now: Millis) {
-        self.round(now);
+        let _ = now; // A round needs no time; kept for symmetry with every other input.
+        self.round();
         self.flush();
     }
 
     /// Does whatever is due at `now`: a round, wants to ask again, messages to expire.
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.next_round.is_some_and(|t| t <= now) {
-            self.round(now);
+            self.round();
             let interval = self.config.gossip_interval.map(millis).unwrap_or(0);
             self.next_round = self
                 .config
@@ -700,8 +704,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// One round: to every peer, a `have` of the held ids it is not known to have and was
     /// not told of. Nothing new, nothing sent. A peer whose first frame (its complete digest)
     /// has not arrived gets its round when that frame arrives.
-    fn round(&mut self, now: Millis) {
-        let _ = now;
+    fn round(&mut self) {
         let peers: Vec<P> = self.peers.keys().cloned().collect();
         for peer in peers {
             self.round_peer(&peer);

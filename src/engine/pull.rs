@@ -1,0 +1,212 @@
+//! The have/want exchange: what a `have` draws (pushes after a complete digest, wants after
+//! announcements), how a `want` is answered, and how unanswered wants are retried.
+
+use super::outbox::envelope_len;
+use super::peer::IdSets;
+use super::{Engine, Millis, millis};
+use crate::frame::Digest;
+use crate::keys::PublicKey;
+
+impl<P: Clone + Ord> Engine<P> {
+    /// A `have` from `peer`. Its ids are recorded as known there. A complete `have` is
+    /// answered by pushing what the peer lacks (eager mode; at most one frame, the rest
+    /// announced so the peer pulls it at its own pace). An incomplete one is answered by
+    /// a `want` for the ids this node lacks and has not asked anyone for.
+    pub(super) fn on_have(&mut self, peer: &P, have: Vec<Digest>, complete: bool, now: Millis) {
+        let (max_authors, max_ranges) = self.peer_limits();
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        for d in &have {
+            state.learn(&d.author, &d.ranges, max_authors, max_ranges);
+        }
+        if complete {
+            if self.config.eager_push {
+                self.push_missing(peer);
+            }
+            return;
+        }
+        let mut budget = self
+            .config
+            .max_want_ranges_per_frame
+            .saturating_sub(state.asked_ranges());
+        let mut wanted = Vec::new();
+        for d in have {
+            if budget == 0 {
+                break;
+            }
+            let mut missing = match self.store.known(&d.author) {
+                Some(known) => d.ranges.difference(known),
+                None => d.ranges,
+            };
+            for (other, s) in &self.peers {
+                if let Some(asked) = s.asked.get(&d.author)
+                    && other != peer
+                {
+                    missing = missing.difference(asked);
+                }
+            }
+            missing.forget_lowest(budget);
+            if !missing.is_empty() {
+                budget -= missing.range_count();
+                wanted.push((d.author, missing));
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let timeout = millis(self.config.want_timeout);
+        let state = self.peers.get_mut(peer).expect("checked above");
+        for (author, missing) in wanted {
+            self.outbox.want(peer, &author, &missing);
+            state.asked.entry(author).or_default().union_with(&missing);
+        }
+        if state.ask_deadline.is_none() {
+            state.ask_deadline = Some(now.saturating_add(timeout));
+            state.ask_attempts = 1;
+        }
+    }
+
+    /// After a complete digest: pushes up to one frame of held messages the peer lacks and
+    /// announces the rest.
+    pub(super) fn push_missing(&mut self, peer: &P) {
+        let limits = self.peer_limits();
+        let frame_limits = self.config.frame_limits();
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let mut room = frame_limits.max_frame_size / 2;
+        let mut count = frame_limits.max_messages;
+        let authors: Vec<PublicKey> = state.dirty.iter().copied().collect();
+        state.dirty.clear();
+        for author in authors {
+            let Some(held) = self.store.held(&author) else {
+                continue;
+            };
+            let mut lacking = match state.has.get(&author) {
+                Some(has) => held.difference(has),
+                None => held.clone(),
+            };
+            for envelope in self.store.held_in(&author, &lacking.clone()) {
+                let len = envelope_len(envelope);
+                if len > room || count == 0 {
+                    break;
+                }
+                room -= len;
+                count -= 1;
+                let s = envelope.sequence();
+                lacking.remove_range(s, s);
+                state.learn_one(&author, s, limits);
+                self.outbox.message(peer, envelope.clone());
+            }
+            if !lacking.is_empty() {
+                self.outbox.have(peer, &author, &lacking);
+                state.announce(&author, &lacking, limits.0, limits.1);
+            }
+        }
+    }
+
+    /// A `want` from `peer`: answered with the held envelopes it names, up to one frame
+    /// (the peer asks again for the rest when this frame arrives).
+    pub(super) fn on_want(&mut self, peer: &P, want: Vec<Digest>) {
+        let limits = self.peer_limits();
+        let frame_limits = self.config.frame_limits();
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let mut room = frame_limits.max_frame_size.saturating_sub(64);
+        let mut count = frame_limits.max_messages;
+        'digests: for d in want {
+            for envelope in self.store.held_in(&d.author, &d.ranges) {
+                let len = envelope_len(envelope);
+                if len > room || count == 0 {
+                    break 'digests;
+                }
+                room -= len;
+                count -= 1;
+                state.learn_one(&d.author, envelope.sequence(), limits);
+                self.outbox.message(peer, envelope.clone());
+            }
+        }
+    }
+
+    /// `peer` just delivered some of what it was asked for: ask at once for the rest (a
+    /// want is answered with at most one frame, so this paces a large catch-up).
+    pub(super) fn ask_rest(&mut self, peer: &P, now: Millis) {
+        let timeout = millis(self.config.want_timeout);
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let store = &self.store;
+        if !state.prune_asked(|author| store.known(author)) {
+            return;
+        }
+        for (author, asked) in &state.asked {
+            self.outbox.want(peer, author, asked);
+        }
+        state.ask_deadline = Some(now.saturating_add(timeout));
+        state.ask_attempts = 1;
+    }
+
+    /// Wants whose deadline passed are asked again with a doubled timeout; after
+    /// `max_want_attempts` they are asked of other peers known to have them.
+    pub(super) fn retry_wants(&mut self, now: Millis) {
+        let due: Vec<P> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.ask_deadline.is_some_and(|t| t <= now))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let timeout = millis(self.config.want_timeout);
+        for peer in due {
+            let state = self.peers.get_mut(&peer).expect("collected above");
+            let store = &self.store;
+            if !state.prune_asked(|author| store.known(author)) {
+                continue;
+            }
+            if state.ask_attempts < self.config.max_want_attempts {
+                for (author, asked) in &state.asked {
+                    self.outbox.want(&peer, author, asked);
+                }
+                let backoff = timeout.saturating_mul(1 << state.ask_attempts.min(16));
+                state.ask_attempts += 1;
+                state.ask_deadline = Some(now.saturating_add(backoff));
+                continue;
+            }
+            // Give up on this peer: ask whoever else is known to have the ids.
+            let abandoned = std::mem::take(&mut state.asked);
+            state.ask_deadline = None;
+            state.ask_attempts = 0;
+            self.ask_elsewhere(abandoned, now);
+        }
+    }
+
+    /// Asks the ids of `abandoned` of the connected peers known to have them.
+    pub(super) fn ask_elsewhere(&mut self, abandoned: IdSets, now: Millis) {
+        let timeout = millis(self.config.want_timeout);
+        for (author, mut ids) in abandoned {
+            if let Some(known) = self.store.known(&author) {
+                ids = ids.difference(known);
+            }
+            for (peer, state) in &mut self.peers {
+                if ids.is_empty() {
+                    break;
+                }
+                let Some(has) = state.has.get(&author) else {
+                    continue;
+                };
+                let take = ids.intersection(has);
+                if take.is_empty() {
+                    continue;
+                }
+                ids = ids.difference(&take);
+                self.outbox.want(peer, &author, &take);
+                state.asked.entry(author).or_default().union_with(&take);
+                if state.ask_deadline.is_none() {
+                    state.ask_deadline = Some(now.saturating_add(timeout));
+                    state.ask_attempts = 1;
+                }
+            }
+        }
+    }
+}

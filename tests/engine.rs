@@ -497,3 +497,47 @@ fn wants_of_a_replaced_connection_are_asked_of_another_peer_that_has_the_ids() {
         .collect();
     assert_eq!(asked, vec![2]);
 }
+
+#[test]
+fn an_unanswered_want_is_asked_again_with_a_doubling_timeout_then_of_another_peer() {
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]).public();
+    let announce = Frame {
+        have: vec![secure_gossip::Digest {
+            author,
+            ranges: secure_gossip::RangeSet::from_range(1, 1),
+        }],
+        ..Frame::default()
+    };
+    net.e(0).handle_frame(1, announce.clone(), T0);
+    net.e(0).handle_frame(2, announce, T0);
+    // Peer 1 never answers: record when node 0 asks, and whom.
+    let mut asks = Vec::new();
+    for ms in (0..=16_000).step_by(100) {
+        net.now = T0 + ms;
+        let now = net.now;
+        net.e(0).handle_timeout(now);
+        net.collect();
+        for (_, to, frame) in net.frames.drain(..) {
+            if !frame.want.is_empty() {
+                asks.push((ms, to));
+            }
+        }
+    }
+    // Asked of 1 at once, again after 1 s, 2 s and 4 s; after the fourth attempt's 8 s, of
+    // peer 2, which had announced it too (and never of 1 again); 2 gets its own 1 s retry.
+    assert_eq!(
+        asks,
+        vec![
+            (0, 1),
+            (1_000, 1),
+            (3_000, 1),
+            (7_000, 1),
+            (15_000, 2),
+            (16_000, 2)
+        ]
+    );
+}

@@ -275,7 +275,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.outbox.complete(&peer, self.store.digest());
         if let Some(earlier) = earlier {
             // Wants of the old connection: ask whoever is known to have the ids.
-            self.ask_elsewhere(earlier.asked, now);
+            self.ask_elsewhere(earlier.asked, None, now);
         }
         self.flush();
     }
@@ -284,7 +284,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// to have it.
     pub fn disconnect(&mut self, peer: &P, now: Millis) {
         if let Some(state) = self.peers.remove(peer) {
-            self.ask_elsewhere(state.asked, now);
+            self.ask_elsewhere(state.asked, None, now);
             self.flush();
         }
     }

@@ -177,12 +177,13 @@ impl<P: Clone + Ord> Engine<P> {
             let abandoned = std::mem::take(&mut state.asked);
             state.ask_deadline = None;
             state.ask_attempts = 0;
-            self.ask_elsewhere(abandoned, now);
+            self.ask_elsewhere(abandoned, Some(&peer), now);
         }
     }
 
-    /// Asks the ids of `abandoned` of the connected peers known to have them.
-    pub(super) fn ask_elsewhere(&mut self, abandoned: IdSets, now: Millis) {
+    /// Asks the ids of `abandoned` of the connected peers known to have them, other than
+    /// `except` (the peer that did not answer).
+    pub(super) fn ask_elsewhere(&mut self, abandoned: IdSets, except: Option<&P>, now: Millis) {
         let timeout = millis(self.config.want_timeout);
         for (author, mut ids) in abandoned {
             if let Some(known) = self.store.known(&author) {
@@ -191,6 +192,9 @@ impl<P: Clone + Ord> Engine<P> {
             for (peer, state) in &mut self.peers {
                 if ids.is_empty() {
                     break;
+                }
+                if except == Some(peer) {
+                    continue;
                 }
                 let Some(has) = state.has.get(&author) else {
                     continue;

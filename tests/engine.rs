@@ -541,3 +541,24 @@ fn an_unanswered_want_is_asked_again_with_a_doubling_timeout_then_of_another_pee
         ]
     );
 }
+
+#[test]
+fn a_later_complete_digest_is_a_resync_answered_at_once() {
+    // No periodic rounds: only the resync can move the message.
+    let config = Config::builder().gossip_interval(None).build().unwrap();
+    let mut net = Net::uniform(2, config);
+    net.connect(0, 1);
+    net.pump();
+    let id = net.e(0).publish(b"lost on the way".to_vec(), T0).unwrap();
+    net.collect();
+    let (_, _, frame) = net.frames.pop().unwrap();
+    net.e(0).frame_dropped(&1, &frame);
+    // Node 1 resyncs: "this is everything I know" (nothing).
+    let resync = Frame {
+        complete: true,
+        ..Frame::default()
+    };
+    net.e(0).handle_frame(1, resync, T0);
+    net.pump();
+    assert_eq!(net.got(1), vec![id]);
+}

@@ -177,8 +177,15 @@ fn over_many_seeds_nothing_is_delivered_after_max_age_and_everything_retained_ar
         assert!(converged, "seed {seed}: missing {:?}", sim.missing());
         sim.run_for(10_000);
         let report = sim.report();
-        assert_eq!(report.late_deliveries, 0, "seed {seed}: delivered after max_age");
+        assert_eq!(
+            report.late_deliveries, 0,
+            "seed {seed}: delivered after max_age"
+        );
         assert_eq!(report.duplicate_deliveries, 0, "seed {seed}");
-        assert_eq!(sim.engine(0).stored().0, 0, "seed {seed}: all expired from the store");
+        assert_eq!(
+            sim.engine(0).stored().0,
+            0,
+            "seed {seed}: all expired from the store"
+        );
     }
 }

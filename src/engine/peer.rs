@@ -36,6 +36,18 @@ impl Peer {
         self.has.get(author).is_some_and(|r| r.contains(sequence))
     }
 
+    /// The ids of `held` (this node's held ids of `author`) that the peer is not known to
+    /// have and was not told of: what it may lack.
+    pub(crate) fn lacking(&self, author: &PublicKey, held: &RangeSet) -> RangeSet {
+        let mut lacking = held.clone();
+        for sets in [&self.has, &self.announced] {
+            if let Some(set) = sets.get(author) {
+                lacking = lacking.difference(set);
+            }
+        }
+        lacking
+    }
+
     /// Records ids the peer knows, within `max_authors` authors and `max_ranges` per author.
     pub(crate) fn learn(
         &mut self,

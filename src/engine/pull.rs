@@ -67,8 +67,8 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// After a complete digest: pushes up to one frame of held messages the peer lacks and
-    /// announces the rest.
+    /// After a complete digest (the first of a connection, or a later resync): pushes up to
+    /// one frame of held messages the peer lacks and was not told of, and announces the rest.
     pub(super) fn push_missing(&mut self, peer: &P) {
         let limits = self.peer_limits();
         let frame_limits = self.config.frame_limits();
@@ -77,16 +77,14 @@ impl<P: Clone + Ord> Engine<P> {
         };
         let mut room = frame_limits.max_frame_size / 2;
         let mut count = frame_limits.max_messages;
-        let authors: Vec<PublicKey> = state.dirty.iter().copied().collect();
+        // Every author is compared here, so the next round has nothing left to do.
         state.dirty.clear();
+        let authors: Vec<PublicKey> = self.store.authors_holding().copied().collect();
         for author in authors {
             let Some(held) = self.store.held(&author) else {
                 continue;
             };
-            let mut lacking = match state.has.get(&author) {
-                Some(has) => held.difference(has),
-                None => held.clone(),
-            };
+            let mut lacking = state.lacking(&author, held);
             for envelope in self.store.held_in(&author, &lacking.clone()) {
                 let len = envelope_len(envelope);
                 if len > room || count == 0 {

@@ -27,12 +27,7 @@ impl<P: Clone + Ord> Engine<P> {
             let Some(held) = self.store.held(&author) else {
                 continue;
             };
-            let mut lacking = held.clone();
-            for sets in [&state.has, &state.announced] {
-                if let Some(set) = sets.get(&author) {
-                    lacking = lacking.difference(set);
-                }
-            }
+            let lacking = state.lacking(&author, held);
             if !lacking.is_empty() {
                 self.outbox.have(peer, &author, &lacking);
                 state.announce(&author, &lacking, limits.0, limits.1);

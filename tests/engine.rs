@@ -235,7 +235,11 @@ fn an_envelope_outside_the_time_window_is_dropped_quietly_and_not_asked_for() {
         0,
         "the window is checked before the signature"
     );
-    assert!(net.e(1).knows(&old.id()) && net.e(1).knows(&future.id()));
+    assert!(net.e(1).dropped(&old.id()) && net.e(1).dropped(&future.id()));
+    assert!(
+        !net.e(1).knows(&old.id()),
+        "an unverified envelope is not a known id"
+    );
     // Announcing them draws no want.
     let have = Frame {
         have: vec![secure_gossip::Digest {
@@ -561,4 +565,56 @@ fn a_later_complete_digest_is_a_resync_answered_at_once() {
     net.e(0).handle_frame(1, resync, T0);
     net.pump();
     assert_eq!(net.got(1), vec![id]);
+}
+
+#[test]
+fn a_forged_out_of_window_envelope_cannot_censor_the_real_message() {
+    // 0 is a forging relay; 2 is the author; 3 is an honest bystander behind 1.
+    let mut net = Net::uniform(4, Config::default());
+    net.connect(0, 1);
+    net.connect(1, 2);
+    net.connect(1, 3);
+    net.pump();
+    // The relay sends a forged envelope with the id author 2 will use next,
+    // an out-of-window timestamp and a garbage signature: dropped quietly, unverified.
+    let author = Keypair::from_seed(&[3; 32]); // node 2's key
+    let next = MessageId {
+        author: author.public(),
+        sequence: net.e(2).stats().published + 1_750_000_000_000_000,
+    };
+    let mut raw = Envelope::sign(
+        &Keypair::from_seed(&[66; 32]),
+        next.sequence,
+        0,
+        b"x".to_vec(),
+    )
+    .unwrap()
+    .encode();
+    raw[2..34].copy_from_slice(author.public().as_bytes());
+    let forged = Envelope::decode(&raw).unwrap();
+    assert_eq!(forged.id(), next);
+    net.e(1).handle_frame(
+        0,
+        Frame {
+            messages: vec![forged],
+            ..Frame::default()
+        },
+        T0,
+    );
+    net.collect();
+    assert!(net.violations.is_empty() && net.e(1).dropped(&next));
+    // Node 1's digests do not claim the id, so no peer is told it has it.
+    net.e(1).connect(3, T0);
+    net.collect();
+    for (_, _, frame) in net.frames.drain(..) {
+        assert!(frame.have.iter().all(|d| d.author != author.public()));
+    }
+    net.e(3).connect(1, T0);
+    net.pump();
+    // The real message is published: node 1 still accepts and delivers it, and passes it on.
+    let id = net.e(2).publish(b"the real one".to_vec(), T0).unwrap();
+    assert_eq!(id, next);
+    net.pump();
+    assert_eq!(net.got(1), vec![id]);
+    assert_eq!(net.got(3), vec![id]);
 }

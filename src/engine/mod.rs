@@ -219,10 +219,16 @@ impl<P: Clone + Ord> Engine<P> {
         self.stats
     }
 
-    /// Whether the node knows `id` (delivered, published, expired or dropped as out of
-    /// window).
+    /// Whether the node knows `id`: it verified and accepted the message (delivered or
+    /// published, held or expired since).
     pub fn knows(&self, id: &MessageId) -> bool {
         self.store.knows(id)
+    }
+
+    /// Whether an envelope with `id` was dropped unverified (outside the time window or too
+    /// large). Such an id is not asked for again, but a later valid copy is still accepted.
+    pub fn dropped(&self, id: &MessageId) -> bool {
+        self.store.was_dropped(id)
     }
 
     /// A held message.

@@ -3,6 +3,7 @@
 //! tracked authors and capped in ranges (forgetting only costs a duplicate), and outstanding
 //! wants are capped at one frame's worth of ranges.
 
+use super::store::Store;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -95,15 +96,12 @@ impl Peer {
         self.asked.values().map(RangeSet::range_count).sum()
     }
 
-    /// Drops the ids this node now knows from the outstanding wants; with none left, the
-    /// retry deadline goes too. Returns whether any want is still outstanding.
-    pub(crate) fn prune_asked<'a>(
-        &mut self,
-        known: impl Fn(&PublicKey) -> Option<&'a RangeSet>,
-    ) -> bool {
+    /// Drops the ids this node no longer wants (`store`) from the outstanding wants; with
+    /// none left, the retry deadline goes too. Returns whether any want is still outstanding.
+    pub(crate) fn prune_asked(&mut self, store: &Store) -> bool {
         self.asked.retain(|author, asked| {
-            if let Some(known) = known(author) {
-                *asked = asked.difference(known);
+            if let Some(unwanted) = store.unwanted(author) {
+                *asked = asked.difference(&unwanted);
             }
             !asked.is_empty()
         });

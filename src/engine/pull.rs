@@ -35,8 +35,8 @@ impl<P: Clone + Ord> Engine<P> {
             if budget == 0 {
                 break;
             }
-            let mut missing = match self.store.known(&d.author) {
-                Some(known) => d.ranges.difference(known),
+            let mut missing = match self.store.unwanted(&d.author) {
+                Some(unwanted) => d.ranges.difference(&unwanted),
                 None => d.ranges,
             };
             for (other, s) in &self.peers {
@@ -136,7 +136,7 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         let store = &self.store;
-        if !state.prune_asked(|author| store.known(author)) {
+        if !state.prune_asked(store) {
             return;
         }
         for (author, asked) in &state.asked {
@@ -159,7 +159,7 @@ impl<P: Clone + Ord> Engine<P> {
         for peer in due {
             let state = self.peers.get_mut(&peer).expect("collected above");
             let store = &self.store;
-            if !state.prune_asked(|author| store.known(author)) {
+            if !state.prune_asked(store) {
                 continue;
             }
             if state.ask_attempts < self.config.max_want_attempts {
@@ -184,8 +184,8 @@ impl<P: Clone + Ord> Engine<P> {
     pub(super) fn ask_elsewhere(&mut self, abandoned: IdSets, except: Option<&P>, now: Millis) {
         let timeout = millis(self.config.want_timeout);
         for (author, mut ids) in abandoned {
-            if let Some(known) = self.store.known(&author) {
-                ids = ids.difference(known);
+            if let Some(unwanted) = self.store.unwanted(&author) {
+                ids = ids.difference(&unwanted);
             }
             for (peer, state) in &mut self.peers {
                 if ids.is_empty() {

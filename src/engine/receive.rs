@@ -40,14 +40,16 @@ impl<P: Clone + Ord> Engine<P> {
             return Ok(self.fulfil(from, &id));
         }
         // 3. The time window (and the payload limit): not a violation, dropped quietly and
-        //    remembered so it is neither asked for nor pushed again.
+        //    unverified, and remembered so it is not asked for again. It is not counted as a
+        //    known id: that would let a relay censor an author's future message by sending a
+        //    forged, out-of-window envelope with its id first.
         let timestamp = envelope.timestamp();
         let too_old = timestamp.saturating_add(millis(self.config.max_age)) < now;
         let too_new = timestamp > now.saturating_add(millis(self.config.max_clock_skew));
         if too_old || too_new || oversize {
             tracing::trace!(message = %id, timestamp, now, oversize, "dropped: outside the window");
             self.stats.out_of_window += 1;
-            self.store.mark_known(id, timestamp, now);
+            self.store.mark_dropped(id);
             return Ok(self.fulfil(from, &id));
         }
         // 4. Author filter: room to track a new author.

@@ -6,6 +6,9 @@
 //!   `max_stored_bytes` and `max_stored_messages` (the oldest timestamp goes first);
 //! - an id stays known after its message goes; an author's known ranges are capped at
 //!   `max_ranges_per_author` by treating the lowest gaps as known;
+//! - an envelope dropped unverified (outside the time window, too large) is remembered apart
+//!   from the known ids: it is not asked for again, but it is not in digests and does not
+//!   stop a later valid copy, so a forged one cannot censor the real one;
 //! - at most `max_tracked_authors` authors are tracked. An author is forgotten only when it
 //!   holds no message and its newest timestamp is older than `max_age`: every message of it
 //!   that a peer could still send is then outside the time window and dropped, so forgetting
@@ -16,6 +19,7 @@ use crate::envelope::{Envelope, MessageId};
 use crate::frame::Digest;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a held message counts against `max_stored_bytes`: its payload and a fixed overhead
@@ -27,8 +31,12 @@ fn stored_size(envelope: &Envelope) -> usize {
 /// One tracked author.
 #[derive(Debug, Default)]
 struct Author {
-    /// Every sequence known: held, expired, or dropped as out of window.
+    /// Every sequence whose message was verified and accepted: held or expired since.
     known: RangeSet,
+    /// Sequences of envelopes dropped unverified (outside the time window, or too large):
+    /// not asked for again, but neither listed in digests nor a bar to a later valid copy,
+    /// so a relay cannot pre-empt an author's future message with a forged one.
+    dropped: RangeSet,
     /// The sequences whose messages are held.
     held: RangeSet,
     /// The newest timestamp of any id known (0 if none).
@@ -80,10 +88,6 @@ impl Store {
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Envelope> {
         self.messages.get(id)
-    }
-
-    pub(crate) fn known(&self, author: &PublicKey) -> Option<&RangeSet> {
-        self.authors.get(author).map(|a| &a.known)
     }
 
     pub(crate) fn held(&self, author: &PublicKey) -> Option<&RangeSet> {
@@ -150,15 +154,34 @@ impl Store {
         Ok(())
     }
 
-    /// Records `id` as known without holding its message (it was out of window or too big).
-    pub(crate) fn mark_known(&mut self, id: MessageId, timestamp: u64, now: u64) {
-        if self.track(&id.author, now).is_err() {
+    /// Records an envelope dropped unverified (out of window or too large): its id is not
+    /// asked for again. It never refreshes the author's age (its timestamp is unverified),
+    /// and it takes a new author's place only when there is room without forgetting anyone.
+    pub(crate) fn mark_dropped(&mut self, id: MessageId) {
+        if !self.authors.contains_key(&id.author) && self.authors.len() >= self.max_authors {
             return;
         }
-        let author = self.authors.get_mut(&id.author).expect("tracked above");
-        author.known.insert(id.sequence);
-        author.known.fill_lowest_gaps(self.max_ranges);
-        author.newest = author.newest.max(timestamp.min(now));
+        let author = self.authors.entry(id.author).or_default();
+        author.dropped.insert(id.sequence);
+        author.dropped.forget_lowest(self.max_ranges);
+    }
+
+    /// The ids of `author` this node does not want: known, or dropped unverified.
+    pub(crate) fn unwanted(&self, author: &PublicKey) -> Option<Cow<'_, RangeSet>> {
+        let a = self.authors.get(author)?;
+        if a.dropped.is_empty() {
+            return Some(Cow::Borrowed(&a.known));
+        }
+        let mut all = a.known.clone();
+        all.union_with(&a.dropped);
+        Some(Cow::Owned(all))
+    }
+
+    /// Whether `id` was dropped unverified.
+    pub(crate) fn was_dropped(&self, id: &MessageId) -> bool {
+        self.authors
+            .get(&id.author)
+            .is_some_and(|a| a.dropped.contains(id.sequence))
     }
 
     /// Holds a verified message (its author must be tracked) and evicts the oldest messages

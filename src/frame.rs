@@ -7,6 +7,7 @@ use crate::proto;
 use crate::ranges::{RangeError, RangeSet};
 use prost::Message as _;
 use prost::bytes::Bytes;
+use prost::encoding::encoded_len_varint;
 use std::fmt;
 
 /// One author's sequences: "I know these" in `have`, "send me these" in `want`.
@@ -57,9 +58,13 @@ impl Frame {
         self.to_proto().encode_to_vec()
     }
 
-    /// The size of [`Frame::encode`]'s output.
+    /// The size of [`Frame::encode`]'s output, computed without encoding.
     pub fn encoded_len(&self) -> usize {
-        self.to_proto().encoded_len()
+        let ranges = |d: &Digest| digest_len(d.ranges.ranges().flat_map(|(s, e)| [s, e]));
+        self.messages.iter().map(envelope_len).sum::<usize>()
+            + self.have.iter().map(ranges).sum::<usize>()
+            + self.want.iter().map(ranges).sum::<usize>()
+            + if self.complete { 2 } else { 0 }
     }
 
     /// Decodes a frame body and checks it against DESIGN §2 and `limits`.
@@ -110,6 +115,25 @@ impl Frame {
             complete: self.complete,
         }
     }
+}
+
+/// The encoded size of an envelope inside a frame, tag and length included.
+pub(crate) fn envelope_len(envelope: &Envelope) -> usize {
+    let inner = envelope.encoded_len();
+    1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// The encoded size of a digest inside a frame (its author and the packed range `values`),
+/// tag and length included.
+pub(crate) fn digest_len(values: impl IntoIterator<Item = u64>) -> usize {
+    let packed: usize = values.into_iter().map(encoded_len_varint).sum();
+    let ranges_field = if packed == 0 {
+        0
+    } else {
+        1 + encoded_len_varint(packed as u64) + packed
+    };
+    let inner = 34 + ranges_field;
+    1 + encoded_len_varint(inner as u64) + inner
 }
 
 fn digests(

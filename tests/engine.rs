@@ -3,7 +3,8 @@
 
 use secure_gossip::engine::{Engine, Millis, Output};
 use secure_gossip::{
-    Config, Envelope, Frame, Keypair, Message, MessageId, PublishError, Violation,
+    Config, Digest, Envelope, Frame, Keypair, Message, MessageId, PublicKey, PublishError,
+    RangeSet, Violation,
 };
 use std::collections::BTreeMap;
 
@@ -104,6 +105,20 @@ impl Net {
     }
 }
 
+fn push(messages: Vec<Envelope>) -> Frame {
+    Frame {
+        messages,
+        ..Frame::default()
+    }
+}
+
+fn have(author: PublicKey, ranges: RangeSet) -> Frame {
+    Frame {
+        have: vec![Digest { author, ranges }],
+        ..Frame::default()
+    }
+}
+
 fn manual() -> Config {
     Config::builder()
         .eager_push(false)
@@ -145,10 +160,7 @@ fn a_bad_signature_disconnects_the_sender_but_keeps_what_came_before() {
     let last = bytes.iter().rposition(|b| *b == b'l').unwrap();
     bytes[last] = b'L';
     let tampered = Envelope::decode(&bytes).unwrap();
-    let frame = Frame {
-        messages: vec![good.clone(), tampered],
-        ..Frame::default()
-    };
+    let frame = push(vec![good.clone(), tampered]);
     net.e(1).handle_frame(0, frame, T0);
     net.collect();
     assert_eq!(
@@ -174,36 +186,15 @@ fn a_known_id_is_dropped_without_verifying_and_a_conflict_proves_equivocation() 
     net.pump();
     let author = Keypair::from_seed(&[9; 32]);
     let first = Envelope::sign(&author, 5, T0, b"one".to_vec()).unwrap();
-    net.e(1).handle_frame(
-        0,
-        Frame {
-            messages: vec![first.clone()],
-            ..Frame::default()
-        },
-        T0,
-    );
+    net.e(1).handle_frame(0, push(vec![first.clone()]), T0);
     let verified = net.e(1).stats().verified;
     // The same envelope again: a duplicate, never verified.
-    net.e(1).handle_frame(
-        0,
-        Frame {
-            messages: vec![first.clone()],
-            ..Frame::default()
-        },
-        T0,
-    );
+    net.e(1).handle_frame(0, push(vec![first.clone()]), T0);
     assert_eq!(net.e(1).stats().verified, verified);
     assert_eq!(net.e(1).stats().duplicates, 1);
     // A validly signed, different message with the same id: an equivocation, not delivered.
     let second = Envelope::sign(&author, 5, T0, b"two".to_vec()).unwrap();
-    net.e(1).handle_frame(
-        0,
-        Frame {
-            messages: vec![second],
-            ..Frame::default()
-        },
-        T0,
-    );
+    net.e(1).handle_frame(0, push(vec![second]), T0);
     net.collect();
     assert_eq!(net.got(1), vec![first.id()]);
     assert_eq!(net.equivocations, vec![(1, first.id())]);
@@ -218,10 +209,7 @@ fn an_envelope_outside_the_time_window_is_dropped_quietly_and_not_asked_for() {
     let author = Keypair::from_seed(&[9; 32]);
     let old = Envelope::sign(&author, 1, T0 - 2 * 3_600_000, b"old".to_vec()).unwrap();
     let future = Envelope::sign(&author, 2, T0 + 3_600_000, b"future".to_vec()).unwrap();
-    let frame = Frame {
-        messages: vec![old.clone(), future.clone()],
-        ..Frame::default()
-    };
+    let frame = push(vec![old.clone(), future.clone()]);
     net.e(1).handle_frame(0, frame, T0);
     net.collect();
     assert!(net.got(1).is_empty());
@@ -241,13 +229,7 @@ fn an_envelope_outside_the_time_window_is_dropped_quietly_and_not_asked_for() {
         "an unverified envelope is not a known id"
     );
     // Announcing them draws no want.
-    let have = Frame {
-        have: vec![secure_gossip::Digest {
-            author: author.public(),
-            ranges: secure_gossip::RangeSet::from_range(1, 2),
-        }],
-        ..Frame::default()
-    };
+    let have = have(author.public(), RangeSet::from_range(1, 2));
     net.e(1).handle_frame(0, have, T0);
     net.collect();
     assert!(net.frames.iter().all(|(_, _, f)| f.want.is_empty()));
@@ -307,14 +289,8 @@ fn tracked_authors_are_bounded_and_only_expired_authors_are_forgotten() {
     let b = Keypair::from_seed(&[8; 32]);
     let from_a = Envelope::sign(&a, 1, T0, b"a".to_vec()).unwrap();
     let from_b = Envelope::sign(&b, 1, T0, b"b".to_vec()).unwrap();
-    net.e(1).handle_frame(
-        0,
-        Frame {
-            messages: vec![from_a.clone(), from_b.clone()],
-            ..Frame::default()
-        },
-        T0,
-    );
+    net.e(1)
+        .handle_frame(0, push(vec![from_a.clone(), from_b.clone()]), T0);
     net.collect();
     assert_eq!(
         net.got(1),
@@ -329,14 +305,8 @@ fn tracked_authors_are_bounded_and_only_expired_authors_are_forgotten() {
     net.now = later;
     net.e(1).handle_timeout(later);
     let fresh_b = Envelope::sign(&b, 2, later, b"b2".to_vec()).unwrap();
-    net.e(1).handle_frame(
-        0,
-        Frame {
-            messages: vec![fresh_b.clone(), from_a.clone()],
-            ..Frame::default()
-        },
-        later,
-    );
+    net.e(1)
+        .handle_frame(0, push(vec![fresh_b.clone(), from_a.clone()]), later);
     net.collect();
     assert_eq!(net.got(1), vec![from_a.id(), fresh_b.id()]);
     assert_eq!(net.e(1).tracked_authors(), 2);
@@ -394,14 +364,7 @@ fn a_restarted_author_never_reuses_a_sequence_from_its_earlier_run() {
         T0,
     );
     restarted.connect(9, T0);
-    restarted.handle_frame(
-        9,
-        Frame {
-            messages: old,
-            ..Frame::default()
-        },
-        T0,
-    );
+    restarted.handle_frame(9, push(old), T0);
     let mut delivered = 0;
     while let Some(output) = restarted.poll_output() {
         delivered += matches!(output, Output::Deliver { .. }) as usize;
@@ -443,14 +406,8 @@ fn a_have_of_the_largest_allowed_size_draws_a_bounded_want() {
     net.pump();
     // 32,768 one-id ranges (the per-frame limit) of an author node 1 has never seen.
     let stranger = Keypair::from_seed(&[42; 32]).public();
-    let ranges: secure_gossip::RangeSet = (1..=32_768u64).map(|i| i * 2).collect();
-    let have = Frame {
-        have: vec![secure_gossip::Digest {
-            author: stranger,
-            ranges,
-        }],
-        ..Frame::default()
-    };
+    let ranges: RangeSet = (1..=32_768u64).map(|i| i * 2).collect();
+    let have = have(stranger, ranges);
     let limits = Config::default().frame_limits();
     let have = Frame::decode(&have.encode(), &limits).expect("within the limits");
     net.e(1).handle_frame(0, have, T0);
@@ -472,13 +429,7 @@ fn wants_of_a_replaced_connection_are_asked_of_another_peer_that_has_the_ids() {
     net.connect(0, 2);
     net.pump();
     let author = Keypair::from_seed(&[9; 32]).public();
-    let announce = || Frame {
-        have: vec![secure_gossip::Digest {
-            author,
-            ranges: secure_gossip::RangeSet::from_range(1, 3),
-        }],
-        ..Frame::default()
-    };
+    let announce = || have(author, RangeSet::from_range(1, 3));
     // Both peers announce the ids; node 0 asks only the first.
     net.e(0).handle_frame(1, announce(), T0);
     net.e(0).handle_frame(2, announce(), T0);
@@ -509,13 +460,7 @@ fn an_unanswered_want_is_asked_again_with_a_doubling_timeout_then_of_another_pee
     net.connect(0, 2);
     net.pump();
     let author = Keypair::from_seed(&[9; 32]).public();
-    let announce = Frame {
-        have: vec![secure_gossip::Digest {
-            author,
-            ranges: secure_gossip::RangeSet::from_range(1, 1),
-        }],
-        ..Frame::default()
-    };
+    let announce = have(author, RangeSet::from_range(1, 1));
     net.e(0).handle_frame(1, announce.clone(), T0);
     net.e(0).handle_frame(2, announce, T0);
     // Peer 1 never answers: record when node 0 asks, and whom.
@@ -593,14 +538,7 @@ fn a_forged_out_of_window_envelope_cannot_censor_the_real_message() {
     raw[2..34].copy_from_slice(author.public().as_bytes());
     let forged = Envelope::decode(&raw).unwrap();
     assert_eq!(forged.id(), next);
-    net.e(1).handle_frame(
-        0,
-        Frame {
-            messages: vec![forged],
-            ..Frame::default()
-        },
-        T0,
-    );
+    net.e(1).handle_frame(0, push(vec![forged]), T0);
     net.collect();
     assert!(net.violations.is_empty() && net.e(1).dropped(&next));
     // Node 1's digests do not claim the id, so no peer is told it has it.

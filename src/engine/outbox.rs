@@ -7,10 +7,9 @@
 use super::Output;
 use super::peer::IdSets;
 use crate::envelope::Envelope;
-use crate::frame::{Digest, Frame, FrameLimits};
+use crate::frame::{Digest, Frame, FrameLimits, digest_len, envelope_len};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
-use prost::encoding::encoded_len_varint;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Room kept in every frame for its own field tags and the `complete` flag.
@@ -94,24 +93,6 @@ fn merge(sets: &mut IdSets, author: &PublicKey, ranges: &RangeSet) {
     }
 }
 
-/// The encoded size of a digest inside a frame, tag and length included.
-pub(crate) fn digest_len(ranges: &[u64]) -> usize {
-    let packed: usize = ranges.iter().map(|&v| encoded_len_varint(v)).sum();
-    let ranges_field = if packed == 0 {
-        0
-    } else {
-        1 + encoded_len_varint(packed as u64) + packed
-    };
-    let inner = 34 + ranges_field;
-    1 + encoded_len_varint(inner as u64) + inner
-}
-
-/// The encoded size of an envelope inside a frame, tag and length included.
-pub(crate) fn envelope_len(envelope: &Envelope) -> usize {
-    let inner = envelope.encoded_len();
-    1 + encoded_len_varint(inner as u64) + inner
-}
-
 /// One field's digests, cut into pieces that fit the remaining room.
 struct DigestCutter<'a> {
     sets: std::collections::btree_map::Iter<'a, PublicKey, RangeSet>,
@@ -134,7 +115,7 @@ impl<'a> DigestCutter<'a> {
         }
         let (author, wire) = self.current.as_mut().expect("set above");
         let mut take = (wire.len() / 2).min(max_ranges);
-        while take > 0 && digest_len(&wire[..take * 2]) > max_bytes {
+        while take > 0 && digest_len(wire[..take * 2].iter().copied()) > max_bytes {
             take = take * 3 / 4;
         }
         if take == 0 {
@@ -171,12 +152,12 @@ fn digest_frames(pending: &Pending, limits: &FrameLimits) -> Vec<Frame> {
         let mut frame = Frame::default();
         let (mut bytes, mut have_ranges, mut want_ranges) = (0, 0, 0);
         while let Some(d) = have.next(limits.max_have_ranges - have_ranges, room - bytes) {
-            bytes += digest_len(&d.ranges.to_wire());
+            bytes += digest_len(d.ranges.to_wire());
             have_ranges += d.ranges.range_count();
             frame.have.push(d);
         }
         while let Some(d) = want.next(limits.max_want_ranges - want_ranges, room - bytes) {
-            bytes += digest_len(&d.ranges.to_wire());
+            bytes += digest_len(d.ranges.to_wire());
             want_ranges += d.ranges.range_count();
             frame.want.push(d);
         }
@@ -235,7 +216,8 @@ mod tests {
                 messages: vec![envelope.clone()],
                 ..Frame::default()
             };
-            assert_eq!(envelope_len(&envelope), frame.encoded_len());
+            assert_eq!(envelope_len(&envelope), frame.encode().len());
+            assert_eq!(frame.encoded_len(), frame.encode().len());
         }
         let ranges = RangeSet::from_wire(&[1, 5, 9, u64::MAX]).unwrap();
         let frame = Frame {
@@ -245,7 +227,7 @@ mod tests {
             }],
             ..Frame::default()
         };
-        assert_eq!(digest_len(&ranges.to_wire()), frame.encoded_len());
+        assert_eq!(digest_len(ranges.to_wire()), frame.encode().len());
     }
 
     #[test]

@@ -1,10 +1,9 @@
 //! The have/want exchange: what a `have` draws (pushes after a complete digest, wants after
 //! announcements), how a `want` is answered, and how unanswered wants are retried.
 
-use super::outbox::envelope_len;
 use super::peer::IdSets;
 use super::{Engine, Millis, millis};
-use crate::frame::Digest;
+use crate::frame::{Digest, envelope_len};
 use crate::keys::PublicKey;
 
 impl<P: Clone + Ord> Engine<P> {

@@ -257,38 +257,26 @@ impl Behaviour {
             }));
     }
 
-    /// Polls the engine's timer; returns whether it fired.
+    /// Polls the engine's timer; runs the engine's timeout and returns `true` when it fired.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(deadline) = self.engine.poll_timeout() else {
             self.timer = None;
             return false;
         };
         let now = self.clock.now();
-        if deadline <= now {
-            self.timer = None;
-            self.engine.handle_timeout(now);
-            return true;
-        }
-        match &mut self.timer {
-            Some((at, delay)) if *at == deadline => {
-                if delay.poll_unpin(cx).is_ready() {
-                    self.timer = None;
-                    self.engine.handle_timeout(self.clock.now());
-                    return true;
-                }
-            }
-            _ => {
-                let mut delay = Delay::new(Duration::from_millis(deadline - now));
-                let fired = delay.poll_unpin(cx).is_ready();
+        if deadline > now {
+            if self.timer.as_ref().map(|(at, _)| *at) != Some(deadline) {
+                let delay = Delay::new(Duration::from_millis(deadline - now));
                 self.timer = Some((deadline, delay));
-                if fired {
-                    self.timer = None;
-                    self.engine.handle_timeout(self.clock.now());
-                    return true;
-                }
+            }
+            let (_, delay) = self.timer.as_mut().expect("set above");
+            if delay.poll_unpin(cx).is_pending() {
+                return false;
             }
         }
-        false
+        self.timer = None;
+        self.engine.handle_timeout(self.clock.now());
+        true
     }
 }
 

@@ -324,3 +324,21 @@ async fn composes_with_ping_and_identify_and_signs_with_the_transport_key() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_eager_push_off_the_round_timer_alone_moves_messages() {
+    let lazy = Config::builder()
+        .eager_push(false)
+        .gossip_interval(Some(std::time::Duration::from_millis(20)))
+        .build()
+        .unwrap();
+    let mut n = nodes(3, &lazy).await;
+    link(&mut n, 0, 1).await;
+    link(&mut n, 1, 2).await;
+    // Nobody calls gossip(): only the behaviours' timers run rounds (have -> want -> message).
+    let id = n[0].publish(b"carried by rounds".to_vec()).await;
+    assert_eq!(n[1].next_message().await.0.id, id);
+    assert_eq!(n[2].next_message().await.0.id, id);
+    let id = n[2].publish(b"and back".to_vec()).await;
+    assert_eq!(n[0].next_message().await.0.id, id);
+}

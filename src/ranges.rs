@@ -186,13 +186,17 @@ impl RangeSet {
         self.ranges.splice(lo..hi, [(new_start, new_end)]);
     }
 
-    /// Adds every value of `other`, in time linear in both sizes.
+    /// Adds every value of `other`: in place when `other` is a few ranges (the common case
+    /// of one new id), by a linear merge otherwise.
     pub fn union_with(&mut self, other: &RangeSet) {
-        if other.ranges.is_empty() {
-            return;
-        }
         if self.ranges.is_empty() {
             self.ranges.clone_from(&other.ranges);
+            return;
+        }
+        if other.ranges.len() <= 4 {
+            for &(s, e) in &other.ranges {
+                self.insert_range(s, e);
+            }
             return;
         }
         let mut merged: Vec<(u64, u64)> =

@@ -556,3 +556,39 @@ fn a_forged_out_of_window_envelope_cannot_censor_the_real_message() {
     assert_eq!(net.got(1), vec![id]);
     assert_eq!(net.got(3), vec![id]);
 }
+
+#[test]
+fn wants_of_a_peer_in_violation_are_asked_of_another_peer_that_has_the_ids() {
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]);
+    net.e(0)
+        .handle_frame(1, have(author.public(), RangeSet::from_range(1, 3)), T0);
+    net.e(0)
+        .handle_frame(2, have(author.public(), RangeSet::from_range(1, 3)), T0);
+    net.collect();
+    net.frames.clear();
+    // Peer 1, which was asked, sends a forged envelope instead of answering.
+    let mut raw = Envelope::sign(&author, 9, T0, b"real".to_vec())
+        .unwrap()
+        .encode();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    net.e(0)
+        .handle_frame(1, push(vec![Envelope::decode(&raw).unwrap()]), T0);
+    net.collect();
+    assert_eq!(net.violations.len(), 1);
+    let asked: Vec<u8> = net
+        .frames
+        .iter()
+        .filter(|(_, _, f)| !f.want.is_empty())
+        .map(|(_, to, _)| *to)
+        .collect();
+    assert_eq!(
+        asked,
+        vec![2],
+        "the ids asked of the violator are asked of peer 2"
+    );
+}

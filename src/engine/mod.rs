@@ -188,11 +188,9 @@ impl<P: Clone + Ord> Engine<P> {
                 .start_sequence
                 .unwrap_or_else(|| now.saturating_mul(1000).max(1)),
         );
-        Engine {
+        let mut engine = Engine {
             store: Store::new(me, &config),
-            next_round: config
-                .gossip_interval
-                .map(|i| now.saturating_add(millis(i))),
+            next_round: None,
             config,
             keys,
             me,
@@ -201,7 +199,17 @@ impl<P: Clone + Ord> Engine<P> {
             outbox: Outbox::new(),
             outputs: VecDeque::new(),
             stats: Stats::default(),
-        }
+        };
+        engine.schedule_round(now);
+        engine
+    }
+
+    /// The next round is one interval from `now` (none without an interval).
+    fn schedule_round(&mut self, now: Millis) {
+        self.next_round = self
+            .config
+            .gossip_interval
+            .map(|i| now.saturating_add(millis(i)));
     }
 
     /// The author key this node signs with.
@@ -255,7 +263,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// runs one).
     pub fn set_gossip_interval(&mut self, interval: Option<Duration>, now: Millis) {
         self.config.gossip_interval = interval;
-        self.next_round = interval.map(|i| now.saturating_add(millis(i)));
+        self.schedule_round(now);
     }
 
     /// The earliest time at which [`Engine::handle_timeout`] has work to do.
@@ -275,23 +283,26 @@ impl<P: Clone + Ord> Engine<P> {
     /// A connection to `peer` is up (or was replaced): send it the complete digest. Any state
     /// about an earlier connection to it is dropped.
     pub fn connect(&mut self, peer: P, now: Millis) {
+        self.remove_peer(&peer, now);
         let mut state = Peer::default();
         state.dirty.extend(self.store.authors_holding().copied());
-        let earlier = self.peers.insert(peer.clone(), state);
+        self.peers.insert(peer.clone(), state);
         self.outbox.complete(&peer, self.store.digest());
-        if let Some(earlier) = earlier {
-            // Wants of the old connection: ask whoever is known to have the ids.
-            self.ask_elsewhere(earlier.asked, None, now);
-        }
         self.flush();
     }
 
     /// The connection to `peer` is gone. What was asked of it is asked of other peers known
     /// to have it.
     pub fn disconnect(&mut self, peer: &P, now: Millis) {
+        self.remove_peer(peer, now);
+        self.flush();
+    }
+
+    /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of
+    /// the other peers known to have the ids.
+    fn remove_peer(&mut self, peer: &P, now: Millis) {
         if let Some(state) = self.peers.remove(peer) {
             self.ask_elsewhere(state.asked, None, now);
-            self.flush();
         }
     }
 
@@ -332,11 +343,7 @@ impl<P: Clone + Ord> Engine<P> {
     pub fn handle_timeout(&mut self, now: Millis) {
         if self.next_round.is_some_and(|t| t <= now) {
             self.round();
-            let interval = self.config.gossip_interval.map(millis).unwrap_or(0);
-            self.next_round = self
-                .config
-                .gossip_interval
-                .map(|_| now.saturating_add(interval));
+            self.schedule_round(now);
         }
         self.retry_wants(now);
         self.store.expire(now);
@@ -344,7 +351,8 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// A frame the driver could not deliver to `peer` (its queue was full): what it carried
-    /// is no longer assumed known there, so later rounds announce it again.
+    /// is no longer assumed known there, so later rounds announce it again. Wants it carried
+    /// stay outstanding and are asked again when their retry deadline passes.
     pub fn frame_dropped(&mut self, peer: &P, frame: &Frame) {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
@@ -355,10 +363,6 @@ impl<P: Clone + Ord> Engine<P> {
         }
         for digest in &frame.have {
             state.forget(&digest.author, &digest.ranges);
-        }
-        if !frame.want.is_empty() {
-            // Ask again at the next timeout.
-            state.ask_deadline = Some(0);
         }
     }
 
@@ -380,7 +384,7 @@ impl<P: Clone + Ord> Engine<P> {
             match self.receive(&peer, envelope, now) {
                 Ok(was_asked) => fulfilled |= was_asked,
                 Err(violation) => {
-                    self.peers.remove(&peer);
+                    self.remove_peer(&peer, now);
                     self.flush();
                     self.outputs
                         .push_back(Output::Violation { peer, violation });

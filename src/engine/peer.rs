@@ -57,16 +57,15 @@ impl Peer {
         max_authors: usize,
         max_ranges: usize,
     ) {
-        add(&mut self.has, author, ranges, max_authors, max_ranges);
+        add(&mut self.has, author, max_authors, max_ranges, |set| {
+            set.union_with(ranges)
+        });
     }
 
     pub(crate) fn learn_one(&mut self, author: &PublicKey, sequence: u64, limits: (usize, usize)) {
-        self.learn(
-            author,
-            &RangeSet::from_range(sequence, sequence),
-            limits.0,
-            limits.1,
-        );
+        add(&mut self.has, author, limits.0, limits.1, |set| {
+            set.insert(sequence);
+        });
     }
 
     pub(crate) fn announce(
@@ -76,7 +75,13 @@ impl Peer {
         max_authors: usize,
         max_ranges: usize,
     ) {
-        add(&mut self.announced, author, ranges, max_authors, max_ranges);
+        add(
+            &mut self.announced,
+            author,
+            max_authors,
+            max_ranges,
+            |set| set.union_with(ranges),
+        );
     }
 
     /// Forgets that the peer knows these ids, or was told of them (a frame to it was lost).
@@ -132,11 +137,22 @@ impl Peer {
     }
 }
 
-fn add(sets: &mut IdSets, author: &PublicKey, ranges: &RangeSet, max_authors: usize, max: usize) {
-    if ranges.is_empty() || (!sets.contains_key(author) && sets.len() >= max_authors) {
+/// Adds ids to `author`'s set with `update`, keeping at most `max_authors` authors (a new
+/// one beyond that is ignored) and `max` ranges (the lowest are forgotten).
+fn add(
+    sets: &mut IdSets,
+    author: &PublicKey,
+    max_authors: usize,
+    max: usize,
+    update: impl FnOnce(&mut RangeSet),
+) {
+    if !sets.contains_key(author) && sets.len() >= max_authors {
         return;
     }
     let set = sets.entry(*author).or_default();
-    set.union_with(ranges);
+    update(set);
     set.forget_lowest(max);
+    if set.is_empty() {
+        sets.remove(author);
+    }
 }

@@ -1,10 +1,12 @@
 //! The have/want exchange: what a `have` draws (pushes after a complete digest, wants after
 //! announcements), how a `want` is answered, and how unanswered wants are retried.
 
-use super::peer::IdSets;
+use super::outbox::Outbox;
+use super::peer::{IdSets, Peer};
 use super::{Engine, Millis, millis};
 use crate::frame::{Digest, envelope_len};
 use crate::keys::PublicKey;
+use crate::ranges::RangeSet;
 
 impl<P: Clone + Ord> Engine<P> {
     /// A `have` from `peer`. Its ids are recorded as known there. A complete `have` is
@@ -51,18 +53,10 @@ impl<P: Clone + Ord> Engine<P> {
                 wanted.push((d.author, missing));
             }
         }
-        if wanted.is_empty() {
-            return;
-        }
-        let timeout = millis(self.config.want_timeout);
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
         let state = self.peers.get_mut(peer).expect("checked above");
         for (author, missing) in wanted {
-            self.outbox.want(peer, &author, &missing);
-            state.asked.entry(author).or_default().union_with(&missing);
-        }
-        if state.ask_deadline.is_none() {
-            state.ask_deadline = Some(now.saturating_add(timeout));
-            state.ask_attempts = 1;
+            ask(&mut self.outbox, peer, state, &author, &missing, deadline);
         }
     }
 
@@ -130,19 +124,13 @@ impl<P: Clone + Ord> Engine<P> {
     /// `peer` just delivered some of what it was asked for: ask at once for the rest (a
     /// want is answered with at most one frame, so this paces a large catch-up).
     pub(super) fn ask_rest(&mut self, peer: &P, now: Millis) {
-        let timeout = millis(self.config.want_timeout);
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        let store = &self.store;
-        if !state.prune_asked(store) {
-            return;
+        if state.prune_asked(&self.store) {
+            ask_again(&mut self.outbox, peer, state, deadline, 1);
         }
-        for (author, asked) in &state.asked {
-            self.outbox.want(peer, author, asked);
-        }
-        state.ask_deadline = Some(now.saturating_add(timeout));
-        state.ask_attempts = 1;
     }
 
     /// Wants whose deadline passed are asked again with a doubled timeout; after
@@ -157,17 +145,14 @@ impl<P: Clone + Ord> Engine<P> {
         let timeout = millis(self.config.want_timeout);
         for peer in due {
             let state = self.peers.get_mut(&peer).expect("collected above");
-            let store = &self.store;
-            if !state.prune_asked(store) {
+            if !state.prune_asked(&self.store) {
                 continue;
             }
             if state.ask_attempts < self.config.max_want_attempts {
-                for (author, asked) in &state.asked {
-                    self.outbox.want(&peer, author, asked);
-                }
                 let backoff = timeout.saturating_mul(1 << state.ask_attempts.min(16));
-                state.ask_attempts += 1;
-                state.ask_deadline = Some(now.saturating_add(backoff));
+                let attempts = state.ask_attempts + 1;
+                let deadline = now.saturating_add(backoff);
+                ask_again(&mut self.outbox, &peer, state, deadline, attempts);
                 continue;
             }
             // Give up on this peer: ask whoever else is known to have the ids.
@@ -181,7 +166,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// Asks the ids of `abandoned` of the connected peers known to have them, other than
     /// `except` (the peer that did not answer).
     pub(super) fn ask_elsewhere(&mut self, abandoned: IdSets, except: Option<&P>, now: Millis) {
-        let timeout = millis(self.config.want_timeout);
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
         for (author, mut ids) in abandoned {
             if let Some(unwanted) = self.store.unwanted(&author) {
                 ids = ids.difference(&unwanted);
@@ -201,13 +186,40 @@ impl<P: Clone + Ord> Engine<P> {
                     continue;
                 }
                 ids = ids.difference(&take);
-                self.outbox.want(peer, &author, &take);
-                state.asked.entry(author).or_default().union_with(&take);
-                if state.ask_deadline.is_none() {
-                    state.ask_deadline = Some(now.saturating_add(timeout));
-                    state.ask_attempts = 1;
-                }
+                ask(&mut self.outbox, peer, state, &author, &take, deadline);
             }
         }
     }
+}
+
+/// Asks `peer` for `ids` of `author`: a want now, and a retry deadline unless one runs.
+fn ask<P: Clone + Ord>(
+    outbox: &mut Outbox<P>,
+    peer: &P,
+    state: &mut Peer,
+    author: &PublicKey,
+    ids: &RangeSet,
+    deadline: Millis,
+) {
+    outbox.want(peer, author, ids);
+    state.asked.entry(*author).or_default().union_with(ids);
+    if state.ask_deadline.is_none() {
+        state.ask_deadline = Some(deadline);
+        state.ask_attempts = 1;
+    }
+}
+
+/// Asks `peer` again for everything outstanding, as attempt number `attempts`.
+fn ask_again<P: Clone + Ord>(
+    outbox: &mut Outbox<P>,
+    peer: &P,
+    state: &mut Peer,
+    deadline: Millis,
+    attempts: u32,
+) {
+    for (author, asked) in &state.asked {
+        outbox.want(peer, author, asked);
+    }
+    state.ask_deadline = Some(deadline);
+    state.ask_attempts = attempts;
 }

@@ -92,7 +92,12 @@ pub fn decode_framed(bytes: &[u8], limits: &FrameLimits) -> Result<Frame, FrameE
         if let Prefix::Complete(len) = prefix.push(byte)? {
             let body = &bytes[i + 1..];
             if body.len() != len {
-                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                let kind = if body.len() < len {
+                    std::io::ErrorKind::UnexpectedEof
+                } else {
+                    std::io::ErrorKind::InvalidData // bytes after the frame
+                };
+                return Err(FrameError::Io(kind.into()));
             }
             return Frame::decode(body, limits);
         }
@@ -121,18 +126,27 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             break len;
         }
     };
-    // `len` is at most `max_frame_size`: checked by the prefix decoder.
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body).await.map_err(FrameError::Io)?;
+    // `len` is at most `max_frame_size` (checked by the prefix decoder), and the buffer only
+    // grows as bytes arrive: a peer that claims a large frame and then trickles it holds no
+    // more memory than it has sent.
+    let mut body = Vec::new();
+    (&mut *reader)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await
+        .map_err(FrameError::Io)?;
+    if body.len() < len {
+        return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+    }
     Frame::decode(&body, limits).map(Some)
 }
 
-/// Writes one frame (prefix and body) and flushes.
+/// Writes one frame as made by [`encode_frame`] (prefix and body) and flushes.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
-    frame: &Frame,
+    framed: &[u8],
 ) -> std::io::Result<()> {
-    writer.write_all(&encode_frame(frame)).await?;
+    writer.write_all(framed).await?;
     writer.flush().await
 }
 

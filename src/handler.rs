@@ -3,7 +3,7 @@
 //! frames on the connection's own task, queues outbound frames within `max_queued_bytes`,
 //! and leaves every protocol decision to the engine.
 
-use crate::codec::{read_frame, write_frame};
+use crate::codec::{encode_frame, read_frame, write_frame};
 use crate::frame::{Frame, FrameError, FrameLimits};
 use futures::future::BoxFuture;
 use futures::prelude::*;
@@ -179,9 +179,11 @@ impl Handler {
                 Outbound::Idle(mut stream) => match self.queue.pop_front() {
                     Some((frame, len)) => {
                         self.queued_bytes -= len;
-                        let sent = frame.clone();
+                        // The future owns the bytes; the frame stays here in case it must be
+                        // reported as dropped.
+                        let framed = encode_frame(&frame);
                         let write = async move {
-                            let result = write_frame(&mut stream, &sent).await;
+                            let result = write_frame(&mut stream, &framed).await;
                             (stream, result)
                         };
                         self.outbound = Outbound::Writing(write.boxed(), frame);

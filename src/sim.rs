@@ -155,6 +155,34 @@ struct Link {
     epoch: u64,
 }
 
+/// An event at a time; ordered by time, then by when it was scheduled.
+#[derive(Debug)]
+struct Scheduled {
+    at: Millis,
+    order: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
 #[derive(Debug)]
 enum Event {
     Frame {
@@ -191,10 +219,11 @@ pub struct Simulation {
     links: BTreeMap<(usize, usize), Link>,
     /// Nodes on the far side of a partition (links between sides stay down).
     side: Vec<bool>,
-    queue: BinaryHeap<Reverse<(Millis, u64, usize)>>,
-    events: HashMap<usize, Event>,
-    next_event: usize,
-    sequence: u64,
+    /// Pending events, earliest first; ties in the order they were scheduled.
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    scheduled: u64,
+    /// Envelope copies received, duplicates included (for RMR).
+    copies: u64,
     published: BTreeMap<MessageId, Published>,
     report: Report,
 }
@@ -231,9 +260,8 @@ impl Simulation {
             nodes,
             links: BTreeMap::new(),
             queue: BinaryHeap::new(),
-            events: HashMap::new(),
-            next_event: 0,
-            sequence: 0,
+            scheduled: 0,
+            copies: 0,
             published: BTreeMap::new(),
             report: Report {
                 nodes: config.nodes,
@@ -437,11 +465,12 @@ impl Simulation {
     }
 
     fn push(&mut self, at: Millis, event: Event) {
-        let id = self.next_event;
-        self.next_event += 1;
-        self.sequence += 1;
-        self.events.insert(id, event);
-        self.queue.push(Reverse((at, self.sequence, id)));
+        self.scheduled += 1;
+        self.queue.push(Reverse(Scheduled {
+            at,
+            order: self.scheduled,
+            event,
+        }));
     }
 
     fn schedule_timer(&mut self, i: usize) {
@@ -522,11 +551,10 @@ impl Simulation {
     }
 
     fn step(&mut self) -> bool {
-        let Some(Reverse((at, _, id))) = self.queue.pop() else {
+        let Some(Reverse(Scheduled { at, event, .. })) = self.queue.pop() else {
             return false;
         };
         self.now = self.now.max(at);
-        let event = self.events.remove(&id).expect("queued event");
         match event {
             Event::Frame {
                 from,
@@ -538,7 +566,7 @@ impl Simulation {
                 if self.links[&key].epoch != epoch || !self.nodes[to].up {
                     return true;
                 }
-                self.report.rmr += frame.messages.len() as f64;
+                self.copies += frame.messages.len() as u64;
                 for envelope in &frame.messages {
                     let hop = self.nodes[from]
                         .hops
@@ -570,7 +598,7 @@ impl Simulation {
         while self
             .queue
             .peek()
-            .is_some_and(|Reverse((at, _, _))| *at <= end)
+            .is_some_and(|Reverse(next)| next.at <= end)
         {
             self.step();
         }
@@ -645,7 +673,7 @@ impl Simulation {
         report.rmr = if report.messages == 0 {
             0.0
         } else {
-            self.report.rmr / (report.messages as f64 * n) - 1.0
+            self.copies as f64 / (report.messages as f64 * n) - 1.0
         };
         report.elapsed_ms = self.now - EPOCH;
         report

@@ -4,51 +4,14 @@
 
 mod common;
 
-use common::swarm::{Node, connect};
+use common::swarm::{Node, assert_no_more_messages, cut, distinct_ids, link, nodes};
 use secure_gossip::{Config, Keypair, MessageId};
 use std::collections::HashSet;
-
-async fn nodes(n: usize) -> Vec<Node> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(Node::spawn(Config::default()).await);
-    }
-    out
-}
-
-async fn link(n: &mut [Node], a: usize, b: usize) {
-    let (x, y) = (a.min(b), a.max(b));
-    let (left, right) = n.split_at_mut(y);
-    if a < b {
-        connect(&mut left[x], &mut right[0]).await;
-    } else {
-        connect(&mut right[0], &mut left[x]).await;
-    }
-}
-
-async fn cut(n: &mut [Node], a: usize, b: usize) {
-    let (pa, pb) = (n[a].peer_id, n[b].peer_id);
-    n[a].disconnect(pb).await;
-    n[a].disconnected(pb).await;
-    n[b].disconnected(pa).await;
-}
-
-async fn ids(node: &mut Node, count: usize) -> HashSet<MessageId> {
-    let got: Vec<MessageId> = node
-        .messages(count)
-        .await
-        .into_iter()
-        .map(|m| m.id)
-        .collect();
-    let set: HashSet<MessageId> = got.iter().copied().collect();
-    assert_eq!(set.len(), got.len(), "a message was delivered twice");
-    set
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_halves_of_a_partition_publish_and_converge_after_it_heals() {
     // Two triangles joined by one bridge (2 — 3).
-    let mut n = nodes(6).await;
+    let mut n = nodes(6, &Config::default()).await;
     for (a, b) in [(0, 1), (1, 2), (2, 0), (3, 4), (4, 5), (5, 3), (2, 3)] {
         link(&mut n, a, b).await;
     }
@@ -71,7 +34,7 @@ async fn both_halves_of_a_partition_publish_and_converge_after_it_heals() {
     for (i, node) in n.iter_mut().enumerate() {
         let side = if i < 3 { &left } else { &right };
         let authored = side.iter().filter(|id| id.author == node.author).count();
-        let got = ids(node, side.len() - authored).await;
+        let got = distinct_ids(node, side.len() - authored).await;
         assert!(
             got.is_subset(side),
             "node {i} got a message across the partition"
@@ -81,19 +44,14 @@ async fn both_halves_of_a_partition_publish_and_converge_after_it_heals() {
     link(&mut n, 3, 2).await;
     for (i, node) in n.iter_mut().enumerate() {
         let other = if i < 3 { &right } else { &left };
-        assert_eq!(&ids(node, other.len()).await, other, "node {i}");
+        assert_eq!(&distinct_ids(node, other.len()).await, other, "node {i}");
     }
-    for (i, node) in n.iter_mut().enumerate() {
-        assert!(
-            node.pending_messages().await.is_empty(),
-            "node {i}: extra delivery"
-        );
-    }
+    assert_no_more_messages(&mut n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_that_keeps_dropping_loses_nothing() {
-    let mut n = nodes(3).await;
+    let mut n = nodes(3, &Config::default()).await;
     link(&mut n, 0, 1).await;
     link(&mut n, 1, 2).await;
     let mut sent = Vec::new();
@@ -122,22 +80,17 @@ async fn a_link_that_keeps_dropping_loses_nothing() {
         .filter(|i| i.author == n[2].author)
         .copied()
         .collect();
-    assert_eq!(ids(&mut n[0], from_2.len()).await, from_2);
-    assert_eq!(ids(&mut n[2], from_0.len()).await, from_0);
+    assert_eq!(distinct_ids(&mut n[0], from_2.len()).await, from_2);
+    assert_eq!(distinct_ids(&mut n[2], from_0.len()).await, from_0);
     let all: HashSet<MessageId> = sent.iter().copied().collect();
-    assert_eq!(ids(&mut n[1], all.len()).await, all);
-    for (i, node) in n.iter_mut().enumerate() {
-        assert!(
-            node.pending_messages().await.is_empty(),
-            "node {i}: extra delivery"
-        );
-    }
+    assert_eq!(distinct_ids(&mut n[1], all.len()).await, all);
+    assert_no_more_messages(&mut n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_without_state_catches_up_over_a_new_connection() {
     let keys = Keypair::generate();
-    let mut n = nodes(2).await;
+    let mut n = nodes(2, &Config::default()).await;
     n.push(Node::spawn_with(keys.clone(), Config::default()).await);
     link(&mut n, 0, 1).await;
     link(&mut n, 1, 2).await;
@@ -158,7 +111,7 @@ async fn a_node_restarted_without_state_catches_up_over_a_new_connection() {
     // It comes back with the same key and no state, on a new connection.
     n.push(Node::spawn_with(keys, Config::default()).await);
     link(&mut n, 2, 1).await;
-    let got = ids(&mut n[2], 2).await;
+    let got = distinct_ids(&mut n[2], 2).await;
     assert_eq!(
         got,
         HashSet::from([before, during]),

@@ -8,7 +8,7 @@ use libp2p::core::upgrade::Version;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
 use secure_gossip::{Behaviour, Config, Event, Keypair, Message, MessageId, PublicKey, Stats};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -278,5 +278,55 @@ async fn run(
                 }
             }
         }
+    }
+}
+
+/// `n` nodes with `config`.
+pub async fn nodes(n: usize, config: &Config) -> Vec<Node> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(Node::spawn(config.clone()).await);
+    }
+    out
+}
+
+/// Node `a` dials node `b`; returns when both see the connection.
+pub async fn link(nodes: &mut [Node], a: usize, b: usize) {
+    let (x, y) = (a.min(b), a.max(b));
+    let (left, right) = nodes.split_at_mut(y);
+    let (low, high) = (&mut left[x], &mut right[0]);
+    if a < b {
+        connect(low, high).await;
+    } else {
+        connect(high, low).await;
+    }
+}
+
+/// Node `a` closes its connection to node `b`; returns when both see it gone.
+pub async fn cut(nodes: &mut [Node], a: usize, b: usize) {
+    let (pa, pb) = (nodes[a].peer_id, nodes[b].peer_id);
+    nodes[a].disconnect(pb).await;
+    nodes[a].disconnected(pb).await;
+    nodes[b].disconnected(pa).await;
+}
+
+/// The ids of the next `count` messages, asserting that none came twice.
+pub async fn distinct_ids(node: &mut Node, count: usize) -> HashSet<MessageId> {
+    let got: Vec<MessageId> = node
+        .messages(count)
+        .await
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    let set: HashSet<MessageId> = got.iter().copied().collect();
+    assert_eq!(set.len(), got.len(), "a message was delivered twice");
+    set
+}
+
+/// Asserts that no node has a message waiting (after a barrier through each node).
+pub async fn assert_no_more_messages(nodes: &mut [Node]) {
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let extra = node.pending_messages().await;
+        assert!(extra.is_empty(), "node {i}: extra delivery {extra:?}");
     }
 }

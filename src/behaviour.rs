@@ -30,7 +30,8 @@ pub enum Event {
         /// The peer it arrived from.
         propagation_source: PeerId,
     },
-    /// A peer broke the protocol; its connections are being closed.
+    /// A peer broke the protocol; its connections are being closed, and it is not gossiped
+    /// with for `violation_ban`.
     PeerViolation {
         /// The peer.
         peer: PeerId,
@@ -43,8 +44,18 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
+    /// A peer did not take a frame within `write_timeout` (it stopped reading, or its link is
+    /// too slow): the connection is being closed. Other peers are unaffected.
+    SlowPeer {
+        /// The peer.
+        peer: PeerId,
+        /// How long the frame had been waiting.
+        waited: Duration,
+        /// Bytes that were still queued for it (re-announced to it if it reconnects).
+        queued_bytes: usize,
+    },
     /// An author signed two different messages with one id: `first` was delivered, `second`
-    /// is the proof.
+    /// is the proof. Reported once per id.
     Equivocation {
         /// The author.
         author: PublicKey,
@@ -180,9 +191,13 @@ impl Behaviour {
         }
     }
 
-    fn new_handler(&self) -> Handler {
+    fn new_handler(&self, peer: &PeerId) -> Handler {
         let config = self.engine.config();
-        Handler::new(config.frame_limits(), config.max_queued_bytes())
+        if self.engine.is_banned(peer, self.clock.now()) {
+            tracing::debug!(%peer, "peer broke the protocol recently: not gossiping with it");
+            return Handler::banned(config);
+        }
+        Handler::new(config)
     }
 
     fn on_connection_closed(&mut self, closed: ConnectionClosed<'_>) {
@@ -245,7 +260,6 @@ impl Behaviour {
 
     fn report_violation(&mut self, peer: PeerId, violation: Violation) {
         tracing::warn!(%peer, %violation, "protocol violation, closing connection");
-        self.engine.disconnect(&peer, self.clock.now());
         self.events.push_back(ToSwarm::CloseConnection {
             peer_id: peer,
             connection: CloseConnection::All,
@@ -287,22 +301,22 @@ impl NetworkBehaviour for Behaviour {
     fn handle_established_inbound_connection(
         &mut self,
         _: ConnectionId,
-        _: PeerId,
+        peer: PeerId,
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.new_handler())
+        Ok(self.new_handler(&peer))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
         _: ConnectionId,
-        _: PeerId,
+        peer: PeerId,
         _: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.new_handler())
+        Ok(self.new_handler(&peer))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {
@@ -330,7 +344,24 @@ impl NetworkBehaviour for Behaviour {
                 self.engine.handle_frame(peer, frame, self.clock.now());
             }
             HandlerEvent::Violation(error) => {
-                self.report_violation(peer, Violation::Malformed(error));
+                self.engine
+                    .handle_violation(peer, Violation::Malformed(error), self.clock.now());
+            }
+            HandlerEvent::Slow {
+                waited,
+                queued_bytes,
+            } => {
+                tracing::warn!(%peer, ?waited, queued_bytes, "slow peer, closing connection");
+                self.events.push_back(ToSwarm::CloseConnection {
+                    peer_id: peer,
+                    connection: CloseConnection::One(connection),
+                });
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::SlowPeer {
+                        peer,
+                        waited,
+                        queued_bytes,
+                    }));
             }
             HandlerEvent::Unsupported => {
                 let active = self

@@ -21,7 +21,13 @@ pub struct Config {
     pub(crate) max_stored_messages: usize,
     pub(crate) max_tracked_authors: usize,
     pub(crate) max_ranges_per_author: usize,
+    pub(crate) max_ranges_per_peer: usize,
     pub(crate) max_queued_bytes: usize,
+    pub(crate) write_timeout: Duration,
+    pub(crate) max_inbound_bytes_per_sec: usize,
+    pub(crate) max_inbound_messages_per_sec: usize,
+    pub(crate) min_resync_interval: Duration,
+    pub(crate) violation_ban: Duration,
     pub(crate) want_timeout: Duration,
     pub(crate) max_want_attempts: u32,
     pub(crate) start_sequence: Option<u64>,
@@ -61,9 +67,30 @@ impl Default for Config {
             // Contiguous runs need one range per restart; gaps only come from loss or
             // misbehaving authors, and are filled once this many ranges are reached.
             max_ranges_per_author: 1024,
+            // What one connection's peer is believed to know: an honest peer's ids are one
+            // run per author, so 16,384 ranges (256 KiB) covers as many active authors; a
+            // peer that claims a more fragmented history only stops being sent what it
+            // claims to lack.
+            max_ranges_per_peer: 16_384,
             // Four full frames queued per connection before frames are dropped (and their
             // messages re-announced in a later round).
             max_queued_bytes: 4 * 1024 * 1024,
+            // A full 1 MiB frame drains in 30 s at 300 kbit/s: a peer slower than that, or one
+            // that stopped reading, is cut off instead of pinning a full queue.
+            write_timeout: Duration::from_secs(30),
+            // One peer's share of this node: 4 MiB/s and 4,000 envelopes/s (about a tenth of
+            // a core of signature checks) are ten times the benchmark's busiest load (200
+            // messages/s of 256 bytes from every neighbour) and catch up a full store in
+            // under 20 s. Beyond it the node stops reading from the peer (backpressure).
+            max_inbound_bytes_per_sec: 4 * 1024 * 1024,
+            max_inbound_messages_per_sec: 4_000,
+            // Honest nodes send a complete digest once per connection; answering one costs a
+            // walk of every held author, so a peer gets one answer per 10 s at most.
+            min_resync_interval: Duration::from_secs(10),
+            // A peer that broke the protocol is not gossiped with for a minute, so an
+            // immediate reconnect gains nothing; a longer ban is the application's call
+            // (`libp2p::allow_block_list`).
+            violation_ban: Duration::from_secs(60),
             // Several round trips on a slow link before a want is asked again.
             want_timeout: Duration::from_secs(1),
             // 1 s, 2 s, 4 s, 8 s: then the want is asked of another peer that has the id.
@@ -131,6 +158,19 @@ impl Config {
         self.max_queued_bytes
     }
 
+    /// How long one frame may take to write before the peer is cut off as slow.
+    pub fn write_timeout(&self) -> Duration {
+        self.write_timeout
+    }
+
+    /// One peer's inbound budget: bytes and envelopes per second, read at most.
+    pub fn inbound_budget(&self) -> (usize, usize) {
+        (
+            self.max_inbound_bytes_per_sec,
+            self.max_inbound_messages_per_sec,
+        )
+    }
+
     /// The limits a received frame is checked against.
     pub fn frame_limits(&self) -> FrameLimits {
         FrameLimits {
@@ -188,11 +228,27 @@ impl ConfigBuilder {
         /// Most authors tracked (default 10,000). An author is forgotten only once all its
         /// messages are older than `max_age`, so none of them can be delivered again.
         max_tracked_authors: usize;
-        /// Most ranges of known sequences per author (default 1,024); beyond it the lowest
-        /// gaps are treated as known.
+        /// Most ranges of known or held sequences per author (default 1,024); beyond it the
+        /// lowest gaps are treated as known, and the lowest held range is dropped.
         max_ranges_per_author: usize;
+        /// Most ranges of ids one peer is believed to know (default 16,384; 16 bytes each).
+        max_ranges_per_peer: usize;
         /// Most bytes queued for sending on one connection (default 4 MiB).
         max_queued_bytes: usize;
+        /// How long writing one frame may take before the peer is disconnected and reported
+        /// as slow (default 30 s).
+        write_timeout: Duration;
+        /// Most bytes read from one peer per second (default 4 MiB); beyond it the node
+        /// stops reading from that peer for a while.
+        max_inbound_bytes_per_sec: usize;
+        /// Most envelopes read from one peer per second (default 4,000).
+        max_inbound_messages_per_sec: usize;
+        /// Least time between two answers to one peer's complete digests (default 10 s); a
+        /// complete digest within it is read as announcements only.
+        min_resync_interval: Duration;
+        /// How long a peer that broke the protocol is not gossiped with (default 60 s;
+        /// `Duration::ZERO`: not at all).
+        violation_ban: Duration;
         /// First wait for a wanted message before asking again (default 1 s, doubling).
         want_timeout: Duration;
         /// Times a want is sent to one peer before another is asked (default 4).
@@ -217,19 +273,33 @@ impl ConfigBuilder {
             ("max_stored_messages", c.max_stored_messages),
             ("max_tracked_authors", c.max_tracked_authors),
             ("max_ranges_per_author", c.max_ranges_per_author),
+            ("max_ranges_per_peer", c.max_ranges_per_peer),
+            ("max_inbound_bytes_per_sec", c.max_inbound_bytes_per_sec),
+            (
+                "max_inbound_messages_per_sec",
+                c.max_inbound_messages_per_sec,
+            ),
             ("max_want_attempts", c.max_want_attempts as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::Zero { name });
         }
-        let durations = [("max_age", c.max_age), ("want_timeout", c.want_timeout)];
-        if let Some((name, _)) = durations.iter().find(|(_, d)| d.is_zero()) {
-            return Err(ConfigError::Zero { name });
-        }
-        if c.gossip_interval.is_some_and(|d| d.is_zero()) {
-            return Err(ConfigError::Zero {
-                name: "gossip_interval",
-            });
+        // The engine counts whole milliseconds: a positive duration under one would round
+        // to zero and make a timer fire in a busy loop.
+        let durations = [
+            ("max_age", Some(c.max_age)),
+            ("want_timeout", Some(c.want_timeout)),
+            ("write_timeout", Some(c.write_timeout)),
+            ("gossip_interval", c.gossip_interval),
+        ];
+        for (name, d) in durations {
+            match d {
+                Some(d) if d.is_zero() => return Err(ConfigError::Zero { name }),
+                Some(d) if d < Duration::from_millis(1) => {
+                    return Err(ConfigError::UnderOneMillisecond { name, value: d });
+                }
+                _ => {}
+            }
         }
         if c.start_sequence == Some(0) {
             return Err(ConfigError::Zero {
@@ -280,6 +350,13 @@ pub enum ConfigError {
         /// The setting.
         name: &'static str,
     },
+    /// A duration is positive but under one millisecond, the engine's unit of time.
+    UnderOneMillisecond {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: Duration,
+    },
     /// A value is too small for another one.
     TooSmall {
         /// The setting.
@@ -297,6 +374,9 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Zero { name } => write!(f, "{name} must be greater than zero"),
+            ConfigError::UnderOneMillisecond { name, value } => {
+                write!(f, "{name} is {value:?}, must be at least 1 ms")
+            }
             ConfigError::TooSmall {
                 name,
                 value,

@@ -1,6 +1,8 @@
 //! The typed [`Frame`]: what one length-prefixed protobuf `Frame` carries once every
 //! structural rule of DESIGN §2 and every per-frame limit has been checked.
 
+mod scan;
+
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::keys::PublicKey;
 use crate::proto;
@@ -75,6 +77,9 @@ impl Frame {
                 max: limits.max_frame_size,
             });
         }
+        // Count entries on the wire before materialising any: a frame of tiny entries (two
+        // bytes each) would otherwise become hundreds of thousands of structs first.
+        scan::check_counts(body, limits)?;
         let raw = proto::Frame::decode(body).map_err(FrameError::Decode)?;
         Frame::from_proto(raw, limits)
     }
@@ -141,7 +146,8 @@ fn digests(
     field: &'static str,
     max_ranges: usize,
 ) -> Result<Vec<Digest>, FrameError> {
-    let total: usize = raw.iter().map(|d| d.ranges.len() / 2).sum();
+    // A digest counts as at least one range, so empty digests cannot be sent in bulk.
+    let total: usize = raw.iter().map(|d| (d.ranges.len() / 2).max(1)).sum();
     if total > max_ranges {
         return Err(FrameError::TooMany {
             what: field,

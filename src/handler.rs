@@ -1,12 +1,17 @@
 //! The [`ConnectionHandler`]: one long-lived outbound substream that carries this node's
-//! frames, one inbound substream that carries the peer's (DESIGN §2). It decodes and checks
-//! frames on the connection's own task, queues outbound frames within `max_queued_bytes`,
-//! and leaves every protocol decision to the engine.
+//! frames, one inbound substream that carries the peer's (`docs/PROTOCOL.md` §1). It decodes
+//! and checks frames on the connection's own task, reads no faster than the peer's inbound
+//! budget (`budget.rs`), queues outbound frames within `max_queued_bytes`, reports a peer
+//! that does not drain a frame within `write_timeout`, and leaves every protocol decision to
+//! the engine.
 
+use crate::budget::InboundBudget;
 use crate::codec::{encode_frame, read_frame, write_frame};
+use crate::config::Config;
 use crate::frame::{Frame, FrameError, FrameLimits};
 use futures::future::BoxFuture;
 use futures::prelude::*;
+use futures_timer::Delay;
 use libp2p::core::upgrade::ReadyUpgrade;
 use libp2p::swarm::handler::{
     ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
@@ -17,6 +22,7 @@ use libp2p::swarm::{
 };
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 /// The protocol id of wire protocol v1.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/secure-gossip/1.0.0");
@@ -45,6 +51,14 @@ pub enum HandlerEvent {
     Unsupported,
     /// A frame was not sent (queue full or stream failed); the engine re-announces it.
     Dropped(Frame),
+    /// The peer did not take a frame within `write_timeout`: this node stopped writing to
+    /// it, and the connection should be closed.
+    Slow {
+        /// How long the frame has been waiting.
+        waited: Duration,
+        /// Bytes still queued behind it.
+        queued_bytes: usize,
+    },
 }
 
 type ReadFuture = BoxFuture<'static, (Stream, Result<Option<Frame>, FrameError>)>;
@@ -56,7 +70,10 @@ enum Outbound {
     /// A substream was requested.
     Opening,
     Idle(Stream),
-    Writing(WriteFuture, Frame),
+    /// Writing a frame; the peer must take it by the deadline.
+    Writing(WriteFuture, Frame, Instant, Delay),
+    /// The peer did not drain a frame in time: nothing is sent on this connection again.
+    Slow,
     /// The peer does not speak the protocol: nothing is sent on this connection again.
     Unsupported {
         reported: bool,
@@ -67,6 +84,12 @@ enum Outbound {
 pub struct Handler {
     limits: FrameLimits,
     max_queued_bytes: usize,
+    write_timeout: Duration,
+    budget: InboundBudget,
+    /// Set while the peer is over its inbound budget: reading resumes when it fires.
+    budget_wait: Option<Delay>,
+    /// The peer broke the protocol recently: nothing is read from it or sent to it.
+    banned: bool,
     inbound: Option<ReadFuture>,
     outbound: Outbound,
     queue: VecDeque<(Frame, usize)>,
@@ -76,10 +99,19 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub(crate) fn new(limits: FrameLimits, max_queued_bytes: usize) -> Self {
+    pub(crate) fn new(config: &Config) -> Self {
+        let limits = config.frame_limits();
         Handler {
             limits,
-            max_queued_bytes,
+            max_queued_bytes: config.max_queued_bytes(),
+            write_timeout: config.write_timeout(),
+            budget: InboundBudget::new(
+                config.inbound_budget(),
+                (limits.max_frame_size, limits.max_messages),
+                Instant::now(),
+            ),
+            budget_wait: None,
+            banned: false,
             inbound: None,
             outbound: Outbound::None,
             queue: VecDeque::new(),
@@ -87,6 +119,15 @@ impl Handler {
             open_failures: 0,
             events: VecDeque::new(),
         }
+    }
+
+    /// A handler for a peer that broke the protocol recently: it reads nothing, sends nothing
+    /// and does not keep the connection alive.
+    pub(crate) fn banned(config: &Config) -> Self {
+        let mut handler = Handler::new(config);
+        handler.banned = true;
+        handler.outbound = Outbound::Unsupported { reported: true };
+        handler
     }
 
     fn read(&self, mut stream: Stream) -> ReadFuture {
@@ -125,6 +166,10 @@ impl Handler {
         if matches!(self.outbound, Outbound::Unsupported { .. }) {
             return;
         }
+        if matches!(self.outbound, Outbound::Slow) {
+            self.events.push_back(HandlerEvent::Dropped(frame));
+            return;
+        }
         let len = frame.encoded_len();
         if self.queued_bytes + len > self.max_queued_bytes {
             tracing::debug!(
@@ -141,11 +186,25 @@ impl Handler {
 
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
         let future = self.inbound.as_mut()?;
+        // Over budget: do not read (the transport's flow control holds the peer back).
+        if let Some(wait) = self.budget_wait.as_mut() {
+            if wait.poll_unpin(cx).is_pending() {
+                return None;
+            }
+            self.budget_wait = None;
+        }
         let Poll::Ready((stream, result)) = future.poll_unpin(cx) else {
             return None;
         };
         match result {
             Ok(Some(frame)) => {
+                let now = Instant::now();
+                self.budget
+                    .charge(frame.encoded_len(), frame.messages.len(), now);
+                if let Some(wait) = self.budget.wait(now) {
+                    tracing::trace!(?wait, "inbound budget spent, pausing reads");
+                    self.budget_wait = Some(Delay::new(wait));
+                }
                 self.inbound = Some(self.read(stream));
                 Some(HandlerEvent::Frame(frame))
             }
@@ -186,26 +245,42 @@ impl Handler {
                             let result = write_frame(&mut stream, &framed).await;
                             (stream, result)
                         };
-                        self.outbound = Outbound::Writing(write.boxed(), frame);
+                        let deadline = Delay::new(self.write_timeout);
+                        self.outbound =
+                            Outbound::Writing(write.boxed(), frame, Instant::now(), deadline);
                     }
                     None => {
                         self.outbound = Outbound::Idle(stream);
                         return None;
                     }
                 },
-                Outbound::Writing(mut write, frame) => match write.poll_unpin(cx) {
-                    Poll::Pending => {
-                        self.outbound = Outbound::Writing(write, frame);
-                        return None;
+                Outbound::Writing(mut write, frame, started, mut deadline) => {
+                    match write.poll_unpin(cx) {
+                        Poll::Ready((stream, Ok(()))) => self.outbound = Outbound::Idle(stream),
+                        Poll::Ready((_, Err(error))) => {
+                            tracing::debug!(%error, "outbound {PROTOCOL_NAME} substream failed");
+                            self.events.push_back(HandlerEvent::Dropped(frame));
+                            self.drop_queue();
+                            return None;
+                        }
+                        Poll::Pending if deadline.poll_unpin(cx).is_ready() => {
+                            let waited = started.elapsed();
+                            tracing::debug!(?waited, "peer did not drain a frame in time");
+                            self.events.push_back(HandlerEvent::Slow {
+                                waited,
+                                queued_bytes: self.queued_bytes,
+                            });
+                            self.events.push_back(HandlerEvent::Dropped(frame));
+                            self.drop_queue();
+                            self.outbound = Outbound::Slow;
+                            return None;
+                        }
+                        Poll::Pending => {
+                            self.outbound = Outbound::Writing(write, frame, started, deadline);
+                            return None;
+                        }
                     }
-                    Poll::Ready((stream, Ok(()))) => self.outbound = Outbound::Idle(stream),
-                    Poll::Ready((_, Err(error))) => {
-                        tracing::debug!(%error, "outbound {PROTOCOL_NAME} substream failed");
-                        self.events.push_back(HandlerEvent::Dropped(frame));
-                        self.drop_queue();
-                        return None;
-                    }
-                },
+                }
                 Outbound::Unsupported { reported: false } => {
                     self.outbound = Outbound::Unsupported { reported: true };
                     self.events.push_back(HandlerEvent::Unsupported);
@@ -233,9 +308,9 @@ impl ConnectionHandler for Handler {
     }
 
     fn connection_keep_alive(&self) -> bool {
-        // Gossip needs standing connections; a peer without the protocol is left to the
-        // other behaviours to keep or close.
-        !matches!(self.outbound, Outbound::Unsupported { .. })
+        // Gossip needs standing connections; a peer without the protocol (or banned, or too
+        // slow) is left to the other behaviours to keep or close.
+        !matches!(self.outbound, Outbound::Unsupported { .. } | Outbound::Slow)
     }
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
@@ -268,6 +343,9 @@ impl ConnectionHandler for Handler {
                 protocol: mut stream,
                 ..
             }) => {
+                if self.banned {
+                    return; // Dropped unread.
+                }
                 // One inbound substream per connection: a new one replaces the old.
                 stream.ignore_for_keep_alive();
                 self.inbound = Some(self.read(stream));
@@ -297,7 +375,6 @@ mod tests {
 
     #[test]
     fn frames_beyond_the_queue_limit_are_reported_dropped() {
-        let limits = crate::Config::default().frame_limits();
         let envelope =
             Envelope::sign(&Keypair::from_seed(&[1; 32]), 1, 1, vec![0u8; 1000]).unwrap();
         let frame = Frame {
@@ -305,7 +382,13 @@ mod tests {
             ..Frame::default()
         };
         let len = frame.encoded_len();
-        let mut handler = Handler::new(limits, 3 * len);
+        let config = crate::Config::builder()
+            .max_frame_size(2 * len)
+            .max_payload_size(1000)
+            .max_queued_bytes(3 * len)
+            .build()
+            .unwrap();
+        let mut handler = Handler::new(&config);
         for _ in 0..5 {
             handler.on_behaviour_event(HandlerIn::Send(frame.clone()));
         }

@@ -40,6 +40,7 @@
 #![deny(missing_docs)]
 
 mod behaviour;
+mod budget;
 pub mod codec;
 mod config;
 pub mod engine;

@@ -97,6 +97,24 @@ impl Net {
         }
     }
 
+    /// Advances time in 100 ms steps up to `T0 + until` (nothing delivered: frames are
+    /// dropped), recording when node `i` sent a want, and to whom.
+    fn wants_sent_until(&mut self, i: u8, until: Millis) -> Vec<(Millis, u8)> {
+        let mut asks = Vec::new();
+        for ms in (0..=until).step_by(100) {
+            self.now = T0 + ms;
+            let now = self.now;
+            self.e(i).handle_timeout(now);
+            self.collect();
+            for (_, to, frame) in self.frames.drain(..) {
+                if !frame.want.is_empty() {
+                    asks.push((ms, to));
+                }
+            }
+        }
+        asks
+    }
+
     fn got(&self, i: u8) -> Vec<MessageId> {
         self.delivered
             .get(&i)
@@ -223,12 +241,12 @@ fn an_envelope_outside_the_time_window_is_dropped_quietly_and_not_asked_for() {
         0,
         "the window is checked before the signature"
     );
-    assert!(net.e(1).dropped(&old.id()) && net.e(1).dropped(&future.id()));
     assert!(
         !net.e(1).knows(&old.id()),
         "an unverified envelope is not a known id"
     );
-    // Announcing them draws no want.
+    // The same peer announcing them draws no want (another peer's would: see the forgery
+    // test below).
     let have = have(author.public(), RangeSet::from_range(1, 2));
     net.e(1).handle_frame(0, have, T0);
     net.collect();
@@ -280,7 +298,7 @@ fn retention_keeps_the_newest_messages_and_every_id_stays_known() {
 }
 
 #[test]
-fn tracked_authors_are_bounded_and_only_expired_authors_are_forgotten() {
+fn tracked_authors_are_bounded_and_a_new_author_displaces_the_least_recently_active() {
     let config = Config::builder().max_tracked_authors(2).build().unwrap();
     let mut net = Net::uniform(2, config);
     net.connect(0, 1);
@@ -294,22 +312,31 @@ fn tracked_authors_are_bounded_and_only_expired_authors_are_forgotten() {
     net.collect();
     assert_eq!(
         net.got(1),
-        vec![from_a.id()],
-        "node 1 tracks itself and one other author"
+        vec![from_a.id(), from_b.id()],
+        "a new author is never refused"
     );
-    assert_eq!(net.e(1).stats().authors_full, 1);
-    assert_eq!(net.e(1).tracked_authors(), 2);
-    // Once `a` is past max_age (its message expired), `b` may take its place, and `a`'s old
-    // message can never come back: it is outside the window.
-    let later = T0 + 3_600_000 + 1_000;
-    net.now = later;
-    net.e(1).handle_timeout(later);
-    let fresh_b = Envelope::sign(&b, 2, later, b"b2".to_vec()).unwrap();
-    net.e(1)
-        .handle_frame(0, push(vec![fresh_b.clone(), from_a.clone()]), later);
+    assert_eq!(net.e(1).tracked_authors(), 2, "node 1 and one other author");
+    assert_eq!(net.e(1).stats().authors_displaced, 1);
+    // `a` was forgotten, but its id stays known: a replay is not a second delivery.
+    net.e(1).handle_frame(0, push(vec![from_a.clone()]), T0 + 1);
     net.collect();
-    assert_eq!(net.got(1), vec![from_a.id(), fresh_b.id()]);
+    assert_eq!(net.got(1).len(), 2);
+    assert!(net.e(1).knows(&from_a.id()) && net.e(1).knows(&from_b.id()));
+    // `a` speaks again: tracked again (displacing `b`), from where it was.
+    let a2 = Envelope::sign(&a, 2, T0 + 2, b"a2".to_vec()).unwrap();
+    net.e(1)
+        .handle_frame(0, push(vec![a2.clone(), from_b.clone()]), T0 + 2);
+    net.collect();
+    assert_eq!(net.got(1), vec![from_a.id(), from_b.id(), a2.id()]);
     assert_eq!(net.e(1).tracked_authors(), 2);
+    net.e(1).check_invariants();
+    // Past max_age, the forgotten authors' messages are outside the window anyway.
+    let later = T0 + 3_600_000 + 1_000;
+    net.e(1).handle_timeout(later);
+    net.e(1)
+        .handle_frame(0, push(vec![from_a.clone(), from_b.clone()]), later);
+    net.collect();
+    assert_eq!(net.got(1).len(), 3);
 }
 
 #[test]
@@ -454,7 +481,7 @@ fn wants_of_a_replaced_connection_are_asked_of_another_peer_that_has_the_ids() {
 }
 
 #[test]
-fn an_unanswered_want_is_asked_again_with_a_doubling_timeout_then_of_another_peer() {
+fn an_unanswered_want_moves_at_once_to_another_peer_that_has_it_and_failing_peers_wait_longer() {
     let mut net = Net::uniform(3, Config::default());
     net.connect(0, 1);
     net.connect(0, 2);
@@ -464,35 +491,48 @@ fn an_unanswered_want_is_asked_again_with_a_doubling_timeout_then_of_another_pee
     net.e(0).handle_frame(1, announce.clone(), T0);
     net.e(0).handle_frame(2, announce, T0);
     // Peer 1 never answers: record when node 0 asks, and whom.
-    let mut asks = Vec::new();
-    for ms in (0..=16_000).step_by(100) {
-        net.now = T0 + ms;
-        let now = net.now;
-        net.e(0).handle_timeout(now);
-        net.collect();
-        for (_, to, frame) in net.frames.drain(..) {
-            if !frame.want.is_empty() {
-                asks.push((ms, to));
-            }
-        }
-    }
-    // Asked of 1 at once, again after 1 s, 2 s and 4 s; after the fourth attempt's 8 s, of
-    // peer 2, which had announced it too (and never of 1 again); 2 gets its own 1 s retry.
+    let asks = net.wants_sent_until(0, 16_000);
+    // Asked of 1 at once; after 1 s without an answer, of peer 2, which announced it too.
+    // Neither answers: each failure is a strike, and a peer's wait doubles with its strikes.
     assert_eq!(
         asks,
         vec![
             (0, 1),
-            (1_000, 1),
-            (3_000, 1),
-            (7_000, 1),
-            (15_000, 2),
-            (16_000, 2)
+            (1_000, 2),
+            (2_000, 1),
+            (4_000, 2),
+            (6_000, 1),
+            (10_000, 2),
+            (14_000, 1)
         ]
     );
+    net.e(0).check_invariants();
 }
 
 #[test]
-fn a_later_complete_digest_is_a_resync_answered_at_once() {
+fn a_want_only_one_peer_can_answer_is_asked_again_with_a_doubling_timeout_then_given_up() {
+    let mut net = Net::uniform(2, Config::default());
+    net.connect(0, 1);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]).public();
+    net.e(0)
+        .handle_frame(1, have(author, RangeSet::from_range(1, 1)), T0);
+    let asks = net.wants_sent_until(0, 40_000);
+    assert_eq!(asks, vec![(0, 1), (1_000, 1), (3_000, 1), (7_000, 1)]);
+    assert_eq!(
+        net.e(0).outstanding_wants(),
+        0,
+        "given up after the fourth attempt"
+    );
+    // A later announcement asks again.
+    net.e(0)
+        .handle_frame(1, have(author, RangeSet::from_range(1, 1)), T0 + 40_000);
+    net.collect();
+    assert!(net.frames.iter().any(|(_, _, f)| !f.want.is_empty()));
+}
+
+#[test]
+fn a_later_complete_digest_is_a_resync_answered_at_once_but_not_more_often_than_allowed() {
     // No periodic rounds: only the resync can move the message.
     let config = Config::builder().gossip_interval(None).build().unwrap();
     let mut net = Net::uniform(2, config);
@@ -502,14 +542,22 @@ fn a_later_complete_digest_is_a_resync_answered_at_once() {
     net.collect();
     let (_, _, frame) = net.frames.pop().unwrap();
     net.e(0).frame_dropped(&1, &frame);
-    // Node 1 resyncs: "this is everything I know" (nothing).
+    // Node 1 resyncs at once: "this is everything I know" (nothing). Within
+    // `min_resync_interval` of its first digest, that is read as announcements only.
     let resync = Frame {
         complete: true,
         ..Frame::default()
     };
-    net.e(0).handle_frame(1, resync, T0);
+    net.e(0).handle_frame(1, resync.clone(), T0);
+    net.pump();
+    assert!(net.got(1).is_empty());
+    assert_eq!(net.e(0).stats().resyncs_limited, 1);
+    // Ten seconds later, the same resync is answered.
+    net.now = T0 + 10_000;
+    net.e(0).handle_frame(1, resync, T0 + 10_000);
     net.pump();
     assert_eq!(net.got(1), vec![id]);
+    assert_eq!(net.e(0).stats().resyncs, 2);
 }
 
 #[test]
@@ -540,7 +588,7 @@ fn a_forged_out_of_window_envelope_cannot_censor_the_real_message() {
     assert_eq!(forged.id(), next);
     net.e(1).handle_frame(0, push(vec![forged]), T0);
     net.collect();
-    assert!(net.violations.is_empty() && net.e(1).dropped(&next));
+    assert!(net.violations.is_empty() && !net.e(1).knows(&next));
     // Node 1's digests do not claim the id, so no peer is told it has it.
     net.e(1).connect(3, T0);
     net.collect();

@@ -268,7 +268,7 @@ async fn composes_with_ping_and_identify_and_signs_with_the_transport_key() {
     let a_author = a.behaviour().gossip.public_key();
     let mut published = None;
     let (mut got_message, mut got_ping, mut got_identify) = (false, false, false);
-    let deadline = tokio::time::sleep(common::swarm::WAIT);
+    let deadline = tokio::time::sleep(*common::swarm::WAIT);
     tokio::pin!(deadline);
     while !(got_message && got_ping && got_identify) {
         tokio::select! {

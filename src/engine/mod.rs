@@ -1,156 +1,65 @@
 //! The sans-IO protocol engine: every rule of what a node sends, accepts, keeps and delivers.
 //!
-//! [`Engine`] has no sockets, no tasks and no clock. Inputs are method calls with the current
-//! time (`now`, milliseconds since the Unix epoch) passed in: [`Engine::connect`],
-//! [`Engine::handle_frame`], [`Engine::publish`], [`Engine::gossip`],
-//! [`Engine::handle_timeout`]. Outputs are drained with [`Engine::poll_output`]: frames to
-//! send, messages to deliver, peers that broke the protocol. [`Engine::poll_timeout`] says
-//! when the engine next wants [`Engine::handle_timeout`]. The libp2p
-//! [`Behaviour`](crate::Behaviour) is one driver; the test simulator is another.
+//! [`Engine`] has no sockets, no tasks and no clock: `now` (milliseconds since the Unix
+//! epoch) comes in with every input, and outputs are drained by the driver.
 //!
-//! Where each rule lives: the order of checks for a received envelope and what happens to
-//! an accepted message in `receive.rs`; the have/want exchange (pushes after a complete
-//! digest, wants, answers, retries) in `pull.rs`; rounds in `round.rs`; retention and
-//! tracked authors in `store.rs`; per-peer knowledge in `peer.rs`; frame sizes in
-//! `outbox.rs`.
+//! # Call contract
+//!
+//! - Inputs: [`Engine::connect`] when a connection to a peer is up (or replaced),
+//!   [`Engine::disconnect`] when the last one is gone, [`Engine::handle_frame`] for each
+//!   checked frame from a peer, [`Engine::handle_violation`] when a peer's bytes broke the
+//!   protocol before they became a frame, [`Engine::frame_dropped`] when the driver could not
+//!   send a frame, [`Engine::publish`], [`Engine::gossip`] (one round by hand), and
+//!   [`Engine::handle_timeout`] once [`Engine::poll_timeout`]'s time has come.
+//! - After any input, drain [`Engine::poll_output`] until `None`: frames to send, messages to
+//!   deliver, violations (close the peer's connections), equivocations. Then ask
+//!   [`Engine::poll_timeout`] again: any input may change it.
+//! - Before a connection to a peer starts gossiping, ask [`Engine::is_banned`]: a peer that
+//!   just broke the protocol is not gossiped with for `violation_ban`.
+//!
+//! The libp2p [`Behaviour`](crate::Behaviour) is one driver; the simulator is another.
+//!
+//! # Where each rule lives
+//!
+//! `receive.rs`: the order of checks for a received envelope and what happens to an accepted
+//! message. `pull.rs`: the have/want exchange (answers to complete digests, wants, answers,
+//! retries). `round.rs`: rounds. `authors.rs`: which authors are tracked and which ids are
+//! known. `store.rs`: retention. `knowledge.rs`: what a peer is believed to know.
+//! `wants.rs`: outstanding wants. `violators.rs`: peers that broke the protocol.
+//! `outbox.rs`: frame sizes.
 
+mod authors;
+mod knowledge;
 mod outbox;
+mod output;
 mod peer;
 mod pull;
 mod receive;
 mod round;
 mod store;
+mod violators;
+mod wants;
+
+pub use output::{Output, PublishError, Stats, Violation};
 
 use crate::config::Config;
-use crate::envelope::{Envelope, Message, MessageId};
-use crate::frame::{Frame, FrameError};
+use crate::envelope::{Envelope, MessageId};
+use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
 use crate::ranges::RangeSet;
+use authors::Authors;
+use knowledge::KnowledgeLimits;
 use outbox::Outbox;
-use peer::Peer;
+use peer::{Ids, Peer};
 use prost::bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::{fmt, time::Duration};
-use store::Store;
+use store::{Retention, Store};
+use violators::Violators;
+use wants::Wants;
 
 /// Milliseconds since the Unix epoch: the engine's only notion of time.
 pub type Millis = u64;
-
-/// What the engine asks its driver to do, or tells it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Output<P> {
-    /// Send `frame` to `peer`.
-    Send {
-        /// The peer.
-        peer: P,
-        /// The frame.
-        frame: Frame,
-    },
-    /// A new message, verified, delivered once per node (never to its own author).
-    Deliver {
-        /// The message.
-        message: Message,
-        /// The peer it came from.
-        from: P,
-    },
-    /// `peer` broke the protocol: close its connection. Messages it sent before the violation
-    /// were kept.
-    Violation {
-        /// The peer.
-        peer: P,
-        /// What it did.
-        violation: Violation,
-    },
-    /// Proof that an author signed two different messages with one id.
-    Equivocation {
-        /// The copy this node holds (and delivered).
-        first: Envelope,
-        /// The conflicting copy, with a valid signature.
-        second: Envelope,
-        /// The peer that sent the second copy.
-        from: P,
-    },
-}
-
-/// A protocol violation by a peer (DESIGN §2).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Violation {
-    /// A frame that does not decode or breaks a structural rule or limit.
-    Malformed(FrameError),
-    /// An envelope whose signature fails strict verification.
-    InvalidSignature {
-        /// The envelope's id.
-        id: MessageId,
-    },
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Violation::Malformed(e) => write!(f, "malformed frame: {e}"),
-            Violation::InvalidSignature { id } => write!(f, "invalid signature on {id}"),
-        }
-    }
-}
-
-impl std::error::Error for Violation {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Violation::Malformed(e) => Some(e),
-            Violation::InvalidSignature { .. } => None,
-        }
-    }
-}
-
-/// Why [`Engine::publish`] refused a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The payload is larger than `max_payload_size`.
-    PayloadTooLarge {
-        /// Its size.
-        size: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The author's sequence numbers are used up (`u64::MAX` reached).
-    SequenceExhausted,
-}
-
-impl fmt::Display for PublishError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PublishError::PayloadTooLarge { size, max } => {
-                write!(f, "payload is {size} bytes, max_payload_size is {max}")
-            }
-            PublishError::SequenceExhausted => write!(f, "sequence numbers are exhausted"),
-        }
-    }
-}
-
-impl std::error::Error for PublishError {}
-
-/// Counters of what the engine has done, for tests, metrics and the simulator.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Messages published by this node.
-    pub published: u64,
-    /// Messages delivered to the application.
-    pub delivered: u64,
-    /// Envelopes received whose id was already known (dropped without verifying).
-    pub duplicates: u64,
-    /// Envelopes dropped as outside the time window or over `max_payload_size`.
-    pub out_of_window: u64,
-    /// Envelopes of new authors dropped because no tracked author could be forgotten.
-    pub authors_full: u64,
-    /// Equivocations proven.
-    pub equivocations: u64,
-    /// Signatures verified.
-    pub verified: u64,
-}
 
 /// The protocol state of one node. `P` names peers (a libp2p `PeerId`, or an index in a
 /// simulation); iteration over peers follows `P`'s order, so runs are deterministic.
@@ -159,15 +68,18 @@ pub struct Engine<P> {
     keys: Keypair,
     me: PublicKey,
     next_sequence: Option<u64>,
-    store: Store,
+    authors: Authors<P>,
+    store: Store<P>,
     peers: BTreeMap<P, Peer>,
+    wants: Wants<P>,
+    violators: Violators<P>,
     outbox: Outbox<P>,
     outputs: VecDeque<Output<P>>,
     next_round: Option<Millis>,
     stats: Stats,
 }
 
-impl<P> fmt::Debug for Engine<P> {
+impl<P: Clone + Ord> fmt::Debug for Engine<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("me", &self.me)
@@ -180,7 +92,8 @@ impl<P> fmt::Debug for Engine<P> {
 
 impl<P: Clone + Ord> Engine<P> {
     /// A node signing with `keys`. Its first sequence is `config`'s `start_sequence`, or
-    /// `now` in microseconds (DESIGN §2), so a restarted author never reuses a number.
+    /// `now` in microseconds (`docs/PROTOCOL.md` §1), so a restarted author never reuses a
+    /// number.
     pub fn new(keys: Keypair, config: Config, now: Millis) -> Self {
         let me = keys.public();
         let next_sequence = Some(
@@ -188,8 +101,22 @@ impl<P: Clone + Ord> Engine<P> {
                 .start_sequence
                 .unwrap_or_else(|| now.saturating_mul(1000).max(1)),
         );
+        let max_age_ms = millis(config.max_age);
         let mut engine = Engine {
-            store: Store::new(me, &config),
+            authors: Authors::new(
+                me,
+                config.max_tracked_authors,
+                config.max_ranges_per_author,
+                max_age_ms,
+            ),
+            store: Store::new(Retention {
+                max_age_ms,
+                max_bytes: config.max_stored_bytes,
+                max_messages: config.max_stored_messages,
+                max_ranges: config.max_ranges_per_author,
+            }),
+            wants: Wants::new(config.max_want_ranges_per_frame),
+            violators: Violators::new(millis(config.violation_ban)),
             next_round: None,
             config,
             keys,
@@ -230,13 +157,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// Whether the node knows `id`: it verified and accepted the message (delivered or
     /// published, held or expired since).
     pub fn knows(&self, id: &MessageId) -> bool {
-        self.store.knows(id)
-    }
-
-    /// Whether an envelope with `id` was dropped unverified (outside the time window or too
-    /// large). Such an id is not asked for again, but a later valid copy is still accepted.
-    pub fn dropped(&self, id: &MessageId) -> bool {
-        self.store.was_dropped(id)
+        self.authors.knows(&id.author, id.sequence)
     }
 
     /// A held message.
@@ -251,7 +172,15 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// How many authors are tracked (this node's own included).
     pub fn tracked_authors(&self) -> usize {
-        self.store.author_count()
+        self.authors.len()
+    }
+
+    /// How many ranges of ids are wanted from peers and not yet received.
+    pub fn outstanding_wants(&self) -> usize {
+        self.wants
+            .peers()
+            .map(|(_, a)| a.ids().values().map(RangeSet::range_count).sum::<usize>())
+            .sum()
     }
 
     /// The connected peers.
@@ -259,20 +188,29 @@ impl<P: Clone + Ord> Engine<P> {
         self.peers.keys()
     }
 
+    /// Whether `peer` broke the protocol within the last `violation_ban`: it is not gossiped
+    /// with until then.
+    pub fn is_banned(&self, peer: &P, now: Millis) -> bool {
+        self.violators.banned(peer, now)
+    }
+
     /// Changes the round interval; `None` stops periodic rounds ([`Engine::gossip`] still
-    /// runs one).
+    /// runs one). An interval under a millisecond is taken as one millisecond.
     pub fn set_gossip_interval(&mut self, interval: Option<Duration>, now: Millis) {
-        self.config.gossip_interval = interval;
+        self.config.gossip_interval = interval.map(|i| i.max(Duration::from_millis(1)));
         self.schedule_round(now);
     }
 
     /// The earliest time at which [`Engine::handle_timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let wants = self.peers.values().filter_map(|p| p.ask_deadline).min();
-        [self.next_round, wants, self.store.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_round,
+            self.wants.next_deadline(),
+            self.store.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next output, if any.
@@ -281,13 +219,22 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// A connection to `peer` is up (or was replaced): send it the complete digest. Any state
-    /// about an earlier connection to it is dropped.
+    /// about an earlier connection to it is dropped. A banned peer is ignored.
     pub fn connect(&mut self, peer: P, now: Millis) {
         self.remove_peer(&peer, now);
-        let mut state = Peer::default();
-        state.dirty.extend(self.store.authors_holding().copied());
-        self.peers.insert(peer.clone(), state);
-        self.outbox.complete(&peer, self.store.digest());
+        if self.violators.banned(&peer, now) {
+            return;
+        }
+        self.peers.insert(peer.clone(), Peer::default());
+        self.wants.add_peer(&peer);
+        let digest = self
+            .authors
+            .all_known()
+            .map(|(author, known)| crate::frame::Digest {
+                author: *author,
+                ranges: known.clone(),
+            });
+        self.outbox.complete(&peer, digest.collect());
         self.flush();
     }
 
@@ -298,11 +245,26 @@ impl<P: Clone + Ord> Engine<P> {
         self.flush();
     }
 
+    /// `peer`'s bytes broke the protocol before they became a frame (the driver decodes):
+    /// the peer is removed and reported like any other violation.
+    pub fn handle_violation(&mut self, peer: P, violation: Violation, now: Millis) {
+        self.violation(peer, violation, now);
+        self.flush();
+    }
+
+    fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
+        self.remove_peer(&peer, now);
+        self.violators.record(&peer, now);
+        self.outputs
+            .push_back(Output::Violation { peer, violation });
+    }
+
     /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of
     /// the other peers known to have the ids.
     fn remove_peer(&mut self, peer: &P, now: Millis) {
-        if let Some(state) = self.peers.remove(peer) {
-            self.ask_elsewhere(state.asked, None, now);
+        if self.peers.remove(peer).is_some() {
+            let asked = self.wants.remove_peer(peer);
+            self.move_wants(asked, peer, now);
         }
     }
 
@@ -351,18 +313,25 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// A frame the driver could not deliver to `peer` (its queue was full): what it carried
-    /// is no longer assumed known there, so later rounds announce it again. Wants it carried
-    /// stay outstanding and are asked again when their retry deadline passes.
+    /// is no longer assumed known there, and the next round announces it again. Wants it
+    /// carried stay outstanding and are asked again when their retry deadline passes.
     pub fn frame_dropped(&mut self, peer: &P, frame: &Frame) {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
+        let limits = self.config.max_have_ranges_per_frame;
         for envelope in &frame.messages {
-            let s = envelope.sequence();
-            state.forget(envelope.author(), &RangeSet::from_range(s, s));
+            let (author, s) = (envelope.author(), envelope.sequence());
+            state.has.forget(author, &RangeSet::from_range(s, s));
+            if self.store.holds(author, s) {
+                state.queue_announce(author, Ids::One(s), &self.store, limits);
+            }
         }
         for digest in &frame.have {
-            state.forget(&digest.author, &digest.ranges);
+            if let Some(held) = self.store.held(&digest.author) {
+                let again = digest.ranges.intersection(held);
+                state.queue_announce(&digest.author, Ids::Ranges(&again), &self.store, limits);
+            }
         }
     }
 
@@ -373,6 +342,7 @@ impl<P: Clone + Ord> Engine<P> {
         if !self.peers.contains_key(&peer) {
             return;
         }
+        let full = pull::is_full_answer(&frame, &self.config);
         let Frame {
             messages,
             have,
@@ -384,15 +354,13 @@ impl<P: Clone + Ord> Engine<P> {
             match self.receive(&peer, envelope, now) {
                 Ok(was_asked) => fulfilled |= was_asked,
                 Err(violation) => {
-                    self.remove_peer(&peer, now);
+                    self.violation(peer, violation, now);
                     self.flush();
-                    self.outputs
-                        .push_back(Output::Violation { peer, violation });
                     return;
                 }
             }
         }
-        if fulfilled {
+        if fulfilled && full {
             self.ask_rest(&peer, now);
         }
         self.on_have(&peer, have, complete, now);
@@ -413,27 +381,38 @@ impl<P: Clone + Ord> Engine<P> {
             .flush(&self.config.frame_limits(), &mut self.outputs);
     }
 
-    fn peer_limits(&self) -> (usize, usize) {
-        (
-            self.config.max_tracked_authors,
-            self.config.max_ranges_per_author,
-        )
+    fn knowledge_limits(&self) -> KnowledgeLimits {
+        KnowledgeLimits {
+            per_author: self.config.max_ranges_per_author,
+            per_peer: self.config.max_ranges_per_peer,
+        }
     }
 
-    /// Panics if the engine's bookkeeping disagrees with itself. For tests and simulations.
+    /// Panics if the engine's bookkeeping disagrees with itself. For tests, fuzzing and
+    /// simulations.
     #[doc(hidden)]
     pub fn check_invariants(&self) {
+        self.authors.check_invariants();
         self.store.check_invariants();
+        self.wants.check_invariants();
+        self.violators.check_invariants();
+        let limits = self.knowledge_limits();
         for state in self.peers.values() {
-            assert!(state.asked.values().all(|r| !r.is_empty()));
-            assert_eq!(
-                state.asked.is_empty(),
-                state.ask_deadline.is_none() && state.asked.is_empty()
-            );
+            state.check_invariants(limits);
         }
+        for author in self.store.authors_holding() {
+            assert!(self.authors.is_tracked(author), "held but not tracked");
+        }
+        assert_eq!(
+            self.wants.peers().count(),
+            self.peers.len(),
+            "wants kept for exactly the connected peers"
+        );
     }
 }
 
+/// Milliseconds in `d`, rounded up, so a positive duration is never 0 ms.
 fn millis(d: Duration) -> Millis {
-    d.as_millis().min(u64::MAX as u128) as u64
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
+    ms.min(u128::from(u64::MAX)) as u64
 }

@@ -5,7 +5,7 @@
 //! fit one frame is sent as several incomplete ones (announcements only, DESIGN §2).
 
 use super::Output;
-use super::peer::IdSets;
+use super::wants::IdSets;
 use crate::envelope::Envelope;
 use crate::frame::{Digest, Frame, FrameLimits, digest_len, envelope_len};
 use crate::keys::PublicKey;

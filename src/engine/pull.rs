@@ -1,106 +1,161 @@
-//! The have/want exchange: what a `have` draws (pushes after a complete digest, wants after
-//! announcements), how a `want` is answered, and how unanswered wants are retried.
+//! The have/want exchange: what a `have` draws (an answer to a complete digest, wants after
+//! announcements), how a `want` is answered, and how unanswered wants are retried or moved.
+//!
+//! Bounds, all here:
+//! - a complete digest is answered at most once per `min_resync_interval` per peer (the
+//!   first always); a later one within it is read as announcements only;
+//! - a `want` is answered with at most one frame, and never with an envelope already sent
+//!   on this connection (unless a frame to the peer was dropped): a peer draws at most what
+//!   it lacks;
+//! - wants are re-sent at once only after a full answer frame (a large catch-up, paced one
+//!   frame per round trip), so a peer that answers with one small envelope at a time cannot
+//!   make this node repeat its wants per envelope.
 
-use super::outbox::Outbox;
-use super::peer::{IdSets, Peer};
+use super::peer::Ids;
+use super::wants::IdSets;
 use super::{Engine, Millis, millis};
-use crate::frame::{Digest, envelope_len};
+use crate::config::{Config, ENVELOPE_OVERHEAD};
+use crate::frame::{Digest, Frame, envelope_len};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
+use std::ops::Bound;
+
+/// Whether `frame` is as full as an answer to a want gets: the sender stopped for room, so
+/// more of what was asked may follow.
+pub(super) fn is_full_answer(frame: &Frame, config: &Config) -> bool {
+    if frame.messages.is_empty() {
+        return false;
+    }
+    let largest = config.max_payload_size + ENVELOPE_OVERHEAD;
+    frame.messages.len() >= config.max_messages_per_frame
+        || frame.encoded_len() + largest > config.max_frame_size
+}
 
 impl<P: Clone + Ord> Engine<P> {
-    /// A `have` from `peer`. Its ids are recorded as known there. A complete `have` is
-    /// answered by pushing what the peer lacks (eager mode; at most one frame, the rest
-    /// announced so the peer pulls it at its own pace). An incomplete one is answered by
-    /// a `want` for the ids this node lacks and has not asked anyone for.
+    /// A `have` from `peer`. Its ids are recorded as known there (for tracked or pulled
+    /// authors). A complete one, if the resync budget allows, is answered with what the peer
+    /// lacks; otherwise the announced ids this node lacks are wanted.
     pub(super) fn on_have(&mut self, peer: &P, have: Vec<Digest>, complete: bool, now: Millis) {
-        let (max_authors, max_ranges) = self.peer_limits();
+        let min_interval = millis(self.config.min_resync_interval);
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        let answer = complete
+            && state
+                .last_resync
+                .is_none_or(|t| now >= t.saturating_add(min_interval));
+        if answer {
+            state.last_resync = Some(now);
+            self.stats.resyncs += 1;
+        } else {
+            if complete {
+                self.stats.resyncs_limited += 1;
+            }
+            self.want_announced(peer, &have, now);
+        }
+        let limits = self.knowledge_limits();
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
         for d in &have {
-            state.learn(&d.author, &d.ranges, max_authors, max_ranges);
-        }
-        if complete {
-            if self.config.eager_push {
-                self.push_missing(peer);
-            }
-            return;
-        }
-        let mut budget = self
-            .config
-            .max_want_ranges_per_frame
-            .saturating_sub(state.asked_ranges());
-        let mut wanted = Vec::new();
-        for d in have {
-            if budget == 0 {
-                break;
-            }
-            let mut missing = match self.store.unwanted(&d.author) {
-                Some(unwanted) => d.ranges.difference(&unwanted),
-                None => d.ranges,
-            };
-            for (other, s) in &self.peers {
-                if let Some(asked) = s.asked.get(&d.author)
-                    && other != peer
-                {
-                    missing = missing.difference(asked);
-                }
-            }
-            missing.forget_lowest(budget);
-            if !missing.is_empty() {
-                budget -= missing.range_count();
-                wanted.push((d.author, missing));
+            if self.authors.is_tracked(&d.author) || self.wants.wants_author(&d.author) {
+                state.has.learn(&d.author, &d.ranges, limits);
             }
         }
-        let deadline = now.saturating_add(millis(self.config.want_timeout));
-        let state = self.peers.get_mut(peer).expect("checked above");
-        for (author, missing) in wanted {
-            ask(&mut self.outbox, peer, state, &author, &missing, deadline);
+        if answer {
+            self.answer_complete(peer);
         }
     }
 
-    /// After a complete digest (the first of a connection, or a later resync): pushes up to
-    /// one frame of held messages the peer lacks and was not told of, and announces the rest.
-    pub(super) fn push_missing(&mut self, peer: &P) {
-        let limits = self.peer_limits();
+    /// When a want sent to `peer` now times out: `want_timeout`, doubled for each strike the
+    /// peer has (up to 16 times), so a peer that keeps failing is waited on less often.
+    fn want_deadline(&self, peer: &P, now: Millis) -> Millis {
+        let strikes = self.wants.peer(peer).map_or(0, |a| a.strikes).min(4);
+        now.saturating_add(millis(self.config.want_timeout) << strikes)
+    }
+
+    /// Wants the announced ids this node lacks and has asked no one for, within `peer`'s
+    /// want budget.
+    fn want_announced(&mut self, peer: &P, have: &[Digest], now: Millis) {
+        let deadline = self.want_deadline(peer, now);
+        let mut room = self.wants.room(peer);
+        let introducer = Some(peer.clone());
+        for d in have {
+            if room == 0 {
+                break;
+            }
+            if !self.authors.can_admit(&d.author, &introducer, now) {
+                continue;
+            }
+            let mut missing = d.ranges.clone();
+            if let Some(not_wanted) = self.authors.not_wanted(&d.author) {
+                missing = missing.difference(&not_wanted);
+            }
+            if self.wants.wants_author(&d.author) {
+                missing = missing.difference(&self.wants.wanted(&d.author));
+            }
+            if let Some(refused) = self.peers.get(peer).and_then(|s| s.refused.get(&d.author)) {
+                missing = missing.difference(refused);
+            }
+            missing.forget_lowest(room);
+            if missing.is_empty() {
+                continue;
+            }
+            room -= missing.range_count();
+            self.wants.ask(peer, &d.author, &missing, deadline);
+            self.outbox.want(peer, &d.author, &missing);
+        }
+    }
+
+    /// Answers a complete digest: what the peer lacks is pushed (eager mode; up to one frame,
+    /// the rest announced so the peer pulls it at its own pace) or queued for the next
+    /// round's announcement.
+    fn answer_complete(&mut self, peer: &P) {
+        let limits = self.knowledge_limits();
         let frame_limits = self.config.frame_limits();
+        let eager = self.config.eager_push;
+        let max_announce = self.config.max_have_ranges_per_frame;
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
         let mut room = frame_limits.max_frame_size / 2;
         let mut count = frame_limits.max_messages;
-        // Every author is compared here, so the next round has nothing left to do.
-        state.dirty.clear();
         let authors: Vec<PublicKey> = self.store.authors_holding().copied().collect();
         for author in authors {
             let Some(held) = self.store.held(&author) else {
                 continue;
             };
-            let mut lacking = state.lacking(&author, held);
-            for envelope in self.store.held_in(&author, &lacking.clone()) {
-                let len = envelope_len(envelope);
-                if len > room || count == 0 {
-                    break;
-                }
-                room -= len;
-                count -= 1;
-                let s = envelope.sequence();
-                lacking.remove_range(s, s);
-                state.learn_one(&author, s, limits);
-                self.outbox.message(peer, envelope.clone());
+            let mut lacking = state.has.lacking(&author, held);
+            if lacking.is_empty() {
+                continue;
             }
-            if !lacking.is_empty() {
-                self.outbox.have(peer, &author, &lacking);
-                state.announce(&author, &lacking, limits.0, limits.1);
+            if eager {
+                let mut sent = RangeSet::new();
+                for envelope in self.store.held_in(&author, &lacking) {
+                    let len = envelope_len(envelope);
+                    if len > room || count == 0 {
+                        break;
+                    }
+                    room -= len;
+                    count -= 1;
+                    sent.insert(envelope.sequence());
+                    self.outbox.message(peer, envelope.clone());
+                }
+                state.has.learn(&author, &sent, limits);
+                lacking = lacking.difference(&sent);
+                if !lacking.is_empty() {
+                    self.outbox.have(peer, &author, &lacking);
+                }
+            } else {
+                state.queue_announce(&author, Ids::Ranges(&lacking), &self.store, max_announce);
             }
         }
     }
 
-    /// A `want` from `peer`: answered with the held envelopes it names, up to one frame
-    /// (the peer asks again for the rest when this frame arrives).
+    /// A `want` from `peer`: answered with the held envelopes it names that were not sent to
+    /// it before, up to one frame (the peer asks again for the rest when this frame arrives).
     pub(super) fn on_want(&mut self, peer: &P, want: Vec<Digest>) {
-        let limits = self.peer_limits();
+        let limits = self.knowledge_limits();
         let frame_limits = self.config.frame_limits();
         let Some(state) = self.peers.get_mut(peer) else {
             return;
@@ -108,118 +163,136 @@ impl<P: Clone + Ord> Engine<P> {
         let mut room = frame_limits.max_frame_size.saturating_sub(64);
         let mut count = frame_limits.max_messages;
         'digests: for d in want {
-            for envelope in self.store.held_in(&d.author, &d.ranges) {
+            let lacking = state.has.lacking(&d.author, &d.ranges);
+            let mut sent = RangeSet::new();
+            for envelope in self.store.held_in(&d.author, &lacking) {
                 let len = envelope_len(envelope);
                 if len > room || count == 0 {
+                    state.has.learn(&d.author, &sent, limits);
                     break 'digests;
                 }
                 room -= len;
                 count -= 1;
-                state.learn_one(&d.author, envelope.sequence(), limits);
+                sent.insert(envelope.sequence());
                 self.outbox.message(peer, envelope.clone());
             }
+            state.has.learn(&d.author, &sent, limits);
         }
     }
 
-    /// `peer` just delivered some of what it was asked for: ask at once for the rest (a
-    /// want is answered with at most one frame, so this paces a large catch-up).
+    /// `peer` just delivered a full frame of what it was asked for: ask at once for the rest
+    /// (a want is answered with at most one frame, so this paces a large catch-up).
     pub(super) fn ask_rest(&mut self, peer: &P, now: Millis) {
-        let deadline = now.saturating_add(millis(self.config.want_timeout));
-        let Some(state) = self.peers.get_mut(peer) else {
+        let deadline = self.want_deadline(peer, now);
+        let Some(asked) = self.wants.peer(peer) else {
             return;
         };
-        if state.prune_asked(&self.store) {
-            ask_again(&mut self.outbox, peer, state, deadline, 1);
+        if asked.is_empty() {
+            return;
         }
+        for (author, ids) in asked.ids() {
+            self.outbox.want(peer, author, ids);
+        }
+        let asked = self.wants.peer_mut(peer).expect("checked above");
+        asked.deadline = Some(deadline);
+        asked.attempts = 1;
     }
 
-    /// Wants whose deadline passed are asked again with a doubled timeout; after
-    /// `max_want_attempts` they are asked of other peers known to have them.
+    /// Wants whose deadline passed: the peer gets a strike and the ids are asked at once of
+    /// other peers known to have them; what no one else has is asked of the same peer again
+    /// with a doubled timeout, until `max_want_attempts`, then given up (a later
+    /// announcement or digest asks again).
     pub(super) fn retry_wants(&mut self, now: Millis) {
-        let due: Vec<P> = self
-            .peers
-            .iter()
-            .filter(|(_, s)| s.ask_deadline.is_some_and(|t| t <= now))
-            .map(|(p, _)| p.clone())
-            .collect();
         let timeout = millis(self.config.want_timeout);
-        for peer in due {
-            let state = self.peers.get_mut(&peer).expect("collected above");
-            if !state.prune_asked(&self.store) {
+        for peer in self.wants.due(now) {
+            let asked = self.wants.peer_mut(&peer).expect("due peers are known");
+            let attempts = asked.attempts;
+            asked.strikes += 1;
+            let ids = self.wants.take(&peer);
+            let rest = self.reroute(ids, &peer, now);
+            if attempts >= self.config.max_want_attempts {
+                self.abandon(rest);
                 continue;
             }
-            if state.ask_attempts < self.config.max_want_attempts {
-                let backoff = timeout.saturating_mul(1 << state.ask_attempts.min(16));
-                let attempts = state.ask_attempts + 1;
-                let deadline = now.saturating_add(backoff);
-                ask_again(&mut self.outbox, &peer, state, deadline, attempts);
-                continue;
+            let backoff = timeout.saturating_mul(1 << attempts.min(16));
+            let deadline = now.saturating_add(backoff);
+            for (author, mut ids) in rest {
+                ids.forget_lowest(self.wants.room(&peer));
+                if !ids.is_empty() {
+                    self.wants.ask(&peer, &author, &ids, deadline);
+                    self.outbox.want(&peer, &author, &ids);
+                }
             }
-            // Give up on this peer: ask whoever else is known to have the ids.
-            let abandoned = std::mem::take(&mut state.asked);
-            state.ask_deadline = None;
-            state.ask_attempts = 0;
-            self.ask_elsewhere(abandoned, Some(&peer), now);
+            if let Some(asked) = self.wants.peer_mut(&peer)
+                && !asked.is_empty()
+            {
+                asked.attempts = attempts + 1;
+            }
         }
     }
 
-    /// Asks the ids of `abandoned` of the connected peers known to have them, other than
-    /// `except` (the peer that did not answer).
-    pub(super) fn ask_elsewhere(&mut self, abandoned: IdSets, except: Option<&P>, now: Millis) {
-        let deadline = now.saturating_add(millis(self.config.want_timeout));
-        for (author, mut ids) in abandoned {
-            if let Some(unwanted) = self.store.unwanted(&author) {
-                ids = ids.difference(&unwanted);
-            }
-            for (peer, state) in &mut self.peers {
+    /// Asks `ids` (taken back from `failed`) of the connected peers known to have them:
+    /// fewest strikes first, then in turn after `failed`, each within its want budget.
+    /// Returns what no other peer could take.
+    pub(super) fn reroute(&mut self, ids: IdSets, failed: &P, now: Millis) -> IdSets {
+        if ids.is_empty() {
+            return ids;
+        }
+        let after = self
+            .peers
+            .range((Bound::Excluded(failed), Bound::Unbounded))
+            .chain(self.peers.range(..failed.clone()))
+            .map(|(p, _)| p.clone());
+        let mut candidates: Vec<(u32, P)> = after
+            .filter(|p| self.wants.room(p) > 0)
+            .map(|p| (self.wants.peer(&p).map_or(0, |a| a.strikes), p))
+            .collect();
+        candidates.sort_by_key(|(strikes, _)| *strikes);
+        let mut rest = IdSets::new();
+        for (author, mut ids) in ids {
+            for (_, candidate) in &candidates {
                 if ids.is_empty() {
                     break;
                 }
-                if except == Some(peer) {
-                    continue;
-                }
-                let Some(has) = state.has.get(&author) else {
+                let Some(has) = self.peers.get(candidate).and_then(|s| s.has.get(&author)) else {
                     continue;
                 };
-                let take = ids.intersection(has);
+                let mut take = ids.intersection(has);
+                if let Some(refused) = self.peers[candidate].refused.get(&author) {
+                    take = take.difference(refused);
+                }
+                take.forget_lowest(self.wants.room(candidate));
                 if take.is_empty() {
                     continue;
                 }
                 ids = ids.difference(&take);
-                ask(&mut self.outbox, peer, state, &author, &take, deadline);
+                let deadline = self.want_deadline(candidate, now);
+                self.wants.ask(candidate, &author, &take, deadline);
+                self.outbox.want(candidate, &author, &take);
+            }
+            if !ids.is_empty() {
+                rest.insert(author, ids);
+            }
+        }
+        rest
+    }
+
+    /// Wants given up on. Knowledge kept only because an author was being pulled goes too.
+    fn abandon(&mut self, ids: IdSets) {
+        for author in ids.keys() {
+            if self.authors.is_tracked(author) || self.wants.wants_author(author) {
+                continue;
+            }
+            for state in self.peers.values_mut() {
+                state.has.remove_author(author);
             }
         }
     }
-}
 
-/// Asks `peer` for `ids` of `author`: a want now, and a retry deadline unless one runs.
-fn ask<P: Clone + Ord>(
-    outbox: &mut Outbox<P>,
-    peer: &P,
-    state: &mut Peer,
-    author: &PublicKey,
-    ids: &RangeSet,
-    deadline: Millis,
-) {
-    outbox.want(peer, author, ids);
-    state.asked.entry(*author).or_default().union_with(ids);
-    if state.ask_deadline.is_none() {
-        state.ask_deadline = Some(deadline);
-        state.ask_attempts = 1;
+    /// Wants that `from` will not answer (it left, or sent an id unverified): they go to
+    /// other peers; what no one else has is given up.
+    pub(super) fn move_wants(&mut self, ids: IdSets, from: &P, now: Millis) {
+        let rest = self.reroute(ids, from, now);
+        self.abandon(rest);
     }
-}
-
-/// Asks `peer` again for everything outstanding, as attempt number `attempts`.
-fn ask_again<P: Clone + Ord>(
-    outbox: &mut Outbox<P>,
-    peer: &P,
-    state: &mut Peer,
-    deadline: Millis,
-    attempts: u32,
-) {
-    for (author, asked) in &state.asked {
-        outbox.want(peer, author, asked);
-    }
-    state.ask_deadline = Some(deadline);
-    state.ask_attempts = attempts;
 }

@@ -1,12 +1,14 @@
-//! The order of checks for a received envelope (DESIGN §3), cheapest first, and what
-//! happens to a message once it is accepted: store, deliver, forward.
+//! The order of checks for a received envelope, cheapest first (`docs/PROTOCOL.md` §3.1),
+//! and what happens to a message once it is accepted: store, deliver, forward.
 
+use super::authors::Admission;
+use super::peer::Ids;
 use super::{Engine, Millis, Output, Violation, millis};
 use crate::envelope::{Envelope, MessageId};
 
 impl<P: Clone + Ord> Engine<P> {
-    /// The checks for one received envelope, cheapest first (DESIGN §3). Returns whether
-    /// the envelope was one this node had asked `from` for.
+    /// The checks for one received envelope, cheapest first. Returns whether the envelope
+    /// was one this node had asked `from` for.
     pub(super) fn receive(
         &mut self,
         from: &P,
@@ -14,46 +16,30 @@ impl<P: Clone + Ord> Engine<P> {
         now: Millis,
     ) -> Result<bool, Violation> {
         let id = envelope.id();
-        let limits = self.peer_limits();
-        if let Some(state) = self.peers.get_mut(from) {
-            state.learn_one(&id.author, id.sequence, limits);
-        }
+        self.peer_has(from, &id);
         // 1. Sizes (field lengths were checked when the frame was decoded).
         let oversize = envelope.payload().len() > self.config.max_payload_size;
-        // 2. A known id is dropped unverified, unless it proves an equivocation.
-        if self.store.knows(&id) {
+        // 2. A known id is dropped unverified, unless it proves an equivocation not yet
+        //    proven.
+        if self.authors.knows(&id.author, id.sequence) {
             self.stats.duplicates += 1;
-            if let Some(held) = self.store.get(&id)
-                && !held.same_signed_content(&envelope)
-            {
-                self.stats.verified += 1;
-                envelope
-                    .verify()
-                    .map_err(|_| Violation::InvalidSignature { id })?;
-                self.stats.equivocations += 1;
-                self.outputs.push_back(Output::Equivocation {
-                    first: held.clone(),
-                    second: envelope,
-                    from: from.clone(),
-                });
-            }
-            return Ok(self.fulfil(from, &id));
+            return self.duplicate(from, envelope).map(|()| false);
         }
         // 3. The time window (and the payload limit): not a violation, dropped quietly and
-        //    unverified, and remembered so it is not asked for again. It is not counted as a
-        //    known id: that would let a relay censor an author's future message by sending a
-        //    forged, out-of-window envelope with its id first.
+        //    unverified. It is not a known id (a relay could censor an author's next message
+        //    with a forged copy), only an id not to ask of this peer again.
         let timestamp = envelope.timestamp();
         let too_old = timestamp.saturating_add(millis(self.config.max_age)) < now;
         let too_new = timestamp > now.saturating_add(millis(self.config.max_clock_skew));
         if too_old || too_new || oversize {
             tracing::trace!(message = %id, timestamp, now, oversize, "dropped: outside the window");
             self.stats.out_of_window += 1;
-            self.store.mark_dropped(id);
-            return Ok(self.fulfil(from, &id));
+            self.refused(from, &id, now);
+            return Ok(false);
         }
-        // 4. Author filter: room to track a new author.
-        if self.store.track(&id.author, now).is_err() {
+        // 4. Room for the author (only a table of this node's own key alone has none).
+        let introducer = Some(from.clone());
+        if !self.authors.can_admit(&id.author, &introducer, now) {
             tracing::debug!(message = %id, "dropped: no room to track a new author");
             self.stats.authors_full += 1;
             return Ok(false);
@@ -63,26 +49,94 @@ impl<P: Clone + Ord> Engine<P> {
         envelope
             .verify()
             .map_err(|_| Violation::InvalidSignature { id })?;
-        // 6. Store, deliver, forward.
-        let was_asked = self.fulfil(from, &id);
-        self.accept(envelope, Some(from), now);
-        Ok(was_asked)
-    }
-
-    /// Takes `id` off every peer's outstanding wants; returns whether `from` had it asked.
-    pub(super) fn fulfil(&mut self, from: &P, id: &MessageId) -> bool {
-        let mut asked_of_sender = false;
-        for (peer, state) in &mut self.peers {
-            let was = state.received(&id.author, id.sequence);
-            asked_of_sender |= was && peer == from;
+        // 6. Track the author, then store, deliver, forward.
+        if let Ok(Admission::Displaced(author)) = self.authors.admit(&id.author, &introducer, now) {
+            self.stats.authors_displaced += 1;
+            self.forget_author(&author);
         }
-        asked_of_sender
+        Ok(self.accept(envelope, Some(from), now) == Some(from.clone()))
     }
 
-    /// Stores a new verified message, delivers it (unless this node wrote it) and pushes it
-    /// to the peers not known to have it.
-    pub(super) fn accept(&mut self, envelope: Envelope, from: Option<&P>, now: Millis) {
+    /// A copy of a known id. If it differs from the held copy and this id's equivocation is
+    /// not yet proven, its signature decides: valid, an equivocation (reported once); invalid,
+    /// a violation.
+    fn duplicate(&mut self, from: &P, envelope: Envelope) -> Result<(), Violation> {
         let id = envelope.id();
+        let Some(held) = self.store.get(&id) else {
+            return Ok(());
+        };
+        if held.same_signed_content(&envelope) || self.authors.equivocated(&id.author, id.sequence)
+        {
+            return Ok(());
+        }
+        self.stats.verified += 1;
+        envelope
+            .verify()
+            .map_err(|_| Violation::InvalidSignature { id })?;
+        self.stats.equivocations += 1;
+        self.authors.record_equivocation(&id.author, id.sequence);
+        self.outputs.push_back(Output::Equivocation {
+            first: held.clone(),
+            second: envelope,
+            from: from.clone(),
+        });
+        Ok(())
+    }
+
+    /// `from` sent `id` unverified and dropped: not asked of it again, and if it was asked of
+    /// it, asked of whoever else has it.
+    fn refused(&mut self, from: &P, id: &MessageId, now: Millis) {
+        let limits = self.knowledge_limits();
+        if let Some(state) = self.peers.get_mut(from) {
+            state.refused.learn_one(&id.author, id.sequence, limits);
+        }
+        if self.wants.peer(from).is_some()
+            && self.wants.asked_of(&id.author, id.sequence) == Some(from)
+        {
+            self.wants.received(&id.author, id.sequence);
+            let mut ids = super::wants::IdSets::new();
+            ids.insert(
+                id.author,
+                crate::ranges::RangeSet::from_range(id.sequence, id.sequence),
+            );
+            self.move_wants(ids, from, now);
+        }
+    }
+
+    /// Records that `peer` has `id`, if its author is one this node tracks or is pulling
+    /// (nothing is kept for other authors).
+    fn peer_has(&mut self, peer: &P, id: &MessageId) {
+        if !self.authors.is_tracked(&id.author) && !self.wants.wants_author(&id.author) {
+            return;
+        }
+        let limits = self.knowledge_limits();
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.has.learn_one(&id.author, id.sequence, limits);
+        }
+    }
+
+    /// An author no longer tracked: its messages and every peer's knowledge of it go.
+    fn forget_author(&mut self, author: &crate::keys::PublicKey) {
+        self.store.remove_author(author);
+        for state in self.peers.values_mut() {
+            state.has.remove_author(author);
+            state.announce.remove(author);
+        }
+    }
+
+    /// Stores a new verified message (its author tracked), delivers it (unless this node
+    /// wrote it) and pushes it to the peers not known to have it. Returns the peer it had
+    /// been asked of, if any.
+    pub(super) fn accept(
+        &mut self,
+        envelope: Envelope,
+        from: Option<&P>,
+        now: Millis,
+    ) -> Option<P> {
+        let id = envelope.id();
+        self.authors
+            .accepted(&id.author, id.sequence, envelope.timestamp(), now);
+        let asked_of = self.wants.received(&id.author, id.sequence);
         if id.author == self.me {
             // Our own message from an earlier run: never reuse its sequence.
             if self.next_sequence.is_some_and(|n| n <= id.sequence) {
@@ -95,15 +149,25 @@ impl<P: Clone + Ord> Engine<P> {
                 from: from.clone(),
             });
         }
-        self.store.insert(envelope.clone(), now);
-        let limits = self.peer_limits();
+        if let Some(from) = from {
+            self.peer_has(from, &id);
+        }
+        let group = self.authors.introducer(&id.author);
+        self.store.insert(envelope.clone(), &group);
+        let limits = self.knowledge_limits();
+        let max_announce = self.config.max_have_ranges_per_frame;
         let eager = self.config.eager_push;
         for (peer, state) in &mut self.peers {
-            state.dirty.insert(id.author);
-            if eager && !state.knows(&id.author, id.sequence) {
-                state.learn_one(&id.author, id.sequence, limits);
+            if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
+                continue;
+            }
+            if eager {
+                state.has.learn_one(&id.author, id.sequence, limits);
                 self.outbox.message(peer, envelope.clone());
+            } else {
+                state.queue_announce(&id.author, Ids::One(id.sequence), &self.store, max_announce);
             }
         }
+        asked_of
     }
 }

@@ -4,9 +4,10 @@
 use super::Engine;
 
 impl<P: Clone + Ord> Engine<P> {
-    /// One round: to every peer, a `have` of the held ids it is not known to have and was
-    /// not told of. Nothing new, nothing sent. A peer whose first frame (its complete digest)
-    /// has not arrived gets its round when that frame arrives.
+    /// One round: to every peer, a `have` of the ids accepted since its last round that it
+    /// is not known to have and that are still held. Nothing new, nothing sent. The work is
+    /// proportional to what is new. A peer whose first frame (its complete digest) has not
+    /// arrived gets its round when that frame arrives.
     pub(super) fn round(&mut self) {
         let peers: Vec<P> = self.peers.keys().cloned().collect();
         for peer in peers {
@@ -15,7 +16,6 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     pub(super) fn round_peer(&mut self, peer: &P) {
-        let limits = self.peer_limits();
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
@@ -23,14 +23,13 @@ impl<P: Clone + Ord> Engine<P> {
             state.round_due = true;
             return;
         }
-        for author in std::mem::take(&mut state.dirty) {
+        for (author, ids) in state.take_announce() {
             let Some(held) = self.store.held(&author) else {
                 continue;
             };
-            let lacking = state.lacking(&author, held);
+            let lacking = state.has.lacking(&author, &ids.intersection(held));
             if !lacking.is_empty() {
                 self.outbox.have(peer, &author, &lacking);
-                state.announce(&author, &lacking, limits.0, limits.1);
             }
         }
     }

@@ -1,105 +1,96 @@
-//! What a node knows: every id it has seen per author (kept after the message expires, so a
-//! message is never delivered twice) and the messages it still holds (retention).
+//! Retention: the messages a node holds for peers that may still lack them.
 //!
-//! Retention rules, all here:
-//! - a message is held until `timestamp + max_age`, and while the store is within
-//!   `max_stored_bytes` and `max_stored_messages` (the oldest timestamp goes first);
-//! - an id stays known after its message goes; an author's known ranges are capped at
-//!   `max_ranges_per_author` by treating the lowest gaps as known;
-//! - an envelope dropped unverified (outside the time window, too large) is remembered apart
-//!   from the known ids: it is not asked for again, but it is not in digests and does not
-//!   stop a later valid copy, so a forged one cannot censor the real one;
-//! - at most `max_tracked_authors` authors are tracked. An author is forgotten only when it
-//!   holds no message and its newest timestamp is older than `max_age`: every message of it
-//!   that a peer could still send is then outside the time window and dropped, so forgetting
-//!   it cannot cause a second delivery.
+//! Rules, all here:
+//! - a message is held until `timestamp + max_age`;
+//! - the store stays within `max_stored_bytes` (payload plus a fixed per-message overhead)
+//!   and `max_stored_messages`. When over, the message to go is chosen fairly: from the peer
+//!   whose introduced authors (see `authors.rs`) hold the most bytes, that peer's author
+//!   holding the most bytes, its lowest sequence. So one author, or every author one peer
+//!   introduced, can only push out its own history;
+//! - an author's held sequences are at most `max_ranges_per_author` ranges: a message that
+//!   would make more pushes out the author's lowest range. Gaps only come from loss or a
+//!   misbehaving author, and this keeps every per-author computation bounded.
+//!
+//! Inserting, evicting and expiring a message cost O(log n) plus a bounded range update.
 
-use crate::config::{Config, ENVELOPE_OVERHEAD};
+use super::authors::Introducer;
+use crate::config::ENVELOPE_OVERHEAD;
 use crate::envelope::{Envelope, MessageId};
-use crate::frame::Digest;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a held message counts against `max_stored_bytes`: its payload and a fixed overhead
 /// for its fields and index entries.
-fn stored_size(envelope: &Envelope) -> usize {
+pub(crate) fn stored_size(envelope: &Envelope) -> usize {
     envelope.payload().len() + ENVELOPE_OVERHEAD
 }
 
-/// One tracked author.
-#[derive(Debug, Default)]
-struct Author {
-    /// Every sequence whose message was verified and accepted: held or expired since.
-    known: RangeSet,
-    /// Sequences of envelopes dropped unverified (outside the time window, or too large):
-    /// not asked for again, but neither listed in digests nor a bar to a later valid copy,
-    /// so a relay cannot pre-empt an author's future message with a forged one.
-    dropped: RangeSet,
-    /// The sequences whose messages are held.
+#[derive(Debug)]
+struct Holding<P> {
     held: RangeSet,
-    /// The newest timestamp of any id known (0 if none).
-    newest: u64,
+    bytes: usize,
+    group: Introducer<P>,
 }
 
-/// Why a new author's message was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AuthorsFull;
+#[derive(Debug, Default)]
+struct Group {
+    bytes: usize,
+    /// `(bytes, author)`: who holds the most.
+    authors: BTreeSet<(usize, PublicKey)>,
+}
+
+/// The limits of a [`Store`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    pub(crate) max_age_ms: u64,
+    pub(crate) max_bytes: usize,
+    pub(crate) max_messages: usize,
+    pub(crate) max_ranges: usize,
+}
 
 #[derive(Debug)]
-pub(crate) struct Store {
-    me: PublicKey,
-    authors: BTreeMap<PublicKey, Author>,
+pub(crate) struct Store<P> {
     messages: BTreeMap<MessageId, Envelope>,
-    /// `(timestamp, id)` of every held message: eviction order.
+    /// `(timestamp, id)` of every held message: expiry order.
     by_age: BTreeSet<(u64, MessageId)>,
+    authors: BTreeMap<PublicKey, Holding<P>>,
+    groups: BTreeMap<Introducer<P>, Group>,
+    /// `(bytes, group)`: which group holds the most.
+    by_group_bytes: BTreeSet<(usize, Introducer<P>)>,
     bytes: usize,
-    max_age_ms: u64,
-    max_bytes: usize,
-    max_messages: usize,
-    max_authors: usize,
-    max_ranges: usize,
+    limits: Retention,
 }
 
-impl Store {
-    pub(crate) fn new(me: PublicKey, config: &Config) -> Self {
-        let mut authors = BTreeMap::new();
-        authors.insert(me, Author::default());
+impl<P: Clone + Ord> Store<P> {
+    pub(crate) fn new(limits: Retention) -> Self {
         Store {
-            me,
-            authors,
             messages: BTreeMap::new(),
             by_age: BTreeSet::new(),
+            authors: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            by_group_bytes: BTreeSet::new(),
             bytes: 0,
-            max_age_ms: config.max_age.as_millis() as u64,
-            max_bytes: config.max_stored_bytes,
-            max_messages: config.max_stored_messages,
-            max_authors: config.max_tracked_authors,
-            max_ranges: config.max_ranges_per_author,
+            limits,
         }
-    }
-
-    pub(crate) fn knows(&self, id: &MessageId) -> bool {
-        self.authors
-            .get(&id.author)
-            .is_some_and(|a| a.known.contains(id.sequence))
     }
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Envelope> {
         self.messages.get(id)
     }
 
+    /// The sequences of `author` held.
     pub(crate) fn held(&self, author: &PublicKey) -> Option<&RangeSet> {
-        self.authors.get(author).map(|a| &a.held)
+        self.authors.get(author).map(|h| &h.held)
+    }
+
+    pub(crate) fn holds(&self, author: &PublicKey, sequence: u64) -> bool {
+        self.held(author).is_some_and(|h| h.contains(sequence))
     }
 
     /// Authors that hold at least one message.
     pub(crate) fn authors_holding(&self) -> impl Iterator<Item = &PublicKey> {
-        self.authors
-            .iter()
-            .filter(|(_, a)| !a.held.is_empty())
-            .map(|(k, _)| k)
+        self.authors.keys()
     }
 
     /// The held messages of `author` whose sequences are in `ranges`, ascending.
@@ -109,118 +100,126 @@ impl Store {
         ranges: &'a RangeSet,
     ) -> impl Iterator<Item = &'a Envelope> + 'a {
         ranges.ranges().flat_map(move |(s, e)| {
-            let from = MessageId {
+            let id = |sequence| MessageId {
                 author: *author,
-                sequence: s,
+                sequence,
             };
-            let to = MessageId {
-                author: *author,
-                sequence: e,
-            };
-            self.messages.range(from..=to).map(|(_, env)| env)
+            self.messages.range(id(s)..=id(e)).map(|(_, env)| env)
         })
     }
 
-    /// Every id known, of every author: the body of a complete `have`.
-    pub(crate) fn digest(&self) -> Vec<Digest> {
-        self.authors
-            .iter()
-            .filter(|(_, a)| !a.known.is_empty())
-            .map(|(author, a)| Digest {
-                author: *author,
-                ranges: a.known.clone(),
-            })
-            .collect()
-    }
-
-    /// Makes room for `author` if it is new. Fails when every tracked author may still have
-    /// messages inside the time window.
-    pub(crate) fn track(&mut self, author: &PublicKey, now: u64) -> Result<(), AuthorsFull> {
-        if self.authors.contains_key(author) {
-            return Ok(());
-        }
-        if self.authors.len() >= self.max_authors {
-            let horizon = now.saturating_sub(self.max_age_ms);
-            let evictable = self
-                .authors
-                .iter()
-                .filter(|(k, a)| **k != self.me && a.held.is_empty() && a.newest < horizon)
-                .min_by_key(|(_, a)| a.newest)
-                .map(|(k, _)| *k)
-                .ok_or(AuthorsFull)?;
-            self.authors.remove(&evictable);
-        }
-        self.authors.insert(*author, Author::default());
-        Ok(())
-    }
-
-    /// Records an envelope dropped unverified (out of window or too large): its id is not
-    /// asked for again. It never refreshes the author's age (its timestamp is unverified),
-    /// and it takes a new author's place only when there is room without forgetting anyone.
-    pub(crate) fn mark_dropped(&mut self, id: MessageId) {
-        if !self.authors.contains_key(&id.author) && self.authors.len() >= self.max_authors {
+    /// Holds a verified message of an author introduced by `group`, then evicts what the
+    /// limits require.
+    pub(crate) fn insert(&mut self, envelope: Envelope, group: &Introducer<P>) {
+        let id = envelope.id();
+        if self.messages.contains_key(&id) {
             return;
         }
-        let author = self.authors.entry(id.author).or_default();
-        author.dropped.insert(id.sequence);
-        author.dropped.forget_lowest(self.max_ranges);
-    }
-
-    /// The ids of `author` this node does not want: known, or dropped unverified.
-    pub(crate) fn unwanted(&self, author: &PublicKey) -> Option<Cow<'_, RangeSet>> {
-        let a = self.authors.get(author)?;
-        if a.dropped.is_empty() {
-            return Some(Cow::Borrowed(&a.known));
-        }
-        let mut all = a.known.clone();
-        all.union_with(&a.dropped);
-        Some(Cow::Owned(all))
-    }
-
-    /// Whether `id` was dropped unverified.
-    pub(crate) fn was_dropped(&self, id: &MessageId) -> bool {
-        self.authors
-            .get(&id.author)
-            .is_some_and(|a| a.dropped.contains(id.sequence))
-    }
-
-    /// Holds a verified message (its author must be tracked) and evicts the oldest messages
-    /// beyond the limits.
-    pub(crate) fn insert(&mut self, envelope: Envelope, now: u64) {
-        let id = envelope.id();
-        let timestamp = envelope.timestamp();
-        let author = self
-            .authors
-            .get_mut(&id.author)
-            .expect("author tracked before insert");
-        author.known.insert(id.sequence);
-        author.known.fill_lowest_gaps(self.max_ranges);
-        author.held.insert(id.sequence);
-        author.newest = author.newest.max(timestamp.min(now));
-        self.bytes += stored_size(&envelope);
-        self.by_age.insert((timestamp, id));
+        let size = stored_size(&envelope);
+        let holding = self.authors.entry(id.author).or_insert_with(|| Holding {
+            held: RangeSet::new(),
+            bytes: 0,
+            group: group.clone(),
+        });
+        holding.held.insert(id.sequence);
+        let group = holding.group.clone();
+        let before = holding.bytes;
+        holding.bytes += size;
+        let too_gapped = holding.held.range_count() > self.limits.max_ranges.max(1);
+        self.account(&id.author, &group, before, size as isize);
+        self.bytes += size;
+        self.by_age.insert((envelope.timestamp(), id));
         self.messages.insert(id, envelope);
-        while self.bytes > self.max_bytes || self.messages.len() > self.max_messages {
-            let Some(&(_, oldest)) = self.by_age.first() else {
+        if too_gapped {
+            let (start, end) = self.authors[&id.author]
+                .held
+                .ranges()
+                .next()
+                .expect("not empty");
+            self.remove_range(&id.author, start, end);
+        }
+        while self.bytes > self.limits.max_bytes || self.messages.len() > self.limits.max_messages {
+            let Some(victim) = self.fairest_victim() else {
                 break;
             };
-            self.remove(&oldest);
+            self.remove(&victim);
         }
     }
 
-    fn remove(&mut self, id: &MessageId) {
-        if let Some(envelope) = self.messages.remove(id) {
-            self.by_age.remove(&(envelope.timestamp(), *id));
-            self.bytes -= stored_size(&envelope);
-            if let Some(author) = self.authors.get_mut(&id.author) {
-                author.held.remove_range(id.sequence, id.sequence);
-            }
+    /// The lowest sequence of the author holding the most bytes in the group holding the most.
+    fn fairest_victim(&self) -> Option<MessageId> {
+        let (_, group) = self.by_group_bytes.last()?;
+        let (_, author) = self.groups[group].authors.last()?;
+        let from = MessageId {
+            author: *author,
+            sequence: 0,
+        };
+        self.messages.range(from..).next().map(|(id, _)| *id)
+    }
+
+    /// Moves `author`'s bytes by `delta` (it held `before`) in its group's indexes.
+    fn account(&mut self, author: &PublicKey, group: &Introducer<P>, before: usize, delta: isize) {
+        let entry = self.groups.entry(group.clone()).or_default();
+        self.by_group_bytes.remove(&(entry.bytes, group.clone()));
+        entry.authors.remove(&(before, *author));
+        let after = before
+            .checked_add_signed(delta)
+            .expect("bytes never negative");
+        entry.bytes = entry
+            .bytes
+            .checked_add_signed(delta)
+            .expect("bytes never negative");
+        if after > 0 {
+            entry.authors.insert((after, *author));
         }
+        if entry.bytes > 0 {
+            self.by_group_bytes.insert((entry.bytes, group.clone()));
+        } else {
+            self.groups.remove(group);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, id: &MessageId) {
+        let Some(envelope) = self.messages.remove(id) else {
+            return;
+        };
+        let size = stored_size(&envelope);
+        self.by_age.remove(&(envelope.timestamp(), *id));
+        self.bytes -= size;
+        let holding = self.authors.get_mut(&id.author).expect("held author");
+        holding.held.remove_range(id.sequence, id.sequence);
+        let before = holding.bytes;
+        holding.bytes -= size;
+        let group = holding.group.clone();
+        if holding.held.is_empty() {
+            self.authors.remove(&id.author);
+        }
+        self.account(&id.author, &group, before, -(size as isize));
+    }
+
+    fn remove_range(&mut self, author: &PublicKey, start: u64, end: u64) {
+        let id = |sequence| MessageId {
+            author: *author,
+            sequence,
+        };
+        let ids: Vec<MessageId> = self
+            .messages
+            .range(id(start)..=id(end))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.remove(&id);
+        }
+    }
+
+    /// Drops every message of `author` (it is no longer tracked).
+    pub(crate) fn remove_author(&mut self, author: &PublicKey) {
+        self.remove_range(author, 1, u64::MAX);
     }
 
     /// Drops every message older than `max_age`.
     pub(crate) fn expire(&mut self, now: u64) {
-        let horizon = now.saturating_sub(self.max_age_ms);
+        let horizon = now.saturating_sub(self.limits.max_age_ms);
         while let Some(&(timestamp, id)) = self.by_age.first() {
             if timestamp >= horizon {
                 break;
@@ -233,7 +232,7 @@ impl Store {
     pub(crate) fn next_expiry(&self) -> Option<u64> {
         self.by_age
             .first()
-            .map(|&(t, _)| t.saturating_add(self.max_age_ms).saturating_add(1))
+            .map(|&(t, _)| t.saturating_add(self.limits.max_age_ms).saturating_add(1))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -244,26 +243,28 @@ impl Store {
         self.bytes
     }
 
-    pub(crate) fn author_count(&self) -> usize {
-        self.authors.len()
-    }
-
     /// Panics if the store's own bookkeeping disagrees with itself.
     pub(crate) fn check_invariants(&self) {
         assert_eq!(self.by_age.len(), self.messages.len(), "age index size");
         let bytes: usize = self.messages.values().map(stored_size).sum();
         assert_eq!(bytes, self.bytes, "byte count");
-        assert!(self.bytes <= self.max_bytes && self.messages.len() <= self.max_messages);
-        assert!(self.authors.len() <= self.max_authors.max(1));
-        for id in self.messages.keys() {
-            let author = &self.authors[&id.author];
-            assert!(author.held.contains(id.sequence) && author.known.contains(id.sequence));
-        }
-        let held: u64 = self.authors.values().map(|a| a.held.len()).sum();
+        assert!(self.bytes <= self.limits.max_bytes);
+        assert!(self.messages.len() <= self.limits.max_messages);
+        let held: u64 = self.authors.values().map(|h| h.held.len()).sum();
         assert_eq!(
             held,
             self.messages.len() as u64,
             "held ranges match messages"
         );
+        for id in self.messages.keys() {
+            assert!(self.authors[&id.author].held.contains(id.sequence));
+        }
+        let group_bytes: usize = self.groups.values().map(|g| g.bytes).sum();
+        assert_eq!(group_bytes, self.bytes, "group bytes");
+        assert_eq!(self.by_group_bytes.len(), self.groups.len());
+        for (author, h) in &self.authors {
+            assert!(h.held.range_count() <= self.limits.max_ranges.max(1));
+            assert!(self.groups[&h.group].authors.contains(&(h.bytes, *author)));
+        }
     }
 }

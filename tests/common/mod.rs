@@ -1,6 +1,7 @@
 //! Shared test support: seeds and the swarm harness.
 #![allow(dead_code)]
 
+pub mod raw;
 pub mod swarm;
 
 /// The seed for a test: `SEED` from the environment if set, else `default`. Tests print it,

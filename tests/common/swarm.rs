@@ -13,14 +13,25 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// How long any single wait may take before the test fails (a hung test, not a timing
-/// assertion).
-pub const WAIT: Duration = Duration::from_secs(60);
+/// assertion): 60 s, or `WAIT_SECS` from the environment.
+pub static WAIT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+    let secs = std::env::var("WAIT_SECS").ok().and_then(|s| s.parse().ok());
+    Duration::from_secs(secs.unwrap_or(60))
+});
 
 /// A real swarm with memory transport, noise and yamux.
 pub fn new_swarm<B: NetworkBehaviour>(
     behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
 ) -> Swarm<B> {
-    libp2p::SwarmBuilder::with_new_identity()
+    new_swarm_with(libp2p::identity::Keypair::generate_ed25519(), behaviour)
+}
+
+/// A real swarm with memory transport, noise and yamux, and the identity `key`.
+pub fn new_swarm_with<B: NetworkBehaviour>(
+    key: libp2p::identity::Keypair,
+    behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> Swarm<B> {
+    libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_other_transport(|key| {
             MemoryTransport::default()
@@ -53,6 +64,7 @@ pub enum NodeEvent {
     Disconnected(PeerId),
     Violation(PeerId, String),
     Unsupported(PeerId),
+    Equivocation(MessageId, PeerId),
 }
 
 enum Command {
@@ -154,10 +166,10 @@ impl Node {
             return pick(&event).unwrap();
         }
         loop {
-            let event = tokio::time::timeout(WAIT, self.events.recv())
+            let event = tokio::time::timeout(*WAIT, self.events.recv())
                 .await
                 .unwrap_or_else(|_| {
-                    panic!("node {} saw no awaited event in {WAIT:?}", self.peer_id)
+                    panic!("node {} saw no awaited event in {:?}", self.peer_id, *WAIT)
                 })
                 .expect("node task ended");
             if let Some(t) = pick(&event) {
@@ -170,6 +182,15 @@ impl Node {
     pub async fn next_message(&mut self) -> (Message, PeerId) {
         self.wait_for(|e| match e {
             NodeEvent::Message(m, p) => Some((m.clone(), *p)),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the message `id` (other messages stay queued).
+    pub async fn message(&mut self, id: MessageId) -> Message {
+        self.wait_for(|e| match e {
+            NodeEvent::Message(m, _) if m.id == id => Some(m.clone()),
             _ => None,
         })
         .await
@@ -202,6 +223,15 @@ impl Node {
                 _ => unreachable!(),
             })
             .collect()
+    }
+
+    /// Every event received so far and not yet taken (after a barrier through the node).
+    pub async fn drain_events(&mut self) -> Vec<NodeEvent> {
+        self.stats().await;
+        while let Ok(event) = self.events.try_recv() {
+            self.backlog.push_back(event);
+        }
+        self.backlog.drain(..).collect()
     }
 
     pub async fn connected(&mut self, peer: PeerId) {
@@ -265,6 +295,9 @@ async fn run(
                     }
                     SwarmEvent::Behaviour(Event::UnsupportedPeer { peer }) => {
                         NodeEvent::Unsupported(peer)
+                    }
+                    SwarmEvent::Behaviour(Event::Equivocation { first, propagation_source, .. }) => {
+                        NodeEvent::Equivocation(first.id(), propagation_source)
                     }
                     SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                         if num_established.get() == 1 => NodeEvent::Connected(peer_id),

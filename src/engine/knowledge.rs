@@ -1,0 +1,151 @@
+//! What a node believes one peer knows: ids it announced or sent, and ids sent to it.
+//!
+//! The belief only ever makes a node send *less* to that peer: an id it is believed to know
+//! is not pushed, announced or sent again in answer to a want. So it is kept conservative and
+//! bounded in bytes:
+//! - only for authors this node tracks or is pulling (the engine checks before recording);
+//! - at most `max_ranges_per_author` ranges per author, and `max_ranges_per_peer` in all.
+//!   Beyond either, gaps are filled (treated as known): for the author concerned, and when
+//!   the peer's total is over, for the author with the most ranges. An honest peer's ids are
+//!   one contiguous run per author and never reach either bound; a peer that fragments its
+//!   own knowledge only stops being sent ids it claims not to have, which it can pull from
+//!   others;
+//! - when a frame to the peer is dropped, what it carried is forgotten (the only way an id
+//!   is sent twice on one connection).
+//!
+//! Memory per connection is therefore at most `max_ranges_per_peer` ranges (16 bytes each)
+//! plus one map entry per author.
+
+use crate::keys::PublicKey;
+use crate::ranges::RangeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Default)]
+pub(crate) struct Knowledge {
+    sets: BTreeMap<PublicKey, RangeSet>,
+    /// `(ranges, author)`: the most fragmented author first to be filled.
+    by_size: BTreeSet<(usize, PublicKey)>,
+    ranges: usize,
+}
+
+/// The bounds of one peer's [`Knowledge`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KnowledgeLimits {
+    pub(crate) per_author: usize,
+    pub(crate) per_peer: usize,
+}
+
+impl Knowledge {
+    pub(crate) fn knows(&self, author: &PublicKey, sequence: u64) -> bool {
+        self.sets.get(author).is_some_and(|r| r.contains(sequence))
+    }
+
+    pub(crate) fn get(&self, author: &PublicKey) -> Option<&RangeSet> {
+        self.sets.get(author)
+    }
+
+    /// `ranges` minus what the peer knows of `author`.
+    pub(crate) fn lacking(&self, author: &PublicKey, ranges: &RangeSet) -> RangeSet {
+        match self.sets.get(author) {
+            Some(known) => ranges.difference(known),
+            None => ranges.clone(),
+        }
+    }
+
+    pub(crate) fn learn_one(&mut self, author: &PublicKey, sequence: u64, limits: KnowledgeLimits) {
+        if self.knows(author, sequence) {
+            return;
+        }
+        self.update(author, limits, |set| {
+            set.insert(sequence);
+        });
+    }
+
+    pub(crate) fn learn(&mut self, author: &PublicKey, ranges: &RangeSet, limits: KnowledgeLimits) {
+        if ranges.is_empty() {
+            return;
+        }
+        self.update(author, limits, |set| set.union_with(ranges));
+    }
+
+    /// Forgets these ids (a frame carrying them to the peer was dropped).
+    pub(crate) fn forget(&mut self, author: &PublicKey, ranges: &RangeSet) {
+        let Some(set) = self.sets.get(author) else {
+            return;
+        };
+        let rest = set.difference(ranges);
+        self.replace(author, rest);
+    }
+
+    /// Forgets everything about `author` (no longer tracked).
+    pub(crate) fn remove_author(&mut self, author: &PublicKey) {
+        self.replace(author, RangeSet::new());
+    }
+
+    fn update(
+        &mut self,
+        author: &PublicKey,
+        limits: KnowledgeLimits,
+        f: impl FnOnce(&mut RangeSet),
+    ) {
+        let set = self.sets.entry(*author).or_default();
+        let old = set.range_count();
+        f(set);
+        set.fill_lowest_gaps(limits.per_author);
+        let new = set.range_count();
+        self.reindex(author, old, new);
+        while self.ranges > limits.per_peer.max(1) {
+            let Some(&(count, widest)) = self.by_size.last() else {
+                break;
+            };
+            if count <= 1 {
+                // Every author is one range: more authors than the bound allows. Drop the
+                // one just recorded (forgetting only costs a duplicate).
+                self.remove_author(author);
+                break;
+            }
+            let set = self.sets.get_mut(&widest).expect("indexed");
+            set.fill_lowest_gaps(1);
+            self.reindex(&widest, count, 1);
+        }
+    }
+
+    fn replace(&mut self, author: &PublicKey, set: RangeSet) {
+        let old = self.sets.remove(author).map_or(0, |s| s.range_count());
+        let new = set.range_count();
+        if new > 0 {
+            self.sets.insert(*author, set);
+        }
+        self.reindex(author, old, new);
+    }
+
+    /// Moves `author` from `old` to `new` ranges in the counts (its set is already updated).
+    fn reindex(&mut self, author: &PublicKey, old: usize, new: usize) {
+        if old > 0 {
+            self.by_size.remove(&(old, *author));
+            self.ranges -= old;
+        }
+        if new > 0 {
+            self.by_size.insert((new, *author));
+            self.ranges += new;
+        } else {
+            self.sets.remove(author);
+        }
+    }
+
+    /// Panics if the indexes disagree with the sets.
+    pub(crate) fn check_invariants(&self, limits: KnowledgeLimits) {
+        let ranges: usize = self.sets.values().map(RangeSet::range_count).sum();
+        assert_eq!(ranges, self.ranges, "range count");
+        assert!(self.ranges <= limits.per_peer.max(1), "per-peer bound");
+        assert_eq!(self.by_size.len(), self.sets.len());
+        for (author, set) in &self.sets {
+            assert!(!set.is_empty());
+            assert!(
+                set.range_count() <= limits.per_author.max(1),
+                "per-author bound"
+            );
+            assert!(self.by_size.contains(&(set.range_count(), *author)));
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! What the engine tells its driver: [`Output`], [`Violation`], [`PublishError`], [`Stats`].
+
+use crate::envelope::{Envelope, Message, MessageId};
+use crate::frame::{Frame, FrameError};
+use std::fmt;
+
+/// What the engine asks its driver to do, or tells it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Output<P> {
+    /// Send `frame` to `peer`.
+    Send {
+        /// The peer.
+        peer: P,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A new message, verified, delivered once per node (never to its own author).
+    Deliver {
+        /// The message.
+        message: Message,
+        /// The peer it came from.
+        from: P,
+    },
+    /// `peer` broke the protocol: close its connection. Messages it sent before the violation
+    /// were kept.
+    Violation {
+        /// The peer.
+        peer: P,
+        /// What it did.
+        violation: Violation,
+    },
+    /// Proof that an author signed two different messages with one id.
+    Equivocation {
+        /// The copy this node holds (and delivered).
+        first: Envelope,
+        /// The conflicting copy, with a valid signature.
+        second: Envelope,
+        /// The peer that sent the second copy.
+        from: P,
+    },
+}
+
+/// A protocol violation by a peer (`docs/PROTOCOL.md` §1).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Violation {
+    /// A frame that does not decode or breaks a structural rule or limit.
+    Malformed(FrameError),
+    /// An envelope whose signature fails strict verification.
+    InvalidSignature {
+        /// The envelope's id.
+        id: MessageId,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Malformed(e) => write!(f, "malformed frame: {e}"),
+            Violation::InvalidSignature { id } => write!(f, "invalid signature on {id}"),
+        }
+    }
+}
+
+impl std::error::Error for Violation {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Violation::Malformed(e) => Some(e),
+            Violation::InvalidSignature { .. } => None,
+        }
+    }
+}
+
+/// Why [`Engine::publish`](super::Engine::publish) refused a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload is larger than `max_payload_size`.
+    PayloadTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The author's sequence numbers are used up (`u64::MAX` reached).
+    SequenceExhausted,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::PayloadTooLarge { size, max } => {
+                write!(f, "payload is {size} bytes, max_payload_size is {max}")
+            }
+            PublishError::SequenceExhausted => write!(f, "sequence numbers are exhausted"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Counters of what the engine has done, for tests, metrics and the simulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Messages published by this node.
+    pub published: u64,
+    /// Messages delivered to the application.
+    pub delivered: u64,
+    /// Envelopes received whose id was already known (dropped without verifying).
+    pub duplicates: u64,
+    /// Envelopes dropped as outside the time window or over `max_payload_size`.
+    pub out_of_window: u64,
+    /// Envelopes of new authors refused because the author table was full (see
+    /// `docs/PROTOCOL.md`, tracked authors).
+    pub authors_full: u64,
+    /// Tracked authors forgotten to make room for a new one before their messages aged out.
+    pub authors_displaced: u64,
+    /// Equivocations proven (each reported once).
+    pub equivocations: u64,
+    /// Signatures verified.
+    pub verified: u64,
+    /// Complete digests answered by pushing what the peer lacks.
+    pub resyncs: u64,
+    /// Complete digests read as announcements only (within `min_resync_interval` of the
+    /// peer's previous one).
+    pub resyncs_limited: u64,
+}

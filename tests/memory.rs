@@ -1,0 +1,181 @@
+//! Memory bounds under attack, measured by a counting global allocator (this test binary's
+//! own, so nothing else shares the count). The victim and the attacker run in this process:
+//! what is measured is the heap the victim keeps, and its peak while decoding.
+//!
+//! The tests run one at a time (a lock), so their measurements do not overlap.
+
+mod common;
+
+use common::raw::{Raw, Reading};
+use common::swarm::{Node, NodeEvent};
+use secure_gossip::{Config, Digest, Envelope, Frame, Keypair, RangeSet};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Counting;
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; only sizes are counted.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            if new_size > layout.size() {
+                let grow = new_size - layout.size();
+                let now = CURRENT.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Heap in use now, and the peak since the last call.
+fn heap() -> (usize, usize) {
+    let now = CURRENT.load(Ordering::Relaxed);
+    (now, PEAK.swap(now, Ordering::Relaxed))
+}
+
+/// Handles every frame `raw` sent before: a fresh message of an already tracked author,
+/// awaited at the victim.
+async fn barrier(raw: &mut Raw, victim: &mut Node, keys: &Keypair, sequence: u64) {
+    let envelope = Envelope::sign(keys, sequence, now_ms(), b"marker".to_vec()).unwrap();
+    let id = envelope.id();
+    let frame = Frame {
+        messages: vec![envelope],
+        ..Frame::default()
+    };
+    raw.send(&frame).await.unwrap();
+    victim.message(id).await;
+}
+
+/// Runs `test` on its own runtime, alone among this binary's tests.
+fn alone<F: std::future::Future<Output = ()>>(test: F) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+/// 4. `have` digests of 10,000 made-up authors with 1,024 ranges each (about 59 MiB of
+///    frames): the victim keeps no more per connection than the config's bound.
+#[test]
+fn announcements_of_made_up_authors_do_not_grow_the_heap() {
+    alone(made_up_authors());
+}
+
+async fn made_up_authors() {
+    let config = Config::default();
+    let mut victim = Node::spawn(config.clone()).await;
+    let mut raw = Raw::connect(&mut victim, Reading::Count).await;
+    let marker = Keypair::generate();
+    barrier(&mut raw, &mut victim, &marker, 1).await;
+    let (base, _) = heap();
+
+    let ranges: RangeSet = (0..1024u64).map(|k| 1_000_000 + 3 * k).collect();
+    let mut sent = 0usize;
+    for _ in 0..10_000 / 32 {
+        let frame = Frame {
+            have: (0..32)
+                .map(|_| Digest {
+                    author: Keypair::generate().public(),
+                    ranges: ranges.clone(),
+                })
+                .collect(),
+            ..Frame::default()
+        };
+        sent += frame.encoded_len();
+        raw.send(&frame).await.unwrap();
+    }
+    barrier(&mut raw, &mut victim, &marker, 2).await;
+    let (after, peak) = heap();
+    let kept = after.saturating_sub(base) as f64 / MIB;
+    let peak = peak.saturating_sub(base) as f64 / MIB;
+    println!(
+        "{:.1} MiB of have frames: the heap grew by {kept:.1} MiB (peak {peak:.1} MiB)",
+        sent as f64 / MIB
+    );
+    assert!(kept < 8.0, "{kept:.1} MiB kept");
+}
+
+/// A frame body of `count` empty envelopes (`0a 00` repeated), framed.
+fn bomb(count: usize) -> Vec<u8> {
+    let body = [0x0a, 0x00].repeat(count);
+    let mut out = Vec::new();
+    secure_gossip::codec::encode_prefix(body.len() as u64, &mut out);
+    out.extend_from_slice(&body);
+    out
+}
+
+/// 8. Frames of 1 MiB holding half a million empty envelopes each, two decoding at a time:
+///    transient memory stays a small multiple of the frames, and each is a violation.
+#[test]
+fn decode_bombs_cost_a_small_multiple_of_the_frame() {
+    alone(decode_bombs());
+}
+
+async fn decode_bombs() {
+    let config = Config::default();
+    let mut victim = Node::spawn(config.clone()).await;
+    let frame = bomb((config.max_frame_size() - 8) / 2);
+    let (base, _) = heap();
+    for _ in 0..4 {
+        let mut a = Raw::connect(&mut victim, Reading::Count).await;
+        let mut b = Raw::connect(&mut victim, Reading::Count).await;
+        let (ra, rb) = tokio::join!(a.send_bytes(&frame), b.send_bytes(&frame));
+        let _ = (ra, rb);
+        for peer in [a.peer_id, b.peer_id] {
+            victim
+                .wait_for(|e| matches!(e, NodeEvent::Violation(p, _) if *p == peer).then_some(()))
+                .await;
+        }
+    }
+    let (after, peak) = heap();
+    let peak = peak.saturating_sub(base) as f64 / MIB;
+    let kept = after.saturating_sub(base) as f64 / MIB;
+    println!(
+        "8 frames of {:.1} MiB, two at a time: peak heap growth {peak:.1} MiB, kept {kept:.1} MiB",
+        frame.len() as f64 / MIB
+    );
+    assert!(
+        peak < 24.0,
+        "peak {peak:.1} MiB while decoding 2 MiB at a time"
+    );
+}

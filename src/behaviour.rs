@@ -379,6 +379,7 @@ impl NetworkBehaviour for Behaviour {
                 }
             }
             HandlerEvent::Dropped(frame) => self.engine.frame_dropped(&peer, &frame),
+            HandlerEvent::Drained => self.engine.peer_drained(&peer),
         }
     }
 

@@ -110,6 +110,17 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     limits: &FrameLimits,
 ) -> Result<Option<Frame>, FrameError> {
+    Ok(read_frame_sized(reader, limits)
+        .await?
+        .map(|(frame, _)| frame))
+}
+
+/// Reads one frame and says how many bytes it took on the wire (prefix included).
+pub async fn read_frame_sized<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    limits: &FrameLimits,
+) -> Result<Option<(Frame, usize)>, FrameError> {
+    let mut prefix_len = 0;
     let mut prefix = PrefixDecoder::new(limits.max_frame_size);
     let mut first = true;
     let len = loop {
@@ -122,6 +133,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
             return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         first = false;
+        prefix_len += 1;
         if let Prefix::Complete(len) = prefix.push(byte[0])? {
             break len;
         }
@@ -138,7 +150,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     if body.len() < len {
         return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
     }
-    Frame::decode(&body, limits).map(Some)
+    Frame::decode(&body, limits).map(|frame| Some((frame, prefix_len + len)))
 }
 
 /// Writes one frame as made by [`encode_frame`] (prefix and body) and flushes.

@@ -64,9 +64,10 @@ impl Default for Config {
             max_stored_messages: 100_000,
             // Per-author state is ~100 bytes plus its ranges: 10,000 authors is about 1 MiB.
             max_tracked_authors: 10_000,
-            // Contiguous runs need one range per restart; gaps only come from loss or
-            // misbehaving authors, and are filled once this many ranges are reached.
-            max_ranges_per_author: 1024,
+            // An author's ids are one run per process lifetime (sequences start at the clock),
+            // so an hour holds a handful of runs; gaps come from loss and fill as it is
+            // repaired. 64 ranges (1 KiB) per author bounds the table at 10 MiB of ranges.
+            max_ranges_per_author: 64,
             // What one connection's peer is believed to know: an honest peer's ids are one
             // run per author, so 16,384 ranges (256 KiB) covers as many active authors; a
             // peer that claims a more fragmented history only stops being sent what it
@@ -228,8 +229,8 @@ impl ConfigBuilder {
         /// Most authors tracked (default 10,000). An author is forgotten only once all its
         /// messages are older than `max_age`, so none of them can be delivered again.
         max_tracked_authors: usize;
-        /// Most ranges of known or held sequences per author (default 1,024); beyond it the
-        /// lowest gaps are treated as known, and the lowest held range is dropped.
+        /// Most ranges of known or held sequences per author (default 64): an id that would
+        /// make more waits until the gaps around it fill.
         max_ranges_per_author: usize;
         /// Most ranges of ids one peer is believed to know (default 16,384; 16 bytes each).
         max_ranges_per_peer: usize;
@@ -314,6 +315,14 @@ impl ConfigBuilder {
                 value: c.max_frame_size,
                 min: largest_envelope,
                 why: "one envelope of max_payload_size must fit in a frame",
+            });
+        }
+        if c.max_ranges_per_peer < c.max_tracked_authors {
+            return Err(ConfigError::TooSmall {
+                name: "max_ranges_per_peer",
+                value: c.max_ranges_per_peer,
+                min: c.max_tracked_authors,
+                why: "a peer's knowledge of every tracked author must fit",
             });
         }
         if c.max_queued_bytes < c.max_frame_size {
@@ -413,6 +422,15 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err.to_string(), "gossip_interval must be greater than zero");
+        // Under a millisecond would round to a zero-length timer: refused, with the value.
+        let err = Config::builder()
+            .gossip_interval(Some(Duration::from_micros(500)))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gossip_interval is 500µs, must be at least 1 ms"
+        );
         let err = Config::builder().max_queued_bytes(10).build().unwrap_err();
         assert!(err.to_string().contains("max_queued_bytes is 10"), "{err}");
     }

@@ -155,23 +155,30 @@ fn digests(
             max: max_ranges,
         });
     }
-    raw.into_iter()
-        .map(|d| {
-            let author: [u8; 32] =
-                d.author[..]
-                    .try_into()
-                    .map_err(|_| FrameError::DigestAuthorLength {
-                        field,
-                        actual: d.author.len(),
-                    })?;
-            let ranges = RangeSet::from_wire(&d.ranges)
-                .map_err(|error| FrameError::Ranges { field, error })?;
-            Ok(Digest {
-                author: PublicKey::from_bytes(author),
-                ranges,
-            })
-        })
-        .collect()
+    // Digests of one author are merged (in the place of its first), so the work a frame
+    // causes is per author, however often the sender repeats one.
+    let mut out: Vec<Digest> = Vec::with_capacity(raw.len());
+    let mut index: std::collections::HashMap<PublicKey, usize> = std::collections::HashMap::new();
+    for d in raw {
+        let author: [u8; 32] =
+            d.author[..]
+                .try_into()
+                .map_err(|_| FrameError::DigestAuthorLength {
+                    field,
+                    actual: d.author.len(),
+                })?;
+        let author = PublicKey::from_bytes(author);
+        let ranges =
+            RangeSet::from_wire(&d.ranges).map_err(|error| FrameError::Ranges { field, error })?;
+        match index.get(&author) {
+            Some(&i) => out[i].ranges.union_with(&ranges),
+            None => {
+                index.insert(author, out.len());
+                out.push(Digest { author, ranges });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Why a frame was refused. Every variant except [`FrameError::Io`] is a protocol violation
@@ -264,5 +271,30 @@ impl std::error::Error for FrameError {
             FrameError::Io(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    #[test]
+    fn digests_of_one_author_are_merged() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let frame = proto::Frame {
+            have: [[1u64, 2], [5, 6], [1, 3]]
+                .into_iter()
+                .map(|r| proto::Digest {
+                    author: Bytes::copy_from_slice(author.as_bytes()),
+                    ranges: r.to_vec(),
+                })
+                .collect(),
+            ..proto::Frame::default()
+        };
+        let limits = crate::Config::default().frame_limits();
+        let decoded = Frame::decode(&frame.encode_to_vec(), &limits).unwrap();
+        assert_eq!(decoded.have.len(), 1);
+        assert_eq!(decoded.have[0].ranges.to_wire(), vec![1, 3, 5, 6]);
     }
 }

@@ -6,7 +6,7 @@
 //! the engine.
 
 use crate::budget::InboundBudget;
-use crate::codec::{encode_frame, read_frame, write_frame};
+use crate::codec::{encode_frame, read_frame_sized, write_frame};
 use crate::config::Config;
 use crate::frame::{Frame, FrameError, FrameLimits};
 use futures::future::BoxFuture;
@@ -51,6 +51,8 @@ pub enum HandlerEvent {
     Unsupported,
     /// A frame was not sent (queue full or stream failed); the engine re-announces it.
     Dropped(Frame),
+    /// The queue is empty again after a frame was dropped.
+    Drained,
     /// The peer did not take a frame within `write_timeout`: this node stopped writing to
     /// it, and the connection should be closed.
     Slow {
@@ -61,7 +63,7 @@ pub enum HandlerEvent {
     },
 }
 
-type ReadFuture = BoxFuture<'static, (Stream, Result<Option<Frame>, FrameError>)>;
+type ReadFuture = BoxFuture<'static, (Stream, Result<Option<(Frame, usize)>, FrameError>)>;
 type WriteFuture = BoxFuture<'static, (Stream, Result<(), std::io::Error>)>;
 
 enum Outbound {
@@ -94,6 +96,8 @@ pub struct Handler {
     outbound: Outbound,
     queue: VecDeque<(Frame, usize)>,
     queued_bytes: usize,
+    /// A frame was dropped since the queue was last empty.
+    dropped: bool,
     open_failures: u32,
     events: VecDeque<HandlerEvent>,
 }
@@ -116,6 +120,7 @@ impl Handler {
             outbound: Outbound::None,
             queue: VecDeque::new(),
             queued_bytes: 0,
+            dropped: false,
             open_failures: 0,
             events: VecDeque::new(),
         }
@@ -133,7 +138,7 @@ impl Handler {
     fn read(&self, mut stream: Stream) -> ReadFuture {
         let limits = self.limits;
         async move {
-            let result = read_frame(&mut stream, &limits).await;
+            let result = read_frame_sized(&mut stream, &limits).await;
             (stream, result)
         }
         .boxed()
@@ -141,6 +146,7 @@ impl Handler {
 
     fn drop_queue(&mut self) {
         self.queued_bytes = 0;
+        self.dropped = true;
         for (frame, _) in self.queue.drain(..) {
             self.events.push_back(HandlerEvent::Dropped(frame));
         }
@@ -178,6 +184,7 @@ impl Handler {
                 "outbound queue full, frame dropped"
             );
             self.events.push_back(HandlerEvent::Dropped(frame));
+            self.dropped = true;
             return;
         }
         self.queued_bytes += len;
@@ -197,10 +204,9 @@ impl Handler {
             return None;
         };
         match result {
-            Ok(Some(frame)) => {
+            Ok(Some((frame, len))) => {
                 let now = Instant::now();
-                self.budget
-                    .charge(frame.encoded_len(), frame.messages.len(), now);
+                self.budget.charge(len, frame.messages.len(), now);
                 if let Some(wait) = self.budget.wait(now) {
                     tracing::trace!(?wait, "inbound budget spent, pausing reads");
                     self.budget_wait = Some(Delay::new(wait));
@@ -251,6 +257,9 @@ impl Handler {
                     }
                     None => {
                         self.outbound = Outbound::Idle(stream);
+                        if std::mem::take(&mut self.dropped) {
+                            self.events.push_back(HandlerEvent::Drained);
+                        }
                         return None;
                     }
                 },

@@ -286,6 +286,23 @@ impl RangeSet {
         RangeSet { ranges: out }
     }
 
+    /// The ranges of `self` that share no value with `other`, whole: unlike
+    /// [`RangeSet::difference`], never splits a range, so the count never grows.
+    pub(crate) fn without_overlapping(&self, other: &RangeSet) -> RangeSet {
+        let mut j = 0;
+        let mut out = Vec::new();
+        for &(s, e) in &self.ranges {
+            while j < other.ranges.len() && other.ranges[j].1 < s {
+                j += 1;
+            }
+            let overlaps = other.ranges.get(j).is_some_and(|&(os, _)| os <= e);
+            if !overlaps {
+                out.push((s, e));
+            }
+        }
+        RangeSet { ranges: out }
+    }
+
     /// Keeps at most `max` ranges by merging the lowest ranges together (filling the gaps
     /// between them). Returns whether anything was filled.
     pub(crate) fn fill_lowest_gaps(&mut self, max: usize) -> bool {
@@ -371,5 +388,8 @@ mod tests {
         assert_eq!(filled.to_wire(), vec![1, 5, 7, 7, 9, 9]);
         set.forget_lowest(2);
         assert_eq!(set.to_wire(), vec![7, 7, 9, 9]);
+        let wide = RangeSet::from_wire(&[1, 5, 8, 9, 12, 20]).unwrap();
+        let hit = RangeSet::from_wire(&[3, 3, 15, 30]).unwrap();
+        assert_eq!(wide.without_overlapping(&hit).to_wire(), vec![8, 9]);
     }
 }

@@ -140,7 +140,8 @@ async fn a_flood_of_throwaway_authors_cannot_censor_a_new_honest_author() {
     );
 }
 
-/// 2. One author whose sequences are 2, 4, 6, ...: later messages of it are announced in
+/// 2. One author whose sequences are 2, 4, 6, ...: it cannot build more than
+///    `max_ranges_per_author` ranges of state, and later messages of it are announced in
 ///    proportion to what is new, not as every gap the author ever had.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gapped_author_does_not_make_announcements_grow() {
@@ -182,7 +183,15 @@ async fn a_gapped_author_does_not_make_announcements_grow() {
         "after 5 more gapped messages the observer got {messages} envelopes, {have_ranges} \
          announced ranges, {bytes} bytes"
     );
-    assert_eq!(messages, 5 + 2, "the five new messages and two markers");
+    let stats = victim.stats().await.stats;
+    println!(
+        "of 10,005 gapped envelopes {} were held back as too fragmented",
+        stats.too_fragmented
+    );
+    assert!(
+        messages <= 5 + 2,
+        "at most the five new messages and two markers"
+    );
     assert!(
         have_ranges <= 5,
         "{have_ranges} ranges announced for 5 new ids"
@@ -466,4 +475,130 @@ async fn a_message_is_not_delivered_twice_after_its_author_is_forgotten() {
         .count();
     println!("the future-dated message was delivered {copies} times");
     assert_eq!(copies, 1, "delivered twice");
+}
+
+/// 7a. A peer over its inbound budget is read more slowly: the victim takes its envelopes no
+///     faster than the budget allows, and an honest peer's message is not held up behind
+///     them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_over_its_inbound_budget_is_read_more_slowly() {
+    let per_sec = 1_000;
+    let config = Config::builder()
+        .max_messages_per_frame(100)
+        .max_inbound_messages_per_sec(per_sec)
+        .build()
+        .unwrap();
+    let mut victim = Node::spawn(config.clone()).await;
+    let author = Node::spawn(config.clone()).await;
+    let mut author = author;
+    connect(&mut author, &mut victim).await;
+    let mut raw = Raw::connect(&mut victim, Reading::Count).await;
+    let mut marker = Marker::new(&mut raw, &mut victim).await;
+
+    let flood = 3_000usize;
+    let spammer = Keypair::generate();
+    let envelopes: Vec<Envelope> = (1..=flood as u64)
+        .map(|s| sign(&spammer, s, now_ms(), b"flood"))
+        .collect();
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        for chunk in envelopes.chunks(100) {
+            raw.send(&push(chunk.to_vec())).await.unwrap();
+        }
+        raw
+    });
+    // Honest traffic meanwhile: it does not wait for the flood.
+    let honest = author.publish(b"not held up".to_vec()).await;
+    victim.message(honest).await;
+    let honest_took = started.elapsed();
+    let mut raw = writer.await.unwrap();
+    marker.barrier(&mut raw, &mut victim).await;
+    let flood_took = started.elapsed();
+    // The budget's burst is one frame's worth (max(per_sec, 100) envelopes), plus one frame
+    // read into debt.
+    let floor = (flood - per_sec - 100) as f64 / per_sec as f64;
+    println!(
+        "{flood} envelopes at a budget of {per_sec}/s took {flood_took:?} (floor {floor:.1} s); \
+         an honest message crossed in {honest_took:?}"
+    );
+    assert!(
+        flood_took.as_secs_f64() >= floor,
+        "read faster than the budget allows"
+    );
+    assert!(
+        honest_took < flood_took,
+        "the honest message waited for the flood"
+    );
+}
+
+/// 9. A peer that stops reading is cut off after `write_timeout` and reported; the rest of
+///    the network is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_disconnected_and_reported() {
+    let config = Config::builder()
+        .write_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut author = Node::spawn(config.clone()).await;
+    let mut victim = Node::spawn(config.clone()).await;
+    let mut behind = Node::spawn(config.clone()).await;
+    connect(&mut author, &mut victim).await;
+    connect(&mut behind, &mut victim).await;
+    let raw = Raw::connect(&mut victim, Reading::Never).await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for k in 0..40u8 {
+        ids.push(author.publish(vec![k; 60 * 1024]).await);
+    }
+    victim
+        .wait_for(|e| matches!(e, NodeEvent::SlowPeer(p) if *p == raw.peer_id).then_some(()))
+        .await;
+    victim.disconnected(raw.peer_id).await;
+    println!(
+        "the peer that stopped reading was cut off after {:?}",
+        started.elapsed()
+    );
+    for id in ids {
+        behind.message(id).await;
+    }
+}
+
+/// 10c. A peer that broke the protocol and reconnects at once is not gossiped with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violator_that_reconnects_is_not_gossiped_with() {
+    let mut victim = Node::spawn(Config::default()).await;
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let peer_id = key.public().to_peer_id();
+    {
+        let mut raw = Raw::connect_as(key.clone(), &mut victim, Reading::Count).await;
+        raw.send_bytes(&[0x02, 0x08, 0x01]).await.unwrap();
+        victim
+            .wait_for(|e| matches!(e, NodeEvent::Violation(p, _) if *p == peer_id).then_some(()))
+            .await;
+        victim.disconnected(peer_id).await;
+    }
+    let mut raw = Raw::connect_as(key, &mut victim, Reading::Count).await;
+    let envelope = sign(&Keypair::generate(), 1, now_ms(), b"let me back in");
+    let _ = raw.send(&push(vec![envelope.clone()])).await;
+    let snapshot = victim.stats().await;
+    assert!(
+        snapshot.connected.contains(&peer_id),
+        "the connection itself is left alone"
+    );
+    assert!(
+        !snapshot.gossip_peers.contains(&peer_id),
+        "but it is not a gossip peer"
+    );
+    // An honest peer's message arrives; the banned peer's never does.
+    let mut honest = Node::spawn(Config::default()).await;
+    connect(&mut honest, &mut victim).await;
+    let id = honest.publish(b"honest".to_vec()).await;
+    victim.message(id).await;
+    let events = victim.drain_events().await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, NodeEvent::Message(m, _) if m.id == envelope.id())),
+        "a banned peer's envelope was delivered"
+    );
 }

@@ -348,9 +348,18 @@ fn a_dropped_frame_is_announced_again_in_the_next_round() {
     net.collect();
     let (from, to, frame) = net.frames.pop().unwrap();
     assert_eq!((from, to), (0, 1));
-    // The driver could not send it (queue full): the engine is told.
+    // The driver could not send it (queue full): the engine is told. Until the queue
+    // drains, the peer's wants are not answered: nothing is sent for it to drop again.
     net.e(0).frame_dropped(&1, &frame);
     net.advance(100);
+    net.pump();
+    assert!(net.got(1).is_empty());
+    // The queue drained: the next round announces the message again, and the want that
+    // follows is answered.
+    net.e(0).peer_drained(&1);
+    net.advance(1_000);
+    net.pump();
+    net.advance(1_000);
     net.pump();
     assert_eq!(net.got(1), vec![id]);
 }
@@ -532,31 +541,37 @@ fn a_want_only_one_peer_can_answer_is_asked_again_with_a_doubling_timeout_then_g
 }
 
 #[test]
-fn a_later_complete_digest_is_a_resync_answered_at_once_but_not_more_often_than_allowed() {
-    // No periodic rounds: only the resync can move the message.
-    let config = Config::builder().gossip_interval(None).build().unwrap();
-    let mut net = Net::uniform(2, config);
+fn a_complete_digest_is_answered_at_most_once_per_min_resync_interval() {
+    let mut net = Net::uniform(2, Config::default());
     net.connect(0, 1);
     net.pump();
-    let id = net.e(0).publish(b"lost on the way".to_vec(), T0).unwrap();
-    net.collect();
-    let (_, _, frame) = net.frames.pop().unwrap();
-    net.e(0).frame_dropped(&1, &frame);
-    // Node 1 resyncs at once: "this is everything I know" (nothing). Within
-    // `min_resync_interval` of its first digest, that is read as announcements only.
+    assert_eq!(
+        net.e(0).stats().resyncs,
+        1,
+        "the connection's digest was answered"
+    );
     let resync = Frame {
         complete: true,
         ..Frame::default()
     };
-    net.e(0).handle_frame(1, resync.clone(), T0);
-    net.pump();
-    assert!(net.got(1).is_empty());
-    assert_eq!(net.e(0).stats().resyncs_limited, 1);
-    // Ten seconds later, the same resync is answered.
-    net.now = T0 + 10_000;
+    for _ in 0..100 {
+        net.e(0).handle_frame(1, resync.clone(), T0);
+    }
+    assert_eq!(net.e(0).stats().resyncs, 1);
+    assert_eq!(net.e(0).stats().resyncs_limited, 100);
+    // One within the interval is read as announcements: its ids are wanted.
+    let author = Keypair::from_seed(&[9; 32]).public();
+    let mut announced = have(author, RangeSet::from_range(1, 3));
+    announced.complete = true;
+    net.e(0).handle_frame(1, announced, T0);
+    net.collect();
+    assert!(
+        net.frames
+            .iter()
+            .any(|(_, to, f)| *to == 1 && !f.want.is_empty())
+    );
+    // Ten seconds after the last answer, a resync is answered again.
     net.e(0).handle_frame(1, resync, T0 + 10_000);
-    net.pump();
-    assert_eq!(net.got(1), vec![id]);
     assert_eq!(net.e(0).stats().resyncs, 2);
 }
 
@@ -639,4 +654,89 @@ fn wants_of_a_peer_in_violation_are_asked_of_another_peer_that_has_the_ids() {
         vec![2],
         "the ids asked of the violator are asked of peer 2"
     );
+}
+
+#[test]
+fn an_interval_under_a_millisecond_never_makes_a_zero_length_timer() {
+    let mut net = Net::uniform(1, Config::default());
+    net.e(0)
+        .set_gossip_interval(Some(std::time::Duration::from_micros(10)), T0);
+    assert_eq!(net.e(0).poll_timeout(), Some(T0 + 1));
+    net.e(0).handle_timeout(T0 + 1);
+    assert_eq!(net.e(0).poll_timeout(), Some(T0 + 2));
+}
+
+#[test]
+fn a_peer_that_answers_some_wants_cannot_keep_the_others_pending() {
+    // Frames of two envelopes are full, so a peer can "make progress" cheaply.
+    let config = Config::builder().max_messages_per_frame(2).build().unwrap();
+    let mut net = Net::uniform(3, config);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.pump();
+    let (a, k) = (Keypair::from_seed(&[9; 32]), Keypair::from_seed(&[10; 32]));
+    // Peer 1 announces a's id and 40 of k's; peer 2 announces a's id too.
+    let mut announce = have(a.public(), RangeSet::from_range(1, 1));
+    announce.have.push(Digest {
+        author: k.public(),
+        ranges: RangeSet::from_range(1, 40),
+    });
+    net.e(0).handle_frame(1, announce, T0);
+    net.e(0)
+        .handle_frame(2, have(a.public(), RangeSet::from_range(1, 1)), T0);
+    net.collect();
+    net.frames.clear();
+    // Every 200 ms, peer 1 delivers two of k's messages (a full answer) but never a's.
+    let mut asked_of_2 = None;
+    for step in 1..=10u64 {
+        let now = T0 + step * 200;
+        net.now = now;
+        let ks = (2 * step - 1..=2 * step)
+            .map(|s| Envelope::sign(&k, s, now, b"k".to_vec()).unwrap())
+            .collect();
+        net.e(0).handle_frame(1, push(ks), now);
+        net.e(0).handle_timeout(now);
+        net.collect();
+        for (_, to, frame) in net.frames.drain(..) {
+            if to == 2 && frame.want.iter().any(|d| d.author == a.public()) {
+                asked_of_2.get_or_insert(step * 200);
+            }
+        }
+    }
+    assert_eq!(
+        asked_of_2,
+        Some(1_000),
+        "a's id moved to peer 2 at its own deadline"
+    );
+    net.e(0).check_invariants();
+}
+
+#[test]
+fn a_relay_sending_an_author_out_of_order_cannot_make_unseen_ids_known() {
+    let config = Config::builder().max_ranges_per_author(4).build().unwrap();
+    let mut net = Net::uniform(3, config);
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.pump();
+    let author = Keypair::from_seed(&[9; 32]);
+    let sign = |s: u64| Envelope::sign(&author, s, T0, vec![s as u8]).unwrap();
+    // The relay (peer 1) sends the odd sequences 1, 3, ..., 21.
+    let odd = (0..11).map(|k| sign(2 * k + 1)).collect();
+    net.e(0).handle_frame(1, push(odd), T0);
+    net.collect();
+    assert_eq!(
+        net.got(0).len(),
+        4,
+        "four ranges of known ids, the rest held back"
+    );
+    assert!(net.e(0).stats().too_fragmented > 0);
+    // Every even id is still unknown, so an honest peer's copies are accepted.
+    for s in (2..=22).step_by(2) {
+        assert!(!net.e(0).knows(&sign(s).id()));
+    }
+    let all = (1..=22).map(sign).collect();
+    net.e(0).handle_frame(2, push(all), T0);
+    net.collect();
+    assert_eq!(net.got(0).len(), 22, "in order, every id is accepted");
+    net.e(0).check_invariants();
 }

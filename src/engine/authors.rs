@@ -2,7 +2,9 @@
 //!
 //! Rules, all here:
 //! - an author's `known` ids are every sequence verified and accepted (held or expired
-//!   since), capped at `max_ranges_per_author` ranges by treating the lowest gaps as known;
+//!   since), at most `max_ranges_per_author` ranges: an id that would add a range beyond
+//!   that is not accepted until the ids around it are (`receive.rs`), so no relay can make
+//!   unseen ids count as known by sending an author's messages out of order;
 //! - at most `max_tracked_authors` authors are tracked. Each is attributed to the peer that
 //!   introduced it (the peer its first accepted message came from; this node's own key to no
 //!   peer). A new author is never refused: when the table is full it takes the place of
@@ -161,6 +163,16 @@ impl<P: Clone + Ord> Authors<P> {
         self.authors.len()
     }
 
+    /// Whether accepting `sequence` would give a tracked `author` more than
+    /// `max_ranges_per_author` ranges of known ids (it touches none of them).
+    pub(crate) fn would_fragment(&self, author: &PublicKey, sequence: u64) -> bool {
+        self.authors.get(author).is_some_and(|a| {
+            a.known.range_count() >= self.max_ranges.max(1)
+                && !a.known.contains(sequence.saturating_sub(1))
+                && !a.known.contains(sequence.saturating_add(1))
+        })
+    }
+
     /// Whether a proven equivocation of this id was already reported.
     pub(crate) fn equivocated(&self, author: &PublicKey, sequence: u64) -> bool {
         self.authors
@@ -224,6 +236,7 @@ impl<P: Clone + Ord> Authors<P> {
         };
         self.unindex(author, &a);
         a.known.insert(sequence);
+        // `would_fragment` keeps this from ever filling anything; it stays as the bound.
         a.known.fill_lowest_gaps(self.max_ranges);
         a.newest = a.newest.max(timestamp);
         a.last_seen = a.last_seen.max(now);

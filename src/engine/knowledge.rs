@@ -10,8 +10,8 @@
 //!   one contiguous run per author and never reach either bound; a peer that fragments its
 //!   own knowledge only stops being sent ids it claims not to have, which it can pull from
 //!   others;
-//! - when a frame to the peer is dropped, what it carried is forgotten (the only way an id
-//!   is sent twice on one connection).
+//! - when a frame to the peer is dropped, what it carried is forgotten, with the whole ranges
+//!   it falls in (the only way an id is sent twice on one connection).
 //!
 //! Memory per connection is therefore at most `max_ranges_per_peer` ranges (16 bytes each)
 //! plus one map entry per author.
@@ -44,6 +44,12 @@ impl Knowledge {
         self.sets.get(author)
     }
 
+    /// Whether ids of `author` learned now would be kept (the author is recorded already, or
+    /// there is room for it).
+    pub(crate) fn can_record(&self, author: &PublicKey, limits: KnowledgeLimits) -> bool {
+        self.sets.contains_key(author) || self.ranges < limits.per_peer
+    }
+
     /// `ranges` minus what the peer knows of `author`.
     pub(crate) fn lacking(&self, author: &PublicKey, ranges: &RangeSet) -> RangeSet {
         match self.sets.get(author) {
@@ -68,12 +74,14 @@ impl Knowledge {
         self.update(author, limits, |set| set.union_with(ranges));
     }
 
-    /// Forgets these ids (a frame carrying them to the peer was dropped).
+    /// Forgets these ids (a frame carrying them to the peer was dropped), with the whole
+    /// ranges they fall in: forgetting more only costs duplicates, and never splitting keeps
+    /// the bounds.
     pub(crate) fn forget(&mut self, author: &PublicKey, ranges: &RangeSet) {
         let Some(set) = self.sets.get(author) else {
             return;
         };
-        let rest = set.difference(ranges);
+        let rest = set.without_overlapping(ranges);
         self.replace(author, rest);
     }
 

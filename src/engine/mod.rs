@@ -9,7 +9,8 @@
 //!   [`Engine::disconnect`] when the last one is gone, [`Engine::handle_frame`] for each
 //!   checked frame from a peer, [`Engine::handle_violation`] when a peer's bytes broke the
 //!   protocol before they became a frame, [`Engine::frame_dropped`] when the driver could not
-//!   send a frame, [`Engine::publish`], [`Engine::gossip`] (one round by hand), and
+//!   send a frame, [`Engine::peer_drained`] when its queue is empty again,
+//!   [`Engine::publish`], [`Engine::gossip`] (one round by hand), and
 //!   [`Engine::handle_timeout`] once [`Engine::poll_timeout`]'s time has come.
 //! - After any input, drain [`Engine::poll_output`] until `None`: frames to send, messages to
 //!   deliver, violations (close the peer's connections), equivocations. Then ask
@@ -179,7 +180,8 @@ impl<P: Clone + Ord> Engine<P> {
     pub fn outstanding_wants(&self) -> usize {
         self.wants
             .peers()
-            .map(|(_, a)| a.ids().values().map(RangeSet::range_count).sum::<usize>())
+            .flat_map(|(_, a)| a.wants().values())
+            .map(|w| w.ids.range_count())
             .sum()
     }
 
@@ -314,11 +316,16 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// A frame the driver could not deliver to `peer` (its queue was full): what it carried
     /// is no longer assumed known there, and the next round announces it again. Wants it
-    /// carried stay outstanding and are asked again when their retry deadline passes.
+    /// carried stay outstanding and are asked again when their retry deadline passes. Until
+    /// [`Engine::peer_drained`], the peer is only sent announcements and wants.
+    ///
+    /// A peer that reads slowly therefore costs one frame's work per drained queue, however
+    /// many wants it sends.
     pub fn frame_dropped(&mut self, peer: &P, frame: &Frame) {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
+        state.congested = true;
         let limits = self.config.max_have_ranges_per_frame;
         for envelope in &frame.messages {
             let (author, s) = (envelope.author(), envelope.sequence());
@@ -335,6 +342,17 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
+    /// The driver's queue to `peer` is empty again after a dropped frame: it is sent
+    /// messages again, starting with announcements of what it missed.
+    pub fn peer_drained(&mut self, peer: &P) {
+        if let Some(state) = self.peers.get_mut(peer)
+            && std::mem::take(&mut state.congested)
+        {
+            self.round_peer(peer);
+            self.flush();
+        }
+    }
+
     /// A frame from `peer`. Envelopes come first (each through the checks in `receive`),
     /// then `have`, then `want`. A violation stops the frame and is reported; what was
     /// accepted before it stays accepted.
@@ -342,17 +360,25 @@ impl<P: Clone + Ord> Engine<P> {
         if !self.peers.contains_key(&peer) {
             return;
         }
-        let full = pull::is_full_answer(&frame, &self.config);
         let Frame {
             messages,
             have,
             want,
             complete,
         } = frame;
-        let mut fulfilled = false;
+        // What this frame delivered of what was asked of the peer: its authors, and how much.
+        let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for envelope in messages {
+            let len = crate::frame::envelope_len(&envelope);
             match self.receive(&peer, envelope, now) {
-                Ok(was_asked) => fulfilled |= was_asked,
+                Ok(Some(author)) => {
+                    count += 1;
+                    bytes += len;
+                    if progress.last() != Some(&author) {
+                        progress.push(author);
+                    }
+                }
+                Ok(None) => {}
                 Err(violation) => {
                     self.violation(peer, violation, now);
                     self.flush();
@@ -360,8 +386,10 @@ impl<P: Clone + Ord> Engine<P> {
                 }
             }
         }
-        if fulfilled && full {
-            self.ask_rest(&peer, now);
+        if pull::is_full_answer(count, bytes, &self.config) {
+            progress.sort();
+            progress.dedup();
+            self.ask_rest(&peer, &progress, now);
         }
         self.on_have(&peer, have, complete, now);
         self.on_want(&peer, want);

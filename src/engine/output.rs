@@ -115,6 +115,9 @@ pub struct Stats {
     /// Envelopes of new authors refused because the author table was full (see
     /// `docs/PROTOCOL.md`, tracked authors).
     pub authors_full: u64,
+    /// Envelopes dropped for now because their id would give the author too many ranges of
+    /// known ids (sent far out of order).
+    pub too_fragmented: u64,
     /// Tracked authors forgotten to make room for a new one before their messages aged out.
     pub authors_displaced: u64,
     /// Equivocations proven (each reported once).

@@ -33,6 +33,10 @@ pub(crate) struct Peer {
     pub(crate) round_due: bool,
     /// When a complete digest of the peer's was last answered.
     pub(crate) last_resync: Option<Millis>,
+    /// A frame to the peer was dropped (its queue was full) and the driver has not yet
+    /// reported the queue drained: nothing is pushed to it and its wants are not answered
+    /// (they are asked again later); new messages are only announced.
+    pub(crate) congested: bool,
 }
 
 impl Peer {

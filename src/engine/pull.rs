@@ -15,20 +15,17 @@ use super::peer::Ids;
 use super::wants::IdSets;
 use super::{Engine, Millis, millis};
 use crate::config::{Config, ENVELOPE_OVERHEAD};
-use crate::frame::{Digest, Frame, envelope_len};
+use crate::frame::{Digest, envelope_len};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::ops::Bound;
 
-/// Whether `frame` is as full as an answer to a want gets: the sender stopped for room, so
-/// more of what was asked may follow.
-pub(super) fn is_full_answer(frame: &Frame, config: &Config) -> bool {
-    if frame.messages.is_empty() {
-        return false;
-    }
+/// Whether envelopes that were asked for and newly accepted, `count` of them in `bytes`,
+/// fill a frame as an answer to a want does when the sender stopped for room: more of what
+/// was asked may follow. Duplicates and unasked envelopes do not count.
+pub(super) fn is_full_answer(count: usize, bytes: usize, config: &Config) -> bool {
     let largest = config.max_payload_size + ENVELOPE_OVERHEAD;
-    frame.messages.len() >= config.max_messages_per_frame
-        || frame.encoded_len() + largest > config.max_frame_size
+    count > 0 && (count >= config.max_messages_per_frame || bytes + largest > config.max_frame_size)
 }
 
 impl<P: Clone + Ord> Engine<P> {
@@ -92,7 +89,7 @@ impl<P: Clone + Ord> Engine<P> {
                 missing = missing.difference(&not_wanted);
             }
             if self.wants.wants_author(&d.author) {
-                missing = missing.difference(&self.wants.wanted(&d.author));
+                missing = missing.difference(&self.wants.wanted_within(&d.author, &missing));
             }
             if let Some(refused) = self.peers.get(peer).and_then(|s| s.refused.get(&d.author)) {
                 missing = missing.difference(refused);
@@ -102,8 +99,8 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             }
             room -= missing.range_count();
-            self.wants.ask(peer, &d.author, &missing, deadline);
-            self.outbox.want(peer, &d.author, &missing);
+            let asked = self.wants.ask(peer, &d.author, &missing, deadline);
+            self.outbox.want(peer, &d.author, &asked);
         }
     }
 
@@ -118,6 +115,7 @@ impl<P: Clone + Ord> Engine<P> {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
+        let eager = eager && !state.congested;
         let mut room = frame_limits.max_frame_size / 2;
         let mut count = frame_limits.max_messages;
         let authors: Vec<PublicKey> = self.store.authors_holding().copied().collect();
@@ -154,15 +152,23 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// A `want` from `peer`: answered with the held envelopes it names that were not sent to
     /// it before, up to one frame (the peer asks again for the rest when this frame arrives).
+    /// Not answered while the peer's queue is congested, nor for an author its knowledge
+    /// cannot record (what is sent must be remembered as sent).
     pub(super) fn on_want(&mut self, peer: &P, want: Vec<Digest>) {
         let limits = self.knowledge_limits();
         let frame_limits = self.config.frame_limits();
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
+        if state.congested {
+            return;
+        }
         let mut room = frame_limits.max_frame_size.saturating_sub(64);
         let mut count = frame_limits.max_messages;
         'digests: for d in want {
+            if !state.has.can_record(&d.author, limits) {
+                continue;
+            }
             let lacking = state.has.lacking(&d.author, &d.ranges);
             let mut sent = RangeSet::new();
             for envelope in self.store.held_in(&d.author, &lacking) {
@@ -180,22 +186,60 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// `peer` just delivered a full frame of what it was asked for: ask at once for the rest
-    /// (a want is answered with at most one frame, so this paces a large catch-up).
-    pub(super) fn ask_rest(&mut self, peer: &P, now: Millis) {
+    /// `peer` just delivered a full frame of what it was asked for, of `authors`: ask at once
+    /// for the rest of those authors' ids, with a fresh deadline (a want is answered with at
+    /// most one frame, so this paces a large catch-up). Wants of other authors keep their
+    /// deadlines: answering some never keeps others pending.
+    pub(super) fn ask_rest(&mut self, peer: &P, authors: &[PublicKey], now: Millis) {
         let deadline = self.want_deadline(peer, now);
-        let Some(asked) = self.wants.peer(peer) else {
-            return;
+        for author in authors {
+            let Some(want) = self.wants.take_author(peer, author) else {
+                continue;
+            };
+            let rest = self.still_wanted(IdSets::from([(*author, want.ids)]));
+            self.ask_again(peer, rest, deadline, 1);
+        }
+    }
+
+    /// Asks `peer` for `ids` (taken back from it), within its budget, as attempt `attempts`.
+    fn ask_again(&mut self, peer: &P, ids: IdSets, deadline: Millis, attempts: u32) {
+        for (author, mut ids) in ids {
+            ids.forget_lowest(self.wants.room(peer));
+            let asked = self.wants.ask(peer, &author, &ids, deadline);
+            if !asked.is_empty() {
+                self.wants.rearm(peer, &author, deadline, attempts);
+                self.outbox.want(peer, &author, &asked);
+            }
+        }
+    }
+
+    /// `ids` without those `peer` sent unverified before.
+    fn not_refused_by(&self, peer: &P, ids: IdSets) -> IdSets {
+        let Some(state) = self.peers.get(peer) else {
+            return IdSets::new();
         };
-        if asked.is_empty() {
-            return;
-        }
-        for (author, ids) in asked.ids() {
-            self.outbox.want(peer, author, ids);
-        }
-        let asked = self.wants.peer_mut(peer).expect("checked above");
-        asked.deadline = Some(deadline);
-        asked.attempts = 1;
+        ids.into_iter()
+            .filter_map(|(author, ids)| {
+                let ids = match state.refused.get(&author) {
+                    Some(refused) => ids.difference(refused),
+                    None => ids,
+                };
+                (!ids.is_empty()).then_some((author, ids))
+            })
+            .collect()
+    }
+
+    /// `ids` without those that became known meanwhile.
+    fn still_wanted(&self, ids: IdSets) -> IdSets {
+        ids.into_iter()
+            .filter_map(|(author, ids)| {
+                let ids = match self.authors.not_wanted(&author) {
+                    Some(known) => ids.difference(&known),
+                    None => ids,
+                };
+                (!ids.is_empty()).then_some((author, ids))
+            })
+            .collect()
     }
 
     /// Wants whose deadline passed: the peer gets a strike and the ids are asked at once of
@@ -204,30 +248,20 @@ impl<P: Clone + Ord> Engine<P> {
     /// announcement or digest asks again).
     pub(super) fn retry_wants(&mut self, now: Millis) {
         let timeout = millis(self.config.want_timeout);
-        for peer in self.wants.due(now) {
-            let asked = self.wants.peer_mut(&peer).expect("due peers are known");
-            let attempts = asked.attempts;
-            asked.strikes += 1;
-            let ids = self.wants.take(&peer);
+        for (peer, author) in self.wants.due(now) {
+            self.wants.strike(&peer);
+            let Some(want) = self.wants.take_author(&peer, &author) else {
+                continue;
+            };
+            let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
             let rest = self.reroute(ids, &peer, now);
-            if attempts >= self.config.max_want_attempts {
+            if want.attempts >= self.config.max_want_attempts {
                 self.abandon(rest);
                 continue;
             }
-            let backoff = timeout.saturating_mul(1 << attempts.min(16));
-            let deadline = now.saturating_add(backoff);
-            for (author, mut ids) in rest {
-                ids.forget_lowest(self.wants.room(&peer));
-                if !ids.is_empty() {
-                    self.wants.ask(&peer, &author, &ids, deadline);
-                    self.outbox.want(&peer, &author, &ids);
-                }
-            }
-            if let Some(asked) = self.wants.peer_mut(&peer)
-                && !asked.is_empty()
-            {
-                asked.attempts = attempts + 1;
-            }
+            let backoff = timeout.saturating_mul(1 << want.attempts.min(16));
+            let rest = self.not_refused_by(&peer, rest);
+            self.ask_again(&peer, rest, now.saturating_add(backoff), want.attempts + 1);
         }
     }
 
@@ -267,8 +301,8 @@ impl<P: Clone + Ord> Engine<P> {
                 }
                 ids = ids.difference(&take);
                 let deadline = self.want_deadline(candidate, now);
-                self.wants.ask(candidate, &author, &take, deadline);
-                self.outbox.want(candidate, &author, &take);
+                let asked = self.wants.ask(candidate, &author, &take, deadline);
+                self.outbox.want(candidate, &author, &asked);
             }
             if !ids.is_empty() {
                 rest.insert(author, ids);
@@ -292,7 +326,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// Wants that `from` will not answer (it left, or sent an id unverified): they go to
     /// other peers; what no one else has is given up.
     pub(super) fn move_wants(&mut self, ids: IdSets, from: &P, now: Millis) {
-        let rest = self.reroute(ids, from, now);
+        let rest = self.reroute(self.still_wanted(ids), from, now);
         self.abandon(rest);
     }
 }

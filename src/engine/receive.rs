@@ -5,16 +5,17 @@ use super::authors::Admission;
 use super::peer::Ids;
 use super::{Engine, Millis, Output, Violation, millis};
 use crate::envelope::{Envelope, MessageId};
+use crate::keys::PublicKey;
 
 impl<P: Clone + Ord> Engine<P> {
-    /// The checks for one received envelope, cheapest first. Returns whether the envelope
-    /// was one this node had asked `from` for.
+    /// The checks for one received envelope, cheapest first. Returns its author if the
+    /// envelope was newly accepted and had been asked of `from` (progress on a want).
     pub(super) fn receive(
         &mut self,
         from: &P,
         envelope: Envelope,
         now: Millis,
-    ) -> Result<bool, Violation> {
+    ) -> Result<Option<PublicKey>, Violation> {
         let id = envelope.id();
         self.peer_has(from, &id);
         // 1. Sizes (field lengths were checked when the frame was decoded).
@@ -23,7 +24,8 @@ impl<P: Clone + Ord> Engine<P> {
         //    proven.
         if self.authors.knows(&id.author, id.sequence) {
             self.stats.duplicates += 1;
-            return self.duplicate(from, envelope).map(|()| false);
+            self.wants.received(&id.author, id.sequence);
+            return self.duplicate(from, envelope).map(|()| None);
         }
         // 3. The time window (and the payload limit): not a violation, dropped quietly and
         //    unverified. It is not a known id (a relay could censor an author's next message
@@ -34,15 +36,24 @@ impl<P: Clone + Ord> Engine<P> {
         if too_old || too_new || oversize {
             tracing::trace!(message = %id, timestamp, now, oversize, "dropped: outside the window");
             self.stats.out_of_window += 1;
-            self.refused(from, &id, now);
-            return Ok(false);
+            self.refused(from, &id);
+            return Ok(None);
         }
-        // 4. Room for the author (only a table of this node's own key alone has none).
+        // 4. Room for the author (only a table of this node's own key alone has none), and
+        //    for the id: one that would give its author more than `max_ranges_per_author`
+        //    ranges of known ids waits until the gaps around it fill (so a relay cannot
+        //    make the node treat an author's unseen ids as known by sending the others out
+        //    of order).
         let introducer = Some(from.clone());
         if !self.authors.can_admit(&id.author, &introducer, now) {
             tracing::debug!(message = %id, "dropped: no room to track a new author");
             self.stats.authors_full += 1;
-            return Ok(false);
+            return Ok(None);
+        }
+        if self.authors.would_fragment(&id.author, id.sequence) {
+            tracing::debug!(message = %id, "dropped for now: too far from the author's known ids");
+            self.stats.too_fragmented += 1;
+            return Ok(None);
         }
         // 5. The strict signature.
         self.stats.verified += 1;
@@ -54,7 +65,9 @@ impl<P: Clone + Ord> Engine<P> {
             self.stats.authors_displaced += 1;
             self.forget_author(&author);
         }
-        Ok(self.accept(envelope, Some(from), now) == Some(from.clone()))
+        let author = id.author;
+        let asked_of = self.accept(envelope, Some(from), now);
+        Ok((asked_of.as_ref() == Some(from)).then_some(author))
     }
 
     /// A copy of a known id. If it differs from the held copy and this id's equivocation is
@@ -83,23 +96,12 @@ impl<P: Clone + Ord> Engine<P> {
         Ok(())
     }
 
-    /// `from` sent `id` unverified and dropped: not asked of it again, and if it was asked of
-    /// it, asked of whoever else has it.
-    fn refused(&mut self, from: &P, id: &MessageId, now: Millis) {
+    /// `from` sent `id` unverified and dropped: it is not asked of `from` again. If it was
+    /// asked of `from`, it stays asked until its deadline, then goes to other peers.
+    fn refused(&mut self, from: &P, id: &MessageId) {
         let limits = self.knowledge_limits();
         if let Some(state) = self.peers.get_mut(from) {
             state.refused.learn_one(&id.author, id.sequence, limits);
-        }
-        if self.wants.peer(from).is_some()
-            && self.wants.asked_of(&id.author, id.sequence) == Some(from)
-        {
-            self.wants.received(&id.author, id.sequence);
-            let mut ids = super::wants::IdSets::new();
-            ids.insert(
-                id.author,
-                crate::ranges::RangeSet::from_range(id.sequence, id.sequence),
-            );
-            self.move_wants(ids, from, now);
         }
     }
 
@@ -116,7 +118,7 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// An author no longer tracked: its messages and every peer's knowledge of it go.
-    fn forget_author(&mut self, author: &crate::keys::PublicKey) {
+    fn forget_author(&mut self, author: &PublicKey) {
         self.store.remove_author(author);
         for state in self.peers.values_mut() {
             state.has.remove_author(author);
@@ -161,7 +163,7 @@ impl<P: Clone + Ord> Engine<P> {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
                 continue;
             }
-            if eager {
+            if eager && !state.congested {
                 state.has.learn_one(&id.author, id.sequence, limits);
                 self.outbox.message(peer, envelope.clone());
             } else {

@@ -1,43 +1,46 @@
-//! Outstanding wants: which ids this node has asked for, and of whom.
+//! Outstanding wants: which ids this node has asked for, of whom, and until when.
 //!
 //! Rules, all here:
 //! - every wanted id is asked of exactly one peer at a time, so a message is never pulled
 //!   twice at once, and finding who an arriving id was asked of is O(log n);
 //! - one peer has at most `max_want_ranges_per_frame` ranges outstanding (one frame's worth);
-//! - a peer whose wants time out with ids still outstanding gets a *strike*. When wants are
-//!   moved to other peers (a timeout, a disconnect), the peers known to have the ids are
-//!   tried fewest strikes first, then in turn after the peer that failed. A peer that
-//!   announces ids and never delivers them therefore delays a pull by one timeout, once,
-//!   whatever it announces; the choice of whom to ask next is in `pull.rs`.
+//!   an id arriving from inside a range splits it only within that budget;
+//! - each (peer, author) want has its own deadline. Only progress on that author's ids
+//!   re-arms it (`pull.rs`), so a peer that answers some wants cannot keep others pending;
+//! - a want that times out gives its peer a *strike* (one is forgiven each time a peer
+//!   delivers everything asked of it). When wants are moved to other peers, those known to
+//!   have the ids are tried fewest strikes first (the choice is in `pull.rs`), and a peer's
+//!   timeout doubles with each strike, up to 16 times.
 
 use super::Millis;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Ids per author.
 pub(crate) type IdSets = BTreeMap<PublicKey, RangeSet>;
 
+/// The ids of one author asked of one peer.
+#[derive(Debug)]
+pub(crate) struct Want {
+    pub(crate) ids: RangeSet,
+    pub(crate) deadline: Millis,
+    /// How many times these wants were sent to this peer.
+    pub(crate) attempts: u32,
+}
+
 /// What is asked of one peer.
 #[derive(Debug, Default)]
 pub(crate) struct Asked {
-    ids: IdSets,
+    wants: BTreeMap<PublicKey, Want>,
     ranges: usize,
-    /// When the wants are asked again (or elsewhere), if any are outstanding.
-    pub(crate) deadline: Option<Millis>,
-    /// How many times the current wants were sent.
-    pub(crate) attempts: u32,
-    /// Timeouts with ids still outstanding, over the connection.
+    /// Timeouts with ids still outstanding, less one per complete delivery.
     pub(crate) strikes: u32,
 }
 
 impl Asked {
-    pub(crate) fn ids(&self) -> &IdSets {
-        &self.ids
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+    pub(crate) fn wants(&self) -> &BTreeMap<PublicKey, Want> {
+        &self.wants
     }
 }
 
@@ -47,6 +50,8 @@ pub(crate) struct Wants<P> {
     /// own ranges.
     by_id: BTreeMap<PublicKey, BTreeMap<u64, (u64, P)>>,
     peers: BTreeMap<P, Asked>,
+    /// `(deadline, peer, author)` of every want.
+    deadlines: BTreeSet<(Millis, P, PublicKey)>,
     max_ranges: usize,
 }
 
@@ -55,6 +60,7 @@ impl<P: Clone + Ord> Wants<P> {
         Wants {
             by_id: BTreeMap::new(),
             peers: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             max_ranges,
         }
     }
@@ -74,8 +80,10 @@ impl<P: Clone + Ord> Wants<P> {
         self.peers.get(peer)
     }
 
-    pub(crate) fn peer_mut(&mut self, peer: &P) -> Option<&mut Asked> {
-        self.peers.get_mut(peer)
+    pub(crate) fn strike(&mut self, peer: &P) {
+        if let Some(asked) = self.peers.get_mut(peer) {
+            asked.strikes = asked.strikes.saturating_add(1);
+        }
     }
 
     /// How many more ranges may be asked of `peer`.
@@ -85,50 +93,82 @@ impl<P: Clone + Ord> Wants<P> {
             .map_or(0, |a| self.max_ranges.saturating_sub(a.ranges))
     }
 
-    /// The peer `id` is asked of, if it is wanted.
-    pub(crate) fn asked_of(&self, author: &PublicKey, sequence: u64) -> Option<&P> {
-        let (_, (end, peer)) = self.by_id.get(author)?.range(..=sequence).next_back()?;
-        (*end >= sequence).then_some(peer)
-    }
-
     /// Whether any id of `author` is wanted.
     pub(crate) fn wants_author(&self, author: &PublicKey) -> bool {
         self.by_id.contains_key(author)
     }
 
-    /// Every id of `author` asked of anyone.
-    pub(crate) fn wanted(&self, author: &PublicKey) -> RangeSet {
+    /// The ids of `ranges` (of `author`) asked of anyone.
+    pub(crate) fn wanted_within(&self, author: &PublicKey, ranges: &RangeSet) -> RangeSet {
         let mut set = RangeSet::new();
-        if let Some(map) = self.by_id.get(author) {
-            for (&s, &(e, _)) in map {
-                set.insert_range(s, e);
-            }
+        let (Some(map), Some(first), Some(last)) = (
+            self.by_id.get(author),
+            ranges.ranges().next(),
+            ranges.last(),
+        ) else {
+            return set;
+        };
+        // Intervals that may overlap [first.0, last]: from the one starting at or before it.
+        let from = map
+            .range(..=first.0)
+            .next_back()
+            .map_or(first.0, |(s, _)| *s);
+        for (&s, &(e, _)) in map.range(from..=last) {
+            set.insert_range(s, e);
         }
         set
     }
 
-    /// Records that `ids` of `author` (wanted of no one yet) are asked of `peer`, within its
-    /// room (the caller cuts `ids` to [`Wants::room`]); its retry deadline is `deadline`
-    /// unless one already runs.
-    pub(crate) fn ask(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet, deadline: Millis) {
-        let Some(asked) = self.peers.get_mut(peer) else {
-            return;
-        };
+    /// Asks `peer` for `ids` of `author`, minus what is already asked of anyone, within its
+    /// room (the caller cuts `ids` to [`Wants::room`]). A new want's deadline is `deadline`;
+    /// an existing one keeps its own. Returns the ids newly asked.
+    pub(crate) fn ask(
+        &mut self,
+        peer: &P,
+        author: &PublicKey,
+        ids: &RangeSet,
+        deadline: Millis,
+    ) -> RangeSet {
+        if !self.peers.contains_key(peer) || ids.is_empty() {
+            return RangeSet::new();
+        }
+        let ids = ids.difference(&self.wanted_within(author, ids));
         if ids.is_empty() {
-            return;
+            return ids;
         }
-        if asked.deadline.is_none() {
-            asked.deadline = Some(deadline);
-            asked.attempts = 1;
-        }
-        let set = asked.ids.entry(*author).or_default();
-        asked.ranges -= set.range_count();
-        set.union_with(ids);
-        asked.ranges += set.range_count();
+        let asked = self.peers.get_mut(peer).expect("checked above");
+        let want = asked.wants.entry(*author).or_insert_with(|| {
+            self.deadlines.insert((deadline, peer.clone(), *author));
+            Want {
+                ids: RangeSet::new(),
+                deadline,
+                attempts: 1,
+            }
+        });
+        asked.ranges -= want.ids.range_count();
+        want.ids.union_with(&ids);
+        asked.ranges += want.ids.range_count();
         let map = self.by_id.entry(*author).or_default();
         for (s, e) in ids.ranges() {
             map.insert(s, (e, peer.clone()));
         }
+        ids
+    }
+
+    /// Sets the deadline and attempt count of `peer`'s want of `author`.
+    pub(crate) fn rearm(&mut self, peer: &P, author: &PublicKey, deadline: Millis, attempts: u32) {
+        let Some(want) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|a| a.wants.get_mut(author))
+        else {
+            return;
+        };
+        self.deadlines
+            .remove(&(want.deadline, peer.clone(), *author));
+        want.deadline = deadline;
+        want.attempts = attempts;
+        self.deadlines.insert((deadline, peer.clone(), *author));
     }
 
     /// An id arrived: it is no longer wanted. Returns the peer it was asked of.
@@ -139,6 +179,12 @@ impl<P: Clone + Ord> Wants<P> {
             return None;
         }
         let peer = peer.clone();
+        let asked = self.peers.get_mut(&peer).expect("asked of a known peer");
+        // An id from inside a range splits it in two; at the budget the range is kept whole
+        // (the id is known now, so asking for it again only costs a duplicate).
+        if start < sequence && sequence < end && asked.ranges >= self.max_ranges {
+            return Some(peer);
+        }
         map.remove(&start);
         if start < sequence {
             map.insert(start, (sequence - 1, peer.clone()));
@@ -149,37 +195,31 @@ impl<P: Clone + Ord> Wants<P> {
         if map.is_empty() {
             self.by_id.remove(author);
         }
-        let asked = self.peers.get_mut(&peer).expect("asked of a known peer");
-        let set = asked.ids.get_mut(author).expect("mirrored");
-        asked.ranges -= set.range_count();
-        set.remove_range(sequence, sequence);
-        asked.ranges += set.range_count();
-        if set.is_empty() {
-            asked.ids.remove(author);
-        }
-        if asked.ids.is_empty() {
-            // Everything asked of it arrived: one strike is forgiven.
-            asked.deadline = None;
-            asked.attempts = 0;
-            asked.strikes = asked.strikes.saturating_sub(1);
+        let want = asked.wants.get_mut(author).expect("mirrored");
+        asked.ranges -= want.ids.range_count();
+        want.ids.remove_range(sequence, sequence);
+        asked.ranges += want.ids.range_count();
+        if want.ids.is_empty() {
+            self.deadlines
+                .remove(&(want.deadline, peer.clone(), *author));
+            asked.wants.remove(author);
+            if asked.wants.is_empty() {
+                // Everything asked of it arrived: one strike is forgiven.
+                asked.strikes = asked.strikes.saturating_sub(1);
+            }
         }
         Some(peer)
     }
 
-    /// Takes back everything asked of `peer` (to ask it again, or elsewhere).
-    pub(crate) fn take(&mut self, peer: &P) -> IdSets {
-        let Some(asked) = self.peers.get_mut(peer) else {
-            return IdSets::new();
-        };
-        let ids = std::mem::take(&mut asked.ids);
-        asked.ranges = 0;
-        asked.deadline = None;
-        asked.attempts = 0;
-        for (author, set) in &ids {
-            let Some(map) = self.by_id.get_mut(author) else {
-                continue;
-            };
-            for (s, e) in set.ranges() {
+    /// Takes back `peer`'s want of `author`: its ids and attempts.
+    pub(crate) fn take_author(&mut self, peer: &P, author: &PublicKey) -> Option<Want> {
+        let asked = self.peers.get_mut(peer)?;
+        let want = asked.wants.remove(author)?;
+        asked.ranges -= want.ids.range_count();
+        self.deadlines
+            .remove(&(want.deadline, peer.clone(), *author));
+        if let Some(map) = self.by_id.get_mut(author) {
+            for (s, e) in want.ids.ranges() {
                 let inside: Vec<u64> = map.range(s..=e).map(|(k, _)| *k).collect();
                 for k in inside {
                     map.remove(&k);
@@ -189,21 +229,34 @@ impl<P: Clone + Ord> Wants<P> {
                 self.by_id.remove(author);
             }
         }
-        ids
+        Some(want)
     }
 
-    /// Peers whose deadline has passed.
-    pub(crate) fn due(&self, now: Millis) -> Vec<P> {
-        self.peers
+    /// Takes back everything asked of `peer` (to ask it elsewhere).
+    pub(crate) fn take(&mut self, peer: &P) -> IdSets {
+        let authors: Vec<PublicKey> = self
+            .peers
+            .get(peer)
+            .map(|a| a.wants.keys().copied().collect())
+            .unwrap_or_default();
+        authors
+            .into_iter()
+            .filter_map(|author| Some((author, self.take_author(peer, &author)?.ids)))
+            .collect()
+    }
+
+    /// Wants whose deadline has passed, earliest first.
+    pub(crate) fn due(&self, now: Millis) -> Vec<(P, PublicKey)> {
+        self.deadlines
             .iter()
-            .filter(|(_, a)| a.deadline.is_some_and(|t| t <= now))
-            .map(|(p, _)| p.clone())
+            .take_while(|(t, _, _)| *t <= now)
+            .map(|(_, p, a)| (p.clone(), *a))
             .collect()
     }
 
     /// The earliest deadline.
     pub(crate) fn next_deadline(&self) -> Option<Millis> {
-        self.peers.values().filter_map(|a| a.deadline).min()
+        self.deadlines.first().map(|(t, _, _)| *t)
     }
 
     /// The connected peers, in order.
@@ -211,7 +264,7 @@ impl<P: Clone + Ord> Wants<P> {
         self.peers.iter()
     }
 
-    /// Panics if the two views of the wants disagree, or a bound is broken.
+    /// Panics if the views of the wants disagree, or a bound is broken.
     pub(crate) fn check_invariants(&self) {
         let mut mirrored: BTreeMap<(P, PublicKey), RangeSet> = BTreeMap::new();
         for (author, map) in &self.by_id {
@@ -227,20 +280,26 @@ impl<P: Clone + Ord> Wants<P> {
                     .insert_range(s, *e);
             }
         }
+        let mut deadlines = 0;
         for (peer, asked) in &self.peers {
-            let ranges: usize = asked.ids.values().map(RangeSet::range_count).sum();
+            let ranges: usize = asked.wants.values().map(|w| w.ids.range_count()).sum();
             assert_eq!(ranges, asked.ranges, "range count");
             assert!(asked.ranges <= self.max_ranges, "want budget");
-            assert_eq!(asked.ids.is_empty(), asked.deadline.is_none(), "deadline");
-            for (author, set) in &asked.ids {
-                assert!(!set.is_empty());
+            for (author, want) in &asked.wants {
+                assert!(!want.ids.is_empty());
+                assert!(
+                    self.deadlines
+                        .contains(&(want.deadline, peer.clone(), *author))
+                );
+                deadlines += 1;
                 assert_eq!(
                     mirrored.remove(&(peer.clone(), *author)).as_ref(),
-                    Some(set),
+                    Some(&want.ids),
                     "mirror"
                 );
             }
         }
+        assert_eq!(deadlines, self.deadlines.len(), "deadline index");
         assert!(mirrored.is_empty(), "wants of unknown peers");
     }
 }

@@ -65,6 +65,7 @@ pub enum NodeEvent {
     Violation(PeerId, String),
     Unsupported(PeerId),
     Equivocation(MessageId, PeerId),
+    SlowPeer(PeerId),
 }
 
 enum Command {
@@ -299,6 +300,7 @@ async fn run(
                     SwarmEvent::Behaviour(Event::Equivocation { first, propagation_source, .. }) => {
                         NodeEvent::Equivocation(first.id(), propagation_source)
                     }
+                    SwarmEvent::Behaviour(Event::SlowPeer { peer, .. }) => NodeEvent::SlowPeer(peer),
                     SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                         if num_established.get() == 1 => NodeEvent::Connected(peer_id),
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {

@@ -1,6 +1,7 @@
 //! Shared test support: seeds and the swarm harness.
 #![allow(dead_code)]
 
+pub mod ops;
 pub mod raw;
 pub mod swarm;
 

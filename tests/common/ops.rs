@@ -1,0 +1,210 @@
+//! Engine inputs decoded from arbitrary bytes, for fuzzing (`fuzz/`, with libFuzzer) and for
+//! the seeded property tests that run in `cargo test` (`tests/properties.rs`). One engine
+//! under test meets a handful of peers that send it anything: valid and forged envelopes of
+//! a few authors with any sequence and timestamp, digests with any ranges, raw frame bytes;
+//! connections come and go, frames are dropped, time moves. After every input the engine's
+//! invariants are checked, and every frame it sends must decode under its own limits.
+
+use secure_gossip::codec::decode_framed;
+use secure_gossip::engine::{Engine, Millis, Output};
+use secure_gossip::proto;
+use secure_gossip::{Bytes, Config, Digest, Envelope, Frame, Keypair, RangeSet};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// The engine's start time.
+pub const T0: Millis = 1_750_000_000_000;
+
+/// Reads parameters from the input; runs out into zeros.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.u8() as usize).min(max).min(self.0.len());
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head.to_vec()
+    }
+
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A small config, so limits are reached with small inputs.
+pub fn config() -> Config {
+    Config::builder()
+        .max_frame_size(4096)
+        .max_payload_size(512)
+        .max_messages_per_frame(8)
+        .max_have_ranges_per_frame(16)
+        .max_want_ranges_per_frame(8)
+        .max_stored_messages(12)
+        .max_stored_bytes(16 * 1024)
+        .max_tracked_authors(4)
+        .max_ranges_per_author(4)
+        .max_ranges_per_peer(12)
+        .max_queued_bytes(16 * 1024)
+        .max_age(Duration::from_secs(60))
+        .max_clock_skew(Duration::from_secs(5))
+        .min_resync_interval(Duration::from_secs(1))
+        .want_timeout(Duration::from_millis(100))
+        .gossip_interval(Some(Duration::from_millis(50)))
+        .start_sequence(1)
+        .build()
+        .expect("a valid config")
+}
+
+/// Sequences are small, so ranges collide and gaps form.
+fn sequence(input: &mut Input) -> u64 {
+    match input.u8() % 8 {
+        0 => u64::MAX - u64::from(input.u8() % 4),
+        _ => u64::from(input.u16() % 64) + 1,
+    }
+}
+
+fn ranges(input: &mut Input) -> RangeSet {
+    let mut set = RangeSet::new();
+    for _ in 0..input.u8() % 6 {
+        let start = sequence(input);
+        let len = u64::from(input.u8() % 8);
+        set.insert_range(start, start.saturating_add(len));
+    }
+    set
+}
+
+/// Runs the engine inputs that `data` encodes. Panics if an invariant breaks.
+pub fn run(data: &[u8]) {
+    let config = config();
+    let authors: Vec<Keypair> = (1..=6u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
+    let mut engine = Engine::new(Keypair::from_seed(&[0; 32]), config.clone(), T0);
+    let limits = config.frame_limits();
+    let mut now = T0;
+    let mut connected = BTreeSet::new();
+    let mut sent: Vec<(u8, Frame)> = Vec::new();
+    let mut input = Input(data);
+    let mut steps = 0;
+    while !input.done() && steps < 400 {
+        steps += 1;
+        let peer = input.u8() % 4;
+        match input.u8() % 11 {
+            0 => {
+                engine.connect(peer, now);
+                connected.insert(peer);
+            }
+            1 => {
+                engine.disconnect(&peer, now);
+                connected.remove(&peer);
+            }
+            2 | 3 => {
+                // Envelopes: valid, forged, any time.
+                let mut messages = Vec::new();
+                for _ in 0..input.u8() % 4 {
+                    let keys = &authors[input.u8() as usize % authors.len()];
+                    let seq = sequence(&mut input);
+                    let skew = i64::from(input.u16() as i16) * 100;
+                    let ts = now.saturating_add_signed(skew);
+                    let payload = input.bytes(64);
+                    let envelope = Envelope::sign(keys, seq, ts, payload).unwrap();
+                    if input.u8() % 5 == 0 {
+                        // Signed, then altered: the signature fails.
+                        let forged = proto::Envelope {
+                            author: Bytes::copy_from_slice(keys.public().as_bytes()),
+                            sequence: seq,
+                            timestamp: ts,
+                            payload: Bytes::from_static(b"altered"),
+                            signature: Bytes::copy_from_slice(envelope.signature()),
+                        };
+                        messages.push(Envelope::try_from(forged).unwrap());
+                    } else {
+                        messages.push(envelope);
+                    }
+                }
+                let frame = Frame {
+                    messages,
+                    ..Frame::default()
+                };
+                engine.handle_frame(peer, frame, now);
+            }
+            4 | 5 => {
+                let mut frame = Frame {
+                    complete: input.u8() % 3 == 0,
+                    ..Frame::default()
+                };
+                for _ in 0..input.u8() % 3 {
+                    let author = authors[input.u8() as usize % authors.len()].public();
+                    let digest = Digest {
+                        author,
+                        ranges: ranges(&mut input),
+                    };
+                    if input.u8() % 2 == 0 {
+                        frame.have.push(digest);
+                    } else {
+                        frame.want.push(digest);
+                    }
+                }
+                if let Ok(checked) = Frame::decode(&frame.encode(), &limits) {
+                    engine.handle_frame(peer, checked, now);
+                }
+            }
+            6 => {
+                // Raw bytes, as a hostile peer would send them.
+                let bytes = input.bytes(255);
+                let mut framed = Vec::new();
+                secure_gossip::codec::encode_prefix(bytes.len() as u64, &mut framed);
+                framed.extend_from_slice(&bytes);
+                if let Ok(frame) = decode_framed(&framed, &limits) {
+                    engine.handle_frame(peer, frame, now);
+                }
+            }
+            7 => {
+                let _ = engine.publish(input.bytes(32), now);
+            }
+            8 => engine.gossip(now),
+            9 => {
+                now += u64::from(input.u16() % 20_000);
+                engine.handle_timeout(now);
+            }
+            _ => {
+                // The driver could not deliver one of the frames sent so far.
+                if !sent.is_empty() {
+                    let (to, frame) = sent.swap_remove(input.u8() as usize % sent.len());
+                    engine.frame_dropped(&to, &frame);
+                }
+            }
+        }
+        while let Some(output) = engine.poll_output() {
+            match output {
+                Output::Send { peer, frame } => {
+                    assert!(connected.contains(&peer), "sent to a peer never connected");
+                    let encoded = frame.encode();
+                    let decoded = Frame::decode(&encoded, &limits)
+                        .expect("a node's own frames pass its own limits");
+                    assert_eq!(decoded, frame);
+                    if sent.len() < 64 {
+                        sent.push((peer, frame));
+                    }
+                }
+                Output::Violation { peer, .. } => {
+                    connected.remove(&peer);
+                }
+                _ => {}
+            }
+        }
+        engine.check_invariants();
+    }
+}

@@ -118,7 +118,7 @@ impl Behaviour {
     pub fn new(keys: Keypair, mut config: Config) -> Self {
         let clock = Clock::new();
         if config.start_sequence.is_none() {
-            // DESIGN §2: the current Unix time in microseconds.
+            // `docs/PROTOCOL.md` §1: the current Unix time in microseconds.
             config.start_sequence = Some((clock.start_unix.as_micros() as u64).max(1));
         }
         Behaviour {

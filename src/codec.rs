@@ -1,5 +1,5 @@
 //! Length-prefixed framing: an unsigned LEB128 length (minimal, at most `max_frame_size`),
-//! then that many bytes of a protobuf `Frame` (DESIGN §2).
+//! then that many bytes of a protobuf `Frame` (`docs/PROTOCOL.md` §1).
 //!
 //! A length over the limit is refused as soon as the prefix shows it, before any buffer of
 //! that size exists and without waiting for the body.

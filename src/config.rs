@@ -41,7 +41,7 @@ impl Default for Config {
             gossip_interval: Some(Duration::from_millis(100)),
             // Push new messages at once: lowest latency; rounds only repair.
             eager_push: true,
-            // DESIGN §2's default.
+            // `docs/PROTOCOL.md` §1's default.
             max_frame_size: 1024 * 1024,
             // A 1 MiB frame holds about 10,000 of the smallest envelopes (~110 bytes);
             // 4,096 keeps the per-frame verification work of a hostile peer to ~0.2 s.

@@ -1,4 +1,4 @@
-//! Signed envelopes: the signing bytes, strict verification and message ids (DESIGN §2).
+//! Signed envelopes: the signing bytes, strict verification and message ids (`docs/PROTOCOL.md` §1).
 
 use crate::keys::{Keypair, PublicKey};
 use crate::proto;
@@ -237,7 +237,7 @@ impl TryFrom<proto::Envelope> for Envelope {
 }
 
 /// Why an envelope is not acceptable. Every variant is a protocol violation when it comes
-/// from the network (DESIGN §2).
+/// from the network (`docs/PROTOCOL.md` §1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EnvelopeError {

@@ -1,5 +1,5 @@
 //! The typed [`Frame`]: what one length-prefixed protobuf `Frame` carries once every
-//! structural rule of DESIGN §2 and every per-frame limit has been checked.
+//! structural rule of `docs/PROTOCOL.md` §1 and every per-frame limit has been checked.
 
 mod scan;
 
@@ -69,7 +69,7 @@ impl Frame {
             + if self.complete { 2 } else { 0 }
     }
 
-    /// Decodes a frame body and checks it against DESIGN §2 and `limits`.
+    /// Decodes a frame body and checks it against `docs/PROTOCOL.md` §1 and `limits`.
     pub fn decode(body: &[u8], limits: &FrameLimits) -> Result<Frame, FrameError> {
         if body.len() > limits.max_frame_size {
             return Err(FrameError::TooLarge {
@@ -182,7 +182,7 @@ fn digests(
 }
 
 /// Why a frame was refused. Every variant except [`FrameError::Io`] is a protocol violation
-/// by the sender (DESIGN §2): the receiver closes the connection and reports the peer.
+/// by the sender (`docs/PROTOCOL.md` §1): the receiver closes the connection and reports the peer.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FrameError {

@@ -1,5 +1,5 @@
 //! Author keys: [`Keypair`] (signs) and [`PublicKey`] (names an author), their text form
-//! `<base64>.ed25519` and ssb-keys key files (DESIGN §2).
+//! `<base64>.ed25519` and ssb-keys key files (`docs/PROTOCOL.md` §1).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

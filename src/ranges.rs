@@ -1,12 +1,12 @@
 //! Sets of sequence numbers as sorted, disjoint, non-adjacent inclusive ranges.
 //!
 //! An author's sequences form long contiguous runs (one run per process lifetime, see
-//! DESIGN §2), so a [`RangeSet`] of the ids a node knows is a handful of pairs however many
+//! `docs/PROTOCOL.md` §1), so a [`RangeSet`] of the ids a node knows is a handful of pairs however many
 //! messages it covers. This is the wire form of [`Digest`](crate::frame::Digest) ranges too.
 
 use std::fmt;
 
-/// Why a list of wire ranges is not a valid [`RangeSet`] (DESIGN §2: a protocol violation).
+/// Why a list of wire ranges is not a valid [`RangeSet`] (`docs/PROTOCOL.md` §1: a protocol violation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RangeError {
@@ -87,7 +87,7 @@ impl RangeSet {
     }
 
     /// Parses the wire form: inclusive pairs `start0, end0, start1, end1, ...`, checked as
-    /// DESIGN §2 requires (even count, no 0, start <= end, sorted, disjoint, non-adjacent).
+    /// `docs/PROTOCOL.md` §1 requires (even count, no 0, start <= end, sorted, disjoint, non-adjacent).
     pub fn from_wire(values: &[u64]) -> Result<Self, RangeError> {
         if !values.len().is_multiple_of(2) {
             return Err(RangeError::OddCount { len: values.len() });

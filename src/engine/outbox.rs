@@ -2,7 +2,7 @@
 //!
 //! The sender holds itself to the same [`FrameLimits`] it enforces on receipt, so a frame it
 //! sends is never a violation at a peer with the same config. A complete digest that does not
-//! fit one frame is sent as several incomplete ones (announcements only, DESIGN §2).
+//! fit one frame is sent as several incomplete ones (announcements only, `docs/PROTOCOL.md` §1).
 
 use super::Output;
 use super::wants::IdSets;

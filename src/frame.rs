@@ -155,10 +155,12 @@ fn digests(
             max: max_ranges,
         });
     }
-    // Digests of one author are merged (in the place of its first), so the work a frame
-    // causes is per author, however often the sender repeats one.
-    let mut out: Vec<Digest> = Vec::with_capacity(raw.len());
-    let mut index: std::collections::HashMap<PublicKey, usize> = std::collections::HashMap::new();
+    // Digests of one author are merged (in the place of its first) with one sort, so the
+    // work a frame causes is per author, however often and in whatever order the sender
+    // repeats one.
+    let mut authors: Vec<PublicKey> = Vec::with_capacity(raw.len());
+    let mut pairs: std::collections::HashMap<PublicKey, Vec<(u64, u64)>> =
+        std::collections::HashMap::new();
     for d in raw {
         let author: [u8; 32] =
             d.author[..]
@@ -170,14 +172,19 @@ fn digests(
         let author = PublicKey::from_bytes(author);
         let ranges =
             RangeSet::from_wire(&d.ranges).map_err(|error| FrameError::Ranges { field, error })?;
-        match index.get(&author) {
-            Some(&i) => out[i].ranges.union_with(&ranges),
-            None => {
-                index.insert(author, out.len());
-                out.push(Digest { author, ranges });
-            }
-        }
+        let entry = pairs.entry(author).or_insert_with(|| {
+            authors.push(author);
+            Vec::new()
+        });
+        entry.extend(ranges.ranges());
     }
+    let out = authors
+        .into_iter()
+        .map(|author| {
+            let ranges = RangeSet::from_unsorted(pairs.remove(&author).unwrap_or_default());
+            Digest { author, ranges }
+        })
+        .collect();
     Ok(out)
 }
 

@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 /// The protocol id of wire protocol v1.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/secure-gossip/1.0.0");
 
+/// The least a frame is charged against the inbound byte budget: the handler's and the
+/// engine's work per frame does not shrink with the frame.
+const MIN_FRAME_CHARGE: usize = 64;
+
 /// Consecutive failures to open the outbound substream (other than the peer refusing the
 /// protocol) after which the connection is treated as not speaking it.
 const MAX_OPEN_FAILURES: u32 = 3;
@@ -206,7 +210,9 @@ impl Handler {
         match result {
             Ok(Some((frame, len))) => {
                 let now = Instant::now();
-                self.budget.charge(len, frame.messages.len(), now);
+                // Every frame costs at least this much, so tiny frames are not free.
+                self.budget
+                    .charge(len.max(MIN_FRAME_CHARGE), frame.messages.len(), now);
                 if let Some(wait) = self.budget.wait(now) {
                     tracing::trace!(?wait, "inbound budget spent, pausing reads");
                     self.budget_wait = Some(Delay::new(wait));
@@ -257,9 +263,6 @@ impl Handler {
                     }
                     None => {
                         self.outbound = Outbound::Idle(stream);
-                        if std::mem::take(&mut self.dropped) {
-                            self.events.push_back(HandlerEvent::Drained);
-                        }
                         return None;
                     }
                 },
@@ -336,6 +339,15 @@ impl ConnectionHandler for Handler {
         }
         if let Some(protocol) = self.poll_outbound(cx) {
             return Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest { protocol });
+        }
+        // After a drop, an empty queue with nothing in flight is drained, whatever state the
+        // substream is in (it may have failed and not been reopened).
+        if self.dropped
+            && self.queue.is_empty()
+            && matches!(self.outbound, Outbound::None | Outbound::Idle(_))
+        {
+            self.dropped = false;
+            self.events.push_back(HandlerEvent::Drained);
         }
         if let Some(event) = self.events.pop_front() {
             return Poll::Ready(ConnectionHandlerEvent::NotifyBehaviour(event));

@@ -286,6 +286,34 @@ impl RangeSet {
         RangeSet { ranges: out }
     }
 
+    /// Fills every gap below `value`: the ranges that start at or below it become one.
+    pub(crate) fn fill_up_to(&mut self, value: u64) {
+        let n = self.ranges.partition_point(|&(s, _)| s <= value);
+        if n > 1 {
+            let merged = (self.ranges[0].0, self.ranges[n - 1].1.max(value));
+            self.ranges.splice(0..n, [merged]);
+        }
+    }
+
+    /// The set of the given inclusive ranges, in any order, overlapping or not: one sort and
+    /// one linear merge.
+    pub(crate) fn from_unsorted(mut pairs: Vec<(u64, u64)>) -> RangeSet {
+        pairs.retain(|&(s, e)| s <= e);
+        pairs.sort_unstable();
+        let mut ranges: Vec<(u64, u64)> = Vec::with_capacity(pairs.len());
+        for (s, e) in pairs {
+            let s = s.max(1);
+            if s > e {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+                _ => ranges.push((s, e)),
+            }
+        }
+        RangeSet { ranges }
+    }
+
     /// The ranges of `self` that share no value with `other`, whole: unlike
     /// [`RangeSet::difference`], never splits a range, so the count never grows.
     pub(crate) fn without_overlapping(&self, other: &RangeSet) -> RangeSet {
@@ -391,5 +419,8 @@ mod tests {
         let wide = RangeSet::from_wire(&[1, 5, 8, 9, 12, 20]).unwrap();
         let hit = RangeSet::from_wire(&[3, 3, 15, 30]).unwrap();
         assert_eq!(wide.without_overlapping(&hit).to_wire(), vec![8, 9]);
+        let mut gaps = wide.clone();
+        gaps.fill_up_to(9);
+        assert_eq!(gaps.to_wire(), vec![1, 9, 12, 20]);
     }
 }

@@ -4,7 +4,9 @@
 //! - an author's `known` ids are every sequence verified and accepted (held or expired
 //!   since), at most `max_ranges_per_author` ranges: an id that would add a range beyond
 //!   that is not accepted until the ids around it are (`receive.rs`), so no relay can make
-//!   unseen ids count as known by sending an author's messages out of order;
+//!   unseen ids count as known by sending an author's messages out of order. When a message
+//!   ages out, the gaps below it are filled (their ids are outside the window too), so the
+//!   ranges that count are those of the last `max_age`;
 //! - at most `max_tracked_authors` authors are tracked. Each is attributed to the peer that
 //!   introduced it (the peer its first accepted message came from; this node's own key to no
 //!   peer). A new author is never refused: when the table is full it takes the place of
@@ -161,6 +163,16 @@ impl<P: Clone + Ord> Authors<P> {
 
     pub(crate) fn len(&self) -> usize {
         self.authors.len()
+    }
+
+    /// A message of `author` aged out of the store: its known ids below it become one range.
+    /// The gaps hold ids whose timestamps (an author's rise with its sequence) are outside
+    /// the window too, so none could be accepted; this keeps an author that restarts often
+    /// from running into `max_ranges_per_author`.
+    pub(crate) fn aged_out(&mut self, author: &PublicKey, sequence: u64) {
+        if let Some(a) = self.authors.get_mut(author) {
+            a.known.fill_up_to(sequence);
+        }
     }
 
     /// Whether accepting `sequence` would give a tracked `author` more than

@@ -229,14 +229,7 @@ impl<P: Clone + Ord> Engine<P> {
         }
         self.peers.insert(peer.clone(), Peer::default());
         self.wants.add_peer(&peer);
-        let digest = self
-            .authors
-            .all_known()
-            .map(|(author, known)| crate::frame::Digest {
-                author: *author,
-                ranges: known.clone(),
-            });
-        self.outbox.complete(&peer, digest.collect());
+        self.outbox.complete(&peer, self.digest());
         self.flush();
     }
 
@@ -310,7 +303,9 @@ impl<P: Clone + Ord> Engine<P> {
             self.schedule_round(now);
         }
         self.retry_wants(now);
-        self.store.expire(now);
+        for id in self.store.expire(now) {
+            self.authors.aged_out(&id.author, id.sequence);
+        }
         self.flush();
     }
 
@@ -326,6 +321,8 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         state.congested = true;
+        // A lost complete digest is sent again once the queue drains.
+        state.resend_complete |= frame.complete;
         let limits = self.config.max_have_ranges_per_frame;
         for envelope in &frame.messages {
             let (author, s) = (envelope.author(), envelope.sequence());
@@ -348,6 +345,9 @@ impl<P: Clone + Ord> Engine<P> {
         if let Some(state) = self.peers.get_mut(peer)
             && std::mem::take(&mut state.congested)
         {
+            if std::mem::take(&mut state.resend_complete) {
+                self.outbox.complete(peer, self.digest());
+            }
             self.round_peer(peer);
             self.flush();
         }
@@ -374,6 +374,7 @@ impl<P: Clone + Ord> Engine<P> {
                 Ok(Some(author)) => {
                     count += 1;
                     bytes += len;
+                    self.wants.progress(&peer, &author, len);
                     if progress.last() != Some(&author) {
                         progress.push(author);
                     }
@@ -389,10 +390,11 @@ impl<P: Clone + Ord> Engine<P> {
         if pull::is_full_answer(count, bytes, &self.config) {
             progress.sort();
             progress.dedup();
-            self.ask_rest(&peer, &progress, now);
+            self.ask_rest(&peer, &progress);
         }
         self.on_have(&peer, have, complete, now);
         self.on_want(&peer, want);
+        self.top_up(&peer, now);
         if let Some(state) = self.peers.get_mut(&peer)
             && !state.synced
         {
@@ -402,6 +404,17 @@ impl<P: Clone + Ord> Engine<P> {
             }
         }
         self.flush();
+    }
+
+    /// Every id this node knows, of every author: the body of a complete `have`.
+    fn digest(&self) -> Vec<crate::frame::Digest> {
+        self.authors
+            .all_known()
+            .map(|(author, known)| crate::frame::Digest {
+                author: *author,
+                ranges: known.clone(),
+            })
+            .collect()
     }
 
     fn flush(&mut self) {

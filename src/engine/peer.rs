@@ -26,6 +26,13 @@ pub(crate) struct Peer {
     /// Ids accepted since the peer's last round that it may lack: the next round's `have`.
     pub(crate) announce: IdSets,
     announce_ranges: usize,
+    /// When the queue is next cut down to what is held (it doubles each time, so cutting
+    /// costs O(1) per id queued).
+    announce_limit: usize,
+    /// Ids the peer announced that this node lacks, beyond the peer's want budget: asked as
+    /// room frees up. At most `max_ranges_per_peer` ranges (whole authors go beyond it).
+    backlog: IdSets,
+    backlog_ranges: usize,
     /// Whether the peer's first frame has arrived (before it, rounds skip the peer: its
     /// complete digest is on its way and would make announcements redundant).
     pub(crate) synced: bool,
@@ -35,8 +42,10 @@ pub(crate) struct Peer {
     pub(crate) last_resync: Option<Millis>,
     /// A frame to the peer was dropped (its queue was full) and the driver has not yet
     /// reported the queue drained: nothing is pushed to it and its wants are not answered
-    /// (they are asked again later); new messages are only announced.
+    /// (what they name is announced instead); new messages are only announced.
     pub(crate) congested: bool,
+    /// A complete digest to the peer was dropped: send another when the queue drains.
+    pub(crate) resend_complete: bool,
 }
 
 impl Peer {
@@ -59,7 +68,7 @@ impl Peer {
             Ids::Ranges(ranges) => set.union_with(ranges),
         }
         self.announce_ranges += set.range_count();
-        if self.announce_ranges > max_ranges {
+        if self.announce_ranges > self.announce_limit.max(max_ranges) {
             self.announce
                 .retain(|author, set| match store.held(author) {
                     Some(held) => {
@@ -69,7 +78,29 @@ impl Peer {
                     None => false,
                 });
             self.announce_ranges = self.announce.values().map(|s| s.range_count()).sum();
+            self.announce_limit = self.announce_ranges.saturating_mul(2);
         }
+    }
+
+    /// Keeps announced ids of `author` to ask for when there is room, within `max_ranges`.
+    pub(crate) fn add_backlog(&mut self, author: &PublicKey, ids: &RangeSet, max_ranges: usize) {
+        let set = self.backlog.entry(*author).or_default();
+        self.backlog_ranges -= set.range_count();
+        set.union_with(ids);
+        set.forget_lowest(max_ranges);
+        self.backlog_ranges += set.range_count();
+        while self.backlog_ranges > max_ranges {
+            let Some((_, dropped)) = self.backlog.pop_first() else {
+                break;
+            };
+            self.backlog_ranges -= dropped.range_count();
+        }
+    }
+
+    /// Takes the backlog.
+    pub(crate) fn take_backlog(&mut self) -> IdSets {
+        self.backlog_ranges = 0;
+        std::mem::take(&mut self.backlog)
     }
 
     /// Takes the queued announcements.
@@ -83,5 +114,11 @@ impl Peer {
         self.refused.check_invariants(limits);
         let ranges: usize = self.announce.values().map(|s| s.range_count()).sum();
         assert_eq!(ranges, self.announce_ranges);
+        let ranges: usize = self.backlog.values().map(|s| s.range_count()).sum();
+        assert_eq!(ranges, self.backlog_ranges);
+        assert!(
+            self.backlog_ranges <= limits.per_peer.max(1),
+            "backlog bound"
+        );
     }
 }

@@ -7,9 +7,15 @@
 //! - a `want` is answered with at most one frame, and never with an envelope already sent
 //!   on this connection (unless a frame to the peer was dropped): a peer draws at most what
 //!   it lacks;
-//! - wants are re-sent at once only after a full answer frame (a large catch-up, paced one
-//!   frame per round trip), so a peer that answers with one small envelope at a time cannot
-//!   make this node repeat its wants per envelope.
+//! - wants are re-sent at once only after a frame full of asked, new envelopes (a large
+//!   catch-up, paced one frame per round trip), so a peer that answers with one small
+//!   envelope at a time cannot make this node repeat its wants per envelope; re-sending never
+//!   moves a deadline;
+//! - at a want's deadline it stays with its peer only if a frame's worth of that author's
+//!   asked envelopes arrived since; otherwise the peer gets a strike (one per deadline batch)
+//!   and the ids go at once to other peers known to have them, fewest strikes first;
+//! - announced ids beyond a peer's want budget wait in its backlog and are asked as room
+//!   frees up.
 
 use super::peer::Ids;
 use super::wants::IdSets;
@@ -24,7 +30,8 @@ use std::ops::Bound;
 /// fill a frame as an answer to a want does when the sender stopped for room: more of what
 /// was asked may follow. Duplicates and unasked envelopes do not count.
 pub(super) fn is_full_answer(count: usize, bytes: usize, config: &Config) -> bool {
-    let largest = config.max_payload_size + ENVELOPE_OVERHEAD;
+    // The answerer keeps a little room for the frame's own fields.
+    let largest = config.max_payload_size + ENVELOPE_OVERHEAD + 128;
     count > 0 && (count >= config.max_messages_per_frame || bytes + largest > config.max_frame_size)
 }
 
@@ -44,12 +51,12 @@ impl<P: Clone + Ord> Engine<P> {
         if answer {
             state.last_resync = Some(now);
             self.stats.resyncs += 1;
-        } else {
-            if complete {
-                self.stats.resyncs_limited += 1;
-            }
-            self.want_announced(peer, &have, now);
+        } else if complete {
+            self.stats.resyncs_limited += 1;
         }
+        // Whatever it announces that this node lacks is wanted, complete or not: the peer's
+        // own answer to this node's digest may be lost, split or rate-limited.
+        self.want_announced(peer, &have, now);
         let limits = self.knowledge_limits();
         let Some(state) = self.peers.get_mut(peer) else {
             return;
@@ -64,43 +71,60 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// When a want sent to `peer` now times out: `want_timeout`, doubled for each strike the
-    /// peer has (up to 16 times), so a peer that keeps failing is waited on less often.
-    fn want_deadline(&self, peer: &P, now: Millis) -> Millis {
-        let strikes = self.wants.peer(peer).map_or(0, |a| a.strikes).min(4);
-        now.saturating_add(millis(self.config.want_timeout) << strikes)
+    /// Wants the announced ids this node lacks and has asked no one for, within `peer`'s
+    /// want budget; the rest waits in the peer's backlog.
+    fn want_announced(&mut self, peer: &P, have: &[Digest], now: Millis) {
+        for d in have {
+            self.want_from(peer, &d.author, d.ranges.clone(), now);
+        }
     }
 
-    /// Wants the announced ids this node lacks and has asked no one for, within `peer`'s
-    /// want budget.
-    fn want_announced(&mut self, peer: &P, have: &[Digest], now: Millis) {
-        let deadline = self.want_deadline(peer, now);
-        let mut room = self.wants.room(peer);
-        let introducer = Some(peer.clone());
-        for d in have {
-            if room == 0 {
-                break;
-            }
-            if !self.authors.can_admit(&d.author, &introducer, now) {
-                continue;
-            }
-            let mut missing = d.ranges.clone();
-            if let Some(not_wanted) = self.authors.not_wanted(&d.author) {
-                missing = missing.difference(&not_wanted);
-            }
-            if self.wants.wants_author(&d.author) {
-                missing = missing.difference(&self.wants.wanted_within(&d.author, &missing));
-            }
-            if let Some(refused) = self.peers.get(peer).and_then(|s| s.refused.get(&d.author)) {
-                missing = missing.difference(refused);
-            }
-            missing.forget_lowest(room);
-            if missing.is_empty() {
-                continue;
-            }
-            room -= missing.range_count();
-            let asked = self.wants.ask(peer, &d.author, &missing, deadline);
-            self.outbox.want(peer, &d.author, &asked);
+    /// Asks `peer` for the ids of `ids` this node lacks, wants of no one, and did not refuse
+    /// from `peer`, within its budget; keeps the rest in its backlog.
+    fn want_from(&mut self, peer: &P, author: &PublicKey, ids: RangeSet, now: Millis) {
+        if !self.authors.can_admit(author, &Some(peer.clone()), now) {
+            return;
+        }
+        let mut missing = ids;
+        if let Some(not_wanted) = self.authors.not_wanted(author) {
+            missing = missing.difference(&not_wanted);
+        }
+        if self.wants.wants_author(author) {
+            missing = missing.difference(&self.wants.wanted_within(author, &missing));
+        }
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if let Some(refused) = state.refused.get(author) {
+            missing = missing.difference(refused);
+        }
+        if missing.is_empty() {
+            return;
+        }
+        let room = self.wants.room(peer);
+        let mut later = missing.clone();
+        missing.forget_lowest(room);
+        later = later.difference(&missing);
+        if !later.is_empty() {
+            state.add_backlog(author, &later, self.config.max_ranges_per_peer);
+        }
+        if !missing.is_empty() {
+            let deadline = now.saturating_add(millis(self.config.want_timeout));
+            let asked = self.wants.ask(peer, author, &missing, deadline);
+            self.outbox.want(peer, author, &asked);
+        }
+    }
+
+    /// Asks `peer` for what waits in its backlog, as far as its want budget allows.
+    pub(super) fn top_up(&mut self, peer: &P, now: Millis) {
+        if self.wants.room(peer) == 0 {
+            return;
+        }
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        for (author, ids) in state.take_backlog() {
+            self.want_from(peer, &author, ids, now);
         }
     }
 
@@ -161,6 +185,20 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         if state.congested {
+            // Nothing is sent that would be dropped again; what it asked for is announced
+            // once its queue drains, and it asks again.
+            let max_announce = self.config.max_have_ranges_per_frame;
+            for d in want {
+                if let Some(held) = self.store.held(&d.author) {
+                    let lacking = state.has.lacking(&d.author, &d.ranges.intersection(held));
+                    state.queue_announce(
+                        &d.author,
+                        Ids::Ranges(&lacking),
+                        &self.store,
+                        max_announce,
+                    );
+                }
+            }
             return;
         }
         let mut room = frame_limits.max_frame_size.saturating_sub(64);
@@ -187,17 +225,17 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// `peer` just delivered a full frame of what it was asked for, of `authors`: ask at once
-    /// for the rest of those authors' ids, with a fresh deadline (a want is answered with at
-    /// most one frame, so this paces a large catch-up). Wants of other authors keep their
-    /// deadlines: answering some never keeps others pending.
-    pub(super) fn ask_rest(&mut self, peer: &P, authors: &[PublicKey], now: Millis) {
-        let deadline = self.want_deadline(peer, now);
+    /// for the rest of those authors' ids (a want is answered with at most one frame, so
+    /// this paces a large catch-up). Deadlines do not move: that is the deadline's rule.
+    pub(super) fn ask_rest(&mut self, peer: &P, authors: &[PublicKey]) {
         for author in authors {
-            let Some(want) = self.wants.take_author(peer, author) else {
+            let Some(want) = self.wants.peer(peer).and_then(|a| a.wants().get(author)) else {
                 continue;
             };
-            let rest = self.still_wanted(IdSets::from([(*author, want.ids)]));
-            self.ask_again(peer, rest, deadline, 1);
+            let rest = self.still_wanted(IdSets::from([(*author, want.ids.clone())]));
+            for (author, ids) in rest {
+                self.outbox.want(peer, &author, &ids);
+            }
         }
     }
 
@@ -242,14 +280,28 @@ impl<P: Clone + Ord> Engine<P> {
             .collect()
     }
 
-    /// Wants whose deadline passed: the peer gets a strike and the ids are asked at once of
-    /// other peers known to have them; what no one else has is asked of the same peer again
-    /// with a doubled timeout, until `max_want_attempts`, then given up (a later
-    /// announcement or digest asks again).
+    /// Wants whose deadline passed. One that made a frame's worth of progress since stays
+    /// with its peer, with a new deadline. Otherwise the peer gets a strike (one per batch)
+    /// and the ids are asked at once of other peers known to have them; what no one else has
+    /// is asked of the same peer again with a doubled timeout, until `max_want_attempts`,
+    /// then given up (a later announcement or digest asks again).
     pub(super) fn retry_wants(&mut self, now: Millis) {
         let timeout = millis(self.config.want_timeout);
+        let mut touched = Vec::new();
         for (peer, author) in self.wants.due(now) {
-            self.wants.strike(&peer);
+            let Some(want) = self.wants.peer(&peer).and_then(|a| a.wants().get(&author)) else {
+                continue;
+            };
+            let (count, bytes) = want.progress;
+            if is_full_answer(count, bytes, &self.config) {
+                self.wants
+                    .rearm(&peer, &author, now.saturating_add(timeout), 1);
+                continue;
+            }
+            if !touched.contains(&peer) {
+                self.wants.strike(&peer);
+                touched.push(peer.clone());
+            }
             let Some(want) = self.wants.take_author(&peer, &author) else {
                 continue;
             };
@@ -262,6 +314,9 @@ impl<P: Clone + Ord> Engine<P> {
             let backoff = timeout.saturating_mul(1 << want.attempts.min(16));
             let rest = self.not_refused_by(&peer, rest);
             self.ask_again(&peer, rest, now.saturating_add(backoff), want.attempts + 1);
+        }
+        for peer in touched {
+            self.top_up(&peer, now);
         }
     }
 
@@ -300,7 +355,7 @@ impl<P: Clone + Ord> Engine<P> {
                     continue;
                 }
                 ids = ids.difference(&take);
-                let deadline = self.want_deadline(candidate, now);
+                let deadline = now.saturating_add(millis(self.config.want_timeout));
                 let asked = self.wants.ask(candidate, &author, &take, deadline);
                 self.outbox.want(candidate, &author, &asked);
             }

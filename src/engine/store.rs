@@ -217,15 +217,18 @@ impl<P: Clone + Ord> Store<P> {
         self.remove_range(author, 1, u64::MAX);
     }
 
-    /// Drops every message older than `max_age`.
-    pub(crate) fn expire(&mut self, now: u64) {
+    /// Drops every message older than `max_age`; returns their ids.
+    pub(crate) fn expire(&mut self, now: u64) -> Vec<MessageId> {
         let horizon = now.saturating_sub(self.limits.max_age_ms);
+        let mut expired = Vec::new();
         while let Some(&(timestamp, id)) = self.by_age.first() {
             if timestamp >= horizon {
                 break;
             }
             self.remove(&id);
+            expired.push(id);
         }
+        expired
     }
 
     /// When the oldest held message expires.

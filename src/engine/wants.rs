@@ -5,12 +5,14 @@
 //!   twice at once, and finding who an arriving id was asked of is O(log n);
 //! - one peer has at most `max_want_ranges_per_frame` ranges outstanding (one frame's worth);
 //!   an id arriving from inside a range splits it only within that budget;
-//! - each (peer, author) want has its own deadline. Only progress on that author's ids
-//!   re-arms it (`pull.rs`), so a peer that answers some wants cannot keep others pending;
-//! - a want that times out gives its peer a *strike* (one is forgiven each time a peer
-//!   delivers everything asked of it). When wants are moved to other peers, those known to
-//!   have the ids are tried fewest strikes first (the choice is in `pull.rs`), and a peer's
-//!   timeout doubles with each strike, up to 16 times.
+//! - each (peer, author) want has its own deadline, and counts the asked envelopes of that
+//!   author newly accepted since. At the deadline only a frame's worth of such progress keeps
+//!   the want with the peer (`pull.rs`), so a peer that answers other wants, or trickles
+//!   this one, cannot keep it pending;
+//! - a want that times out without progress gives its peer a *strike* (one per batch of
+//!   deadlines; one is forgiven each time a peer delivers everything asked of it). When wants
+//!   are moved to other peers, those known to have the ids are tried fewest strikes first
+//!   (the choice is in `pull.rs`).
 
 use super::Millis;
 use crate::keys::PublicKey;
@@ -25,8 +27,10 @@ pub(crate) type IdSets = BTreeMap<PublicKey, RangeSet>;
 pub(crate) struct Want {
     pub(crate) ids: RangeSet,
     pub(crate) deadline: Millis,
-    /// How many times these wants were sent to this peer.
+    /// How many times these wants were sent to this peer without progress.
     pub(crate) attempts: u32,
+    /// Asked envelopes newly accepted since the deadline was set: how many, how many bytes.
+    pub(crate) progress: (usize, usize),
 }
 
 /// What is asked of one peer.
@@ -143,16 +147,40 @@ impl<P: Clone + Ord> Wants<P> {
                 ids: RangeSet::new(),
                 deadline,
                 attempts: 1,
+                progress: (0, 0),
             }
         });
         asked.ranges -= want.ids.range_count();
         want.ids.union_with(&ids);
         asked.ranges += want.ids.range_count();
+        // The index holds exactly the want's ranges: a new range that touches one of the
+        // peer's ranges replaces the entries it merged with.
         let map = self.by_id.entry(*author).or_default();
-        for (s, e) in ids.ranges() {
-            map.insert(s, (e, peer.clone()));
+        for (s, _) in ids.ranges() {
+            let (ms, me) = want
+                .ids
+                .ranges()
+                .find(|&(a, b)| a <= s && s <= b)
+                .expect("just added");
+            let merged: Vec<u64> = map.range(ms..=me).map(|(k, _)| *k).collect();
+            for k in merged {
+                map.remove(&k);
+            }
+            map.insert(ms, (me, peer.clone()));
         }
         ids
+    }
+
+    /// Counts an asked envelope of `author` newly accepted from `peer`, `len` bytes.
+    pub(crate) fn progress(&mut self, peer: &P, author: &PublicKey, len: usize) {
+        if let Some(want) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|a| a.wants.get_mut(author))
+        {
+            want.progress.0 += 1;
+            want.progress.1 += len;
+        }
     }
 
     /// Sets the deadline and attempt count of `peer`'s want of `author`.
@@ -168,6 +196,7 @@ impl<P: Clone + Ord> Wants<P> {
             .remove(&(want.deadline, peer.clone(), *author));
         want.deadline = deadline;
         want.attempts = attempts;
+        want.progress = (0, 0);
         self.deadlines.insert((deadline, peer.clone(), *author));
     }
 
@@ -297,6 +326,11 @@ impl<P: Clone + Ord> Wants<P> {
                     Some(&want.ids),
                     "mirror"
                 );
+                let entries = self.by_id[author]
+                    .values()
+                    .filter(|(_, p)| p == peer)
+                    .count();
+                assert_eq!(entries, want.ids.range_count(), "one entry per range");
             }
         }
         assert_eq!(deadlines, self.deadlines.len(), "deadline index");

@@ -2,17 +2,19 @@
 //! swarm's connections, the handlers' frames and a timer. It makes no protocol decision.
 
 use crate::config::Config;
-use crate::engine::{Engine, Millis, Output, PublishError, Stats, Violation};
+use crate::engine::{Engine, Millis, Output, PublishError, Stats, Validation, Violation};
 use crate::envelope::{Envelope, Message, MessageId};
 use crate::handler::{Handler, HandlerEvent, HandlerIn};
 use crate::keys::{Keypair, PublicKey};
+use crate::metrics::Metrics;
 use futures::FutureExt as _;
 use futures_timer::Delay;
 use libp2p::PeerId;
 use libp2p::core::{Endpoint, Multiaddr, transport::PortUse};
 use libp2p::swarm::{
-    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour,
-    NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionHandler as _, ConnectionId,
+    FromSwarm, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent,
+    ToSwarm,
 };
 use prost::bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -23,7 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// A new message from another author, verified; delivered once.
+    /// A new message from another author, verified; delivered once. With
+    /// `validate_messages`, it waits for [`Behaviour::report_validation`] before it is
+    /// stored or forwarded.
     Message {
         /// The message.
         message: Message,
@@ -38,8 +42,8 @@ pub enum Event {
         /// What it did.
         violation: Violation,
     },
-    /// A connected peer does not speak `/secure-gossip/1.0.0`. Reported once per peer; its
-    /// connection is left alone (other protocols may use it).
+    /// A connected peer does not speak this node's protocol (`protocol_name`). Reported once
+    /// per peer; its connection is left alone (other protocols may use it).
     UnsupportedPeer {
         /// The peer.
         peer: PeerId,
@@ -102,6 +106,9 @@ pub struct Behaviour {
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     timer: Option<(Millis, Delay)>,
     waker: Option<Waker>,
+    /// Reading from peers is paused: `max_pending_validations` messages wait for verdicts.
+    reading_paused: bool,
+    metrics: Option<Metrics>,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -114,6 +121,19 @@ impl std::fmt::Debug for Behaviour {
 }
 
 impl Behaviour {
+    /// A behaviour that publishes as `keys`, with its metrics registered in `registry` (see
+    /// the README for their names).
+    #[cfg(feature = "metrics")]
+    pub fn new_with_metrics(
+        keys: Keypair,
+        config: Config,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        let mut behaviour = Behaviour::new(keys, config);
+        behaviour.metrics = Some(Metrics::new(registry));
+        behaviour
+    }
+
     /// A behaviour that publishes as `keys`.
     pub fn new(keys: Keypair, mut config: Config) -> Self {
         let clock = Clock::new();
@@ -129,7 +149,34 @@ impl Behaviour {
             events: VecDeque::new(),
             timer: None,
             waker: None,
+            reading_paused: false,
+            metrics: None,
         }
+    }
+
+    /// The application's verdict on a message delivered while `validate_messages` is on:
+    /// [`Validation::Accept`] stores and forwards it; `Reject` and `Ignore` drop it for good
+    /// (`Reject` also counts against the peer it came from). Returns `false` if no message
+    /// with this id waits (unknown, decided already, or past `validation_timeout`, after
+    /// which it was ignored).
+    pub fn report_validation(&mut self, id: &MessageId, validation: Validation) -> bool {
+        let decided = self
+            .engine
+            .report_validation(id, validation, self.clock.now());
+        self.wake();
+        decided
+    }
+
+    /// Accepts `author`'s messages from now on: unblocks it, and adds it to an allow-list.
+    pub fn allow_author(&mut self, author: PublicKey) {
+        self.engine.allow_author(author);
+    }
+
+    /// Refuses `author`'s messages from now on (before their signature is checked), and
+    /// drops what this node held of it.
+    pub fn block_author(&mut self, author: &PublicKey) {
+        self.engine.block_author(*author);
+        self.wake();
     }
 
     /// Publishes a message: signs it, keeps it for peers that come later, and pushes it to
@@ -197,7 +244,37 @@ impl Behaviour {
             tracing::debug!(%peer, "peer broke the protocol recently: not gossiping with it");
             return Handler::banned(config);
         }
-        Handler::new(config)
+        let mut handler = Handler::new(config);
+        if self.reading_paused {
+            handler.on_behaviour_event(HandlerIn::PauseReading);
+        }
+        handler
+    }
+
+    /// Pauses or resumes reading from every peer as the validation queue fills or empties.
+    fn sync_reading(&mut self) {
+        let full = self.engine.validation_full();
+        if full == self.reading_paused {
+            return;
+        }
+        self.reading_paused = full;
+        tracing::debug!(
+            paused = full,
+            "reading from peers while verdicts are pending"
+        );
+        for (peer, connections) in &self.connections {
+            for connection in connections {
+                self.events.push_back(ToSwarm::NotifyHandler {
+                    peer_id: *peer,
+                    handler: NotifyHandler::One(*connection),
+                    event: if full {
+                        HandlerIn::PauseReading
+                    } else {
+                        HandlerIn::ResumeReading
+                    },
+                });
+            }
+        }
     }
 
     fn on_connection_closed(&mut self, closed: ConnectionClosed<'_>) {
@@ -234,6 +311,9 @@ impl Behaviour {
                 }
             }
             Output::Deliver { message, from } => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.delivered(self.clock.now() as i64 - message.timestamp as i64);
+                }
                 self.events
                     .push_back(ToSwarm::GenerateEvent(Event::Message {
                         message,
@@ -260,6 +340,9 @@ impl Behaviour {
 
     fn report_violation(&mut self, peer: PeerId, violation: Violation) {
         tracing::warn!(%peer, %violation, "protocol violation, closing connection");
+        if let Some(metrics) = &self.metrics {
+            metrics.violation(&violation);
+        }
         self.events.push_back(ToSwarm::CloseConnection {
             peer_id: peer,
             connection: CloseConnection::All,
@@ -340,8 +423,16 @@ impl NetworkBehaviour for Behaviour {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            HandlerEvent::Frame(frame) => {
+            HandlerEvent::Frame(frame, len) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.bytes_read(len);
+                }
                 self.engine.handle_frame(peer, frame, self.clock.now());
+            }
+            HandlerEvent::Written(len) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.bytes_written(len);
+                }
             }
             HandlerEvent::Violation(error) => {
                 self.engine
@@ -378,12 +469,21 @@ impl NetworkBehaviour for Behaviour {
                         .push_back(ToSwarm::GenerateEvent(Event::UnsupportedPeer { peer }));
                 }
             }
-            HandlerEvent::Dropped(frame) => self.engine.frame_dropped(&peer, &frame),
+            HandlerEvent::Dropped(frame) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.frame_dropped();
+                }
+                self.engine.frame_dropped(&peer, &frame);
+            }
             HandlerEvent::Drained => self.engine.peer_drained(&peer),
         }
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Event, THandlerInEvent<Self>>> {
+        // Every input has reached the engine by now (O(1) to read).
+        if let Some(metrics) = &mut self.metrics {
+            metrics.update(&self.engine);
+        }
         loop {
             if let Some(event) = self.events.pop_front() {
                 return Poll::Ready(event);
@@ -393,6 +493,10 @@ impl NetworkBehaviour for Behaviour {
                 continue;
             }
             if self.poll_timer(cx) {
+                continue;
+            }
+            self.sync_reading();
+            if !self.events.is_empty() {
                 continue;
             }
             self.waker = Some(cx.waker().clone());

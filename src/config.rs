@@ -1,8 +1,13 @@
 //! [`Config`] and its validating [`ConfigBuilder`]. Every quantity a remote peer controls is
 //! bounded here; each default says why it is that number.
 
+use crate::engine::AuthorFilter;
 use crate::frame::FrameLimits;
+use libp2p::StreamProtocol;
 use std::{fmt, time::Duration};
+
+/// The protocol id of wire protocol v1: the default `protocol_name`.
+pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/secure-gossip/1.0.0");
 
 /// How a node gossips and what it accepts. Build one with [`Config::builder`], or take
 /// [`Config::default`].
@@ -28,6 +33,11 @@ pub struct Config {
     pub(crate) max_inbound_messages_per_sec: usize,
     pub(crate) min_resync_interval: Duration,
     pub(crate) violation_ban: Duration,
+    pub(crate) validate_messages: bool,
+    pub(crate) max_pending_validations: usize,
+    pub(crate) validation_timeout: Duration,
+    pub(crate) author_filter: AuthorFilter,
+    pub(crate) protocol_name: StreamProtocol,
     pub(crate) want_timeout: Duration,
     pub(crate) max_want_attempts: u32,
     pub(crate) start_sequence: Option<u64>,
@@ -92,6 +102,16 @@ impl Default for Config {
             // immediate reconnect gains nothing; a longer ban is the application's call
             // (`libp2p::allow_block_list`).
             violation_ban: Duration::from_secs(60),
+            // Off: messages are forwarded as soon as their signature is checked.
+            validate_messages: false,
+            // One full frame of envelopes waiting for the application; beyond it the node
+            // stops reading from its peers until verdicts come.
+            max_pending_validations: 4096,
+            // Long enough for an application that checks against a database; a message not
+            // decided by then is ignored (never forwarded).
+            validation_timeout: Duration::from_secs(10),
+            author_filter: AuthorFilter::Any,
+            protocol_name: PROTOCOL_NAME,
             // Several round trips on a slow link before a want is asked again.
             want_timeout: Duration::from_secs(1),
             // 1 s, 2 s, 4 s, 8 s: then the want is asked of another peer that has the id.
@@ -106,6 +126,7 @@ impl Config {
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: Config::default(),
+            protocol_name: None,
         }
     }
 
@@ -172,6 +193,21 @@ impl Config {
         )
     }
 
+    /// Whether each new message waits for the application's verdict before it is forwarded.
+    pub fn validate_messages(&self) -> bool {
+        self.validate_messages
+    }
+
+    /// The protocol id this node gossips on.
+    pub fn protocol_name(&self) -> &StreamProtocol {
+        &self.protocol_name
+    }
+
+    /// Which authors are accepted.
+    pub fn author_filter(&self) -> &AuthorFilter {
+        &self.author_filter
+    }
+
     /// The limits a received frame is checked against.
     pub fn frame_limits(&self) -> FrameLimits {
         FrameLimits {
@@ -187,6 +223,7 @@ impl Config {
 #[derive(Clone, Debug)]
 pub struct ConfigBuilder {
     config: Config,
+    protocol_name: Option<String>,
 }
 
 macro_rules! setters {
@@ -250,10 +287,29 @@ impl ConfigBuilder {
         /// How long a peer that broke the protocol is not gossiped with (default 60 s;
         /// `Duration::ZERO`: not at all).
         violation_ban: Duration;
+        /// Hold each new message until the application calls
+        /// [`Behaviour::report_validation`](crate::Behaviour::report_validation) (default
+        /// `false`): held messages are delivered but not stored, forwarded or announced.
+        validate_messages: bool;
+        /// Most messages waiting for a verdict (default 4,096); at the bound the node stops
+        /// reading from its peers.
+        max_pending_validations: usize;
+        /// How long a message may wait for a verdict before it is ignored (default 10 s).
+        validation_timeout: Duration;
+        /// Which authors are accepted (default [`AuthorFilter::Any`]).
+        author_filter: AuthorFilter;
         /// First wait for a wanted message before asking again (default 1 s, doubling).
         want_timeout: Duration;
         /// Times a want is sent to one peer before another is asked (default 4).
         max_want_attempts: u32;
+    }
+
+    /// The protocol id to gossip on (default `/secure-gossip/1.0.0`). Nodes with different
+    /// names are separate networks, even within one swarm. [`ConfigBuilder::build`] checks
+    /// that it is a valid protocol id (it starts with `/`).
+    pub fn protocol_name(&mut self, name: impl Into<String>) -> &mut Self {
+        self.protocol_name = Some(name.into());
+        self
     }
 
     /// The first sequence number this node publishes (default: the current Unix time in
@@ -291,6 +347,7 @@ impl ConfigBuilder {
             ("max_age", Some(c.max_age)),
             ("want_timeout", Some(c.want_timeout)),
             ("write_timeout", Some(c.write_timeout)),
+            ("validation_timeout", Some(c.validation_timeout)),
             ("gossip_interval", c.gossip_interval),
         ];
         for (name, d) in durations {
@@ -317,6 +374,11 @@ impl ConfigBuilder {
                 why: "one envelope of max_payload_size must fit in a frame",
             });
         }
+        let mut config = c.clone();
+        if let Some(name) = &self.protocol_name {
+            config.protocol_name = StreamProtocol::try_from_owned(name.clone())
+                .map_err(|_| ConfigError::InvalidProtocolName { name: name.clone() })?;
+        }
         if c.max_ranges_per_peer < c.max_tracked_authors {
             return Err(ConfigError::TooSmall {
                 name: "max_ranges_per_peer",
@@ -341,7 +403,7 @@ impl ConfigBuilder {
                 why: "one message of max_payload_size must fit in the store",
             });
         }
-        Ok(c.clone())
+        Ok(config)
     }
 }
 
@@ -366,6 +428,11 @@ pub enum ConfigError {
         /// Its value.
         value: Duration,
     },
+    /// `protocol_name` is not a protocol id: it must start with `/`.
+    InvalidProtocolName {
+        /// The name given.
+        name: String,
+    },
     /// A value is too small for another one.
     TooSmall {
         /// The setting.
@@ -383,6 +450,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Zero { name } => write!(f, "{name} must be greater than zero"),
+            ConfigError::InvalidProtocolName { name } => {
+                write!(
+                    f,
+                    "protocol_name {name:?} is not a protocol id (it must start with '/')"
+                )
+            }
             ConfigError::UnderOneMillisecond { name, value } => {
                 write!(f, "{name} is {value:?}, must be at least 1 ms")
             }
@@ -431,6 +504,19 @@ mod tests {
             err.to_string(),
             "gossip_interval is 500µs, must be at least 1 ms"
         );
+        let err = Config::builder()
+            .protocol_name("my-app")
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "protocol_name \"my-app\" is not a protocol id (it must start with '/')"
+        );
+        let config = Config::builder()
+            .protocol_name("/my-app/gossip/1.0.0")
+            .build()
+            .unwrap();
+        assert_eq!(config.protocol_name().as_ref(), "/my-app/gossip/1.0.0");
         let err = Config::builder().max_queued_bytes(10).build().unwrap_err();
         assert!(err.to_string().contains("max_queued_bytes is 10"), "{err}");
     }

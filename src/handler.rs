@@ -24,9 +24,6 @@ use std::collections::VecDeque;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// The protocol id of wire protocol v1.
-pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new("/secure-gossip/1.0.0");
-
 /// The least a frame is charged against the inbound byte budget: the handler's and the
 /// engine's work per frame does not shrink with the frame.
 const MIN_FRAME_CHARGE: usize = 64;
@@ -37,18 +34,22 @@ const MAX_OPEN_FAILURES: u32 = 3;
 
 /// What the behaviour asks a handler to do.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum HandlerIn {
     /// Queue a frame for the peer.
     Send(Frame),
+    /// Stop reading from the peer (messages wait for the application's verdicts).
+    PauseReading,
+    /// Read again.
+    ResumeReading,
 }
 
 /// What a handler tells the behaviour.
 #[derive(Debug)]
-#[non_exhaustive]
 pub enum HandlerEvent {
-    /// A checked frame from the peer.
-    Frame(Frame),
+    /// A checked frame from the peer, and the bytes it took on the wire.
+    Frame(Frame, usize),
+    /// A frame of this many bytes (prefix included) was written to the peer.
+    Written(usize),
     /// The peer broke the protocol; the handler stopped reading.
     Violation(FrameError),
     /// The peer does not speak the protocol on this connection (reported once).
@@ -68,7 +69,7 @@ pub enum HandlerEvent {
 }
 
 type ReadFuture = BoxFuture<'static, (Stream, Result<Option<(Frame, usize)>, FrameError>)>;
-type WriteFuture = BoxFuture<'static, (Stream, Result<(), std::io::Error>)>;
+type WriteFuture = BoxFuture<'static, (Stream, Result<usize, std::io::Error>)>;
 
 enum Outbound {
     /// No substream; one is requested when a frame is queued.
@@ -88,7 +89,10 @@ enum Outbound {
 
 /// The per-connection handler of [`Behaviour`](crate::Behaviour).
 pub struct Handler {
+    protocol: StreamProtocol,
     limits: FrameLimits,
+    /// The behaviour asked to stop reading.
+    paused: bool,
     max_queued_bytes: usize,
     write_timeout: Duration,
     budget: InboundBudget,
@@ -110,7 +114,9 @@ impl Handler {
     pub(crate) fn new(config: &Config) -> Self {
         let limits = config.frame_limits();
         Handler {
+            protocol: config.protocol_name().clone(),
             limits,
+            paused: false,
             max_queued_bytes: config.max_queued_bytes(),
             write_timeout: config.write_timeout(),
             budget: InboundBudget::new(
@@ -160,12 +166,12 @@ impl Handler {
         let refused = matches!(error, StreamUpgradeError::NegotiationFailed);
         self.open_failures += 1;
         if refused || self.open_failures >= MAX_OPEN_FAILURES {
-            tracing::debug!(%error, "peer does not speak {PROTOCOL_NAME}");
+            tracing::debug!(%error, protocol = %self.protocol, "peer does not speak the protocol");
             self.outbound = Outbound::Unsupported { reported: false };
             self.queue.clear();
             self.queued_bytes = 0;
         } else {
-            tracing::debug!(%error, "opening the {PROTOCOL_NAME} substream failed");
+            tracing::debug!(%error, protocol = %self.protocol, "opening the substream failed");
             self.outbound = Outbound::None;
             self.drop_queue();
         }
@@ -196,6 +202,9 @@ impl Handler {
     }
 
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
+        if self.paused {
+            return None;
+        }
         let future = self.inbound.as_mut()?;
         // Over budget: do not read (the transport's flow control holds the peer back).
         if let Some(wait) = self.budget_wait.as_mut() {
@@ -218,7 +227,7 @@ impl Handler {
                     self.budget_wait = Some(Delay::new(wait));
                 }
                 self.inbound = Some(self.read(stream));
-                Some(HandlerEvent::Frame(frame))
+                Some(HandlerEvent::Frame(frame, len))
             }
             Ok(None) => {
                 self.inbound = None;
@@ -229,7 +238,7 @@ impl Handler {
                 Some(HandlerEvent::Violation(error))
             }
             Err(error) => {
-                tracing::debug!(%error, "inbound {PROTOCOL_NAME} substream failed");
+                tracing::debug!(%error, protocol = %self.protocol, "inbound substream failed");
                 self.inbound = None;
                 None
             }
@@ -245,7 +254,8 @@ impl Handler {
             match std::mem::replace(&mut self.outbound, Outbound::None) {
                 Outbound::None if !self.queue.is_empty() => {
                     self.outbound = Outbound::Opening;
-                    return Some(SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL_NAME), ()));
+                    let upgrade = ReadyUpgrade::new(self.protocol.clone());
+                    return Some(SubstreamProtocol::new(upgrade, ()));
                 }
                 Outbound::Idle(mut stream) => match self.queue.pop_front() {
                     Some((frame, len)) => {
@@ -253,9 +263,10 @@ impl Handler {
                         // The future owns the bytes; the frame stays here in case it must be
                         // reported as dropped.
                         let framed = encode_frame(&frame);
+                        let written = framed.len();
                         let write = async move {
                             let result = write_frame(&mut stream, &framed).await;
-                            (stream, result)
+                            (stream, result.map(|()| written))
                         };
                         let deadline = Delay::new(self.write_timeout);
                         self.outbound =
@@ -268,9 +279,12 @@ impl Handler {
                 },
                 Outbound::Writing(mut write, frame, started, mut deadline) => {
                     match write.poll_unpin(cx) {
-                        Poll::Ready((stream, Ok(()))) => self.outbound = Outbound::Idle(stream),
+                        Poll::Ready((stream, Ok(written))) => {
+                            self.outbound = Outbound::Idle(stream);
+                            self.events.push_back(HandlerEvent::Written(written));
+                        }
                         Poll::Ready((_, Err(error))) => {
-                            tracing::debug!(%error, "outbound {PROTOCOL_NAME} substream failed");
+                            tracing::debug!(%error, protocol = %self.protocol, "outbound substream failed");
                             self.events.push_back(HandlerEvent::Dropped(frame));
                             self.drop_queue();
                             return None;
@@ -316,7 +330,7 @@ impl ConnectionHandler for Handler {
     type OutboundOpenInfo = ();
 
     fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol> {
-        SubstreamProtocol::new(ReadyUpgrade::new(PROTOCOL_NAME), ())
+        SubstreamProtocol::new(ReadyUpgrade::new(self.protocol.clone()), ())
     }
 
     fn connection_keep_alive(&self) -> bool {
@@ -326,8 +340,11 @@ impl ConnectionHandler for Handler {
     }
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
-        let HandlerIn::Send(frame) = event;
-        self.enqueue(frame);
+        match event {
+            HandlerIn::Send(frame) => self.enqueue(frame),
+            HandlerIn::PauseReading => self.paused = true,
+            HandlerIn::ResumeReading => self.paused = false,
+        }
     }
 
     fn poll(

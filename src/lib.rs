@@ -48,6 +48,7 @@ mod envelope;
 mod frame;
 mod handler;
 mod keys;
+mod metrics;
 mod ranges;
 pub mod sim;
 
@@ -58,11 +59,10 @@ pub mod proto {
 }
 
 pub use behaviour::{Behaviour, Event};
-pub use config::{Config, ConfigBuilder, ConfigError};
-pub use engine::{PublishError, Stats, Violation};
+pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_NAME};
+pub use engine::{AuthorFilter, PublishError, Stats, Validation, Violation};
 pub use envelope::{Envelope, EnvelopeError, Message, MessageId, SIGNING_CONTEXT};
 pub use frame::{Digest, Frame, FrameError, FrameLimits};
-pub use handler::{Handler, HandlerEvent, HandlerIn, PROTOCOL_NAME};
 pub use keys::{KeyError, Keypair, PublicKey};
 pub use prost::bytes::Bytes;
 pub use ranges::{RangeError, RangeSet};

@@ -30,6 +30,7 @@
 //! `outbox.rs`: frame sizes.
 
 mod authors;
+mod filter;
 mod knowledge;
 mod outbox;
 mod output;
@@ -38,10 +39,13 @@ mod pull;
 mod receive;
 mod round;
 mod store;
+mod validation;
 mod violators;
 mod wants;
 
+pub use filter::AuthorFilter;
 pub use output::{Output, PublishError, Stats, Violation};
+pub use validation::Validation;
 
 use crate::config::Config;
 use crate::envelope::{Envelope, MessageId};
@@ -49,6 +53,7 @@ use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
 use crate::ranges::RangeSet;
 use authors::Authors;
+use filter::Filter;
 use knowledge::KnowledgeLimits;
 use outbox::Outbox;
 use peer::{Ids, Peer};
@@ -56,6 +61,7 @@ use prost::bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::{fmt, time::Duration};
 use store::{Retention, Store};
+use validation::Pending;
 use violators::Violators;
 use wants::Wants;
 
@@ -74,6 +80,8 @@ pub struct Engine<P> {
     peers: BTreeMap<P, Peer>,
     wants: Wants<P>,
     violators: Violators<P>,
+    filter: Filter,
+    pending: Pending<P>,
     outbox: Outbox<P>,
     outputs: VecDeque<Output<P>>,
     next_round: Option<Millis>,
@@ -118,6 +126,11 @@ impl<P: Clone + Ord> Engine<P> {
             }),
             wants: Wants::new(config.max_want_ranges_per_frame),
             violators: Violators::new(millis(config.violation_ban)),
+            filter: Filter::new(me, config.author_filter.clone()),
+            pending: Pending::new(
+                config.max_pending_validations,
+                millis(config.validation_timeout),
+            ),
             next_round: None,
             config,
             keys,
@@ -178,11 +191,12 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// How many ranges of ids are wanted from peers and not yet received.
     pub fn outstanding_wants(&self) -> usize {
-        self.wants
-            .peers()
-            .flat_map(|(_, a)| a.wants().values())
-            .map(|w| w.ids.range_count())
-            .sum()
+        self.wants.total()
+    }
+
+    /// How many peers are connected.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
     }
 
     /// The connected peers.
@@ -194,6 +208,71 @@ impl<P: Clone + Ord> Engine<P> {
     /// with until then.
     pub fn is_banned(&self, peer: &P, now: Millis) -> bool {
         self.violators.banned(peer, now)
+    }
+
+    /// The application's verdict on a message held for validation (`validate_messages`).
+    /// Returns `false` if no message with this id is waiting (unknown, decided, or timed
+    /// out).
+    pub fn report_validation(
+        &mut self,
+        id: &MessageId,
+        validation: Validation,
+        now: Millis,
+    ) -> bool {
+        let decided = self.decide(id, validation, now);
+        self.flush();
+        decided
+    }
+
+    fn decide(&mut self, id: &MessageId, validation: Validation, now: Millis) -> bool {
+        let Some((envelope, from)) = self.pending.take(id) else {
+            return false;
+        };
+        match validation {
+            Validation::Accept => {
+                self.stats.accepted += 1;
+                self.accept(envelope, Some(&from), now, false);
+            }
+            Validation::Reject | Validation::Ignore => {
+                if validation == Validation::Reject {
+                    self.stats.rejected += 1;
+                    self.wants.strike(&from);
+                } else {
+                    self.stats.ignored += 1;
+                }
+                // Known, so never delivered again; not stored, so never forwarded.
+                self.authors
+                    .accepted(&id.author, id.sequence, envelope.timestamp(), now);
+            }
+        }
+        true
+    }
+
+    /// How many messages wait for the application's verdict.
+    pub fn pending_validations(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether `max_pending_validations` messages wait: the driver should stop reading from
+    /// peers until verdicts come.
+    pub fn validation_full(&self) -> bool {
+        self.pending.is_full()
+    }
+
+    /// Accepts `author`'s messages from now on (unblocks it; adds it to an allow-list).
+    pub fn allow_author(&mut self, author: PublicKey) {
+        self.filter.allow(author);
+    }
+
+    /// Refuses `author`'s messages from now on, and drops what is held of it. Its ids already
+    /// known stay known.
+    pub fn block_author(&mut self, author: PublicKey) {
+        if self.filter.block(author) {
+            self.forget_author(&author);
+            for peer in self.peers.keys().cloned().collect::<Vec<_>>() {
+                self.wants.take_author(&peer, &author);
+            }
+        }
     }
 
     /// Changes the round interval; `None` stops periodic rounds ([`Engine::gossip`] still
@@ -209,6 +288,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.next_round,
             self.wants.next_deadline(),
             self.store.next_expiry(),
+            self.pending.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -284,7 +364,7 @@ impl<P: Clone + Ord> Engine<P> {
             Envelope::sign(&self.keys, sequence, now, payload).expect("sequence is at least 1");
         let id = envelope.id();
         self.stats.published += 1;
-        self.accept(envelope, None, now);
+        self.accept(envelope, None, now, true);
         self.flush();
         Ok(id)
     }
@@ -305,6 +385,9 @@ impl<P: Clone + Ord> Engine<P> {
         self.retry_wants(now);
         for id in self.store.expire(now) {
             self.authors.aged_out(&id.author, id.sequence);
+        }
+        for id in self.pending.overdue(now) {
+            self.decide(&id, Validation::Ignore, now);
         }
         self.flush();
     }
@@ -406,10 +489,11 @@ impl<P: Clone + Ord> Engine<P> {
         self.flush();
     }
 
-    /// Every id this node knows, of every author: the body of a complete `have`.
+    /// Every id this node knows, of every author it accepts: the body of a complete `have`.
     fn digest(&self) -> Vec<crate::frame::Digest> {
         self.authors
             .all_known()
+            .filter(|(author, _)| self.filter.permits(author))
             .map(|(author, known)| crate::frame::Digest {
                 author: *author,
                 ranges: known.clone(),
@@ -437,6 +521,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.store.check_invariants();
         self.wants.check_invariants();
         self.violators.check_invariants();
+        self.pending.check_invariants();
         let limits = self.knowledge_limits();
         for state in self.peers.values() {
             state.check_invariants(limits);

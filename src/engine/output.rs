@@ -124,6 +124,14 @@ pub struct Stats {
     pub equivocations: u64,
     /// Signatures verified.
     pub verified: u64,
+    /// Envelopes of authors the filter refuses (dropped before their signature is checked).
+    pub filtered: u64,
+    /// Messages the application accepted, rejected, or ignored (or did not decide in time).
+    pub accepted: u64,
+    /// See `accepted`.
+    pub rejected: u64,
+    /// See `accepted`.
+    pub ignored: u64,
     /// Complete digests answered by pushing what the peer lacks.
     pub resyncs: u64,
     /// Complete digests read as announcements only (within `min_resync_interval` of the

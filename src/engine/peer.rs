@@ -103,6 +103,17 @@ impl Peer {
         std::mem::take(&mut self.backlog)
     }
 
+    /// Forgets everything about `author` (no longer tracked, or blocked).
+    pub(crate) fn forget_author(&mut self, author: &PublicKey) {
+        self.has.remove_author(author);
+        if let Some(set) = self.announce.remove(author) {
+            self.announce_ranges -= set.range_count();
+        }
+        if let Some(set) = self.backlog.remove(author) {
+            self.backlog_ranges -= set.range_count();
+        }
+    }
+
     /// Takes the queued announcements.
     pub(crate) fn take_announce(&mut self) -> IdSets {
         self.announce_ranges = 0;

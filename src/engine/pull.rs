@@ -62,7 +62,9 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         for d in &have {
-            if self.authors.is_tracked(&d.author) || self.wants.wants_author(&d.author) {
+            if self.filter.permits(&d.author)
+                && (self.authors.is_tracked(&d.author) || self.wants.wants_author(&d.author))
+            {
                 state.has.learn(&d.author, &d.ranges, limits);
             }
         }
@@ -82,12 +84,16 @@ impl<P: Clone + Ord> Engine<P> {
     /// Asks `peer` for the ids of `ids` this node lacks, wants of no one, and did not refuse
     /// from `peer`, within its budget; keeps the rest in its backlog.
     fn want_from(&mut self, peer: &P, author: &PublicKey, ids: RangeSet, now: Millis) {
-        if !self.authors.can_admit(author, &Some(peer.clone()), now) {
+        if !self.filter.permits(author) || !self.authors.can_admit(author, &Some(peer.clone()), now)
+        {
             return;
         }
         let mut missing = ids;
         if let Some(not_wanted) = self.authors.not_wanted(author) {
             missing = missing.difference(&not_wanted);
+        }
+        if let Some(pending) = self.pending.ids(author) {
+            missing = missing.difference(pending);
         }
         if self.wants.wants_author(author) {
             missing = missing.difference(&self.wants.wanted_within(author, &missing));

@@ -22,7 +22,7 @@ impl<P: Clone + Ord> Engine<P> {
         let oversize = envelope.payload().len() > self.config.max_payload_size;
         // 2. A known id is dropped unverified, unless it proves an equivocation not yet
         //    proven.
-        if self.authors.knows(&id.author, id.sequence) {
+        if self.authors.knows(&id.author, id.sequence) || self.pending.contains(&id) {
             self.stats.duplicates += 1;
             self.wants.received(&id.author, id.sequence);
             return self.duplicate(from, envelope).map(|()| None);
@@ -39,11 +39,17 @@ impl<P: Clone + Ord> Engine<P> {
             self.refused(from, &id);
             return Ok(None);
         }
-        // 4. Room for the author (only a table of this node's own key alone has none), and
+        // 4. The author filter; room for the author (only a table of this node's own key
+        //    alone has none), and
         //    for the id: one that would give its author more than `max_ranges_per_author`
         //    ranges of known ids waits until the gaps around it fill (so a relay cannot
         //    make the node treat an author's unseen ids as known by sending the others out
         //    of order).
+        if !self.filter.permits(&id.author) {
+            tracing::trace!(message = %id, "dropped: author filtered");
+            self.stats.filtered += 1;
+            return Ok(None);
+        }
         let introducer = Some(from.clone());
         if !self.authors.can_admit(&id.author, &introducer, now) {
             tracing::debug!(message = %id, "dropped: no room to track a new author");
@@ -66,7 +72,19 @@ impl<P: Clone + Ord> Engine<P> {
             self.forget_author(&author);
         }
         let author = id.author;
-        let asked_of = self.accept(envelope, Some(from), now);
+        let asked_of = if self.config.validate_messages {
+            // 7. Held for the application's verdict (`validation.rs`).
+            let asked_of = self.wants.received(&id.author, id.sequence);
+            self.stats.delivered += 1;
+            self.outputs.push_back(Output::Deliver {
+                message: envelope.to_message(),
+                from: from.clone(),
+            });
+            self.pending.hold(envelope, from.clone(), now);
+            asked_of
+        } else {
+            self.accept(envelope, Some(from), now, true)
+        };
         Ok((asked_of.as_ref() == Some(from)).then_some(author))
     }
 
@@ -108,7 +126,9 @@ impl<P: Clone + Ord> Engine<P> {
     /// Records that `peer` has `id`, if its author is one this node tracks or is pulling
     /// (nothing is kept for other authors).
     fn peer_has(&mut self, peer: &P, id: &MessageId) {
-        if !self.authors.is_tracked(&id.author) && !self.wants.wants_author(&id.author) {
+        if !self.filter.permits(&id.author)
+            || (!self.authors.is_tracked(&id.author) && !self.wants.wants_author(&id.author))
+        {
             return;
         }
         let limits = self.knowledge_limits();
@@ -118,22 +138,22 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// An author no longer tracked: its messages and every peer's knowledge of it go.
-    fn forget_author(&mut self, author: &PublicKey) {
+    pub(super) fn forget_author(&mut self, author: &PublicKey) {
         self.store.remove_author(author);
         for state in self.peers.values_mut() {
-            state.has.remove_author(author);
-            state.announce.remove(author);
+            state.forget_author(author);
         }
     }
 
-    /// Stores a new verified message (its author tracked), delivers it (unless this node
-    /// wrote it) and pushes it to the peers not known to have it. Returns the peer it had
-    /// been asked of, if any.
+    /// Stores a new verified message (its author tracked), delivers it (if `deliver`, and
+    /// unless this node wrote it) and pushes it to the peers not known to have it. Returns
+    /// the peer it had been asked of, if any.
     pub(super) fn accept(
         &mut self,
         envelope: Envelope,
         from: Option<&P>,
         now: Millis,
+        deliver: bool,
     ) -> Option<P> {
         let id = envelope.id();
         self.authors
@@ -144,7 +164,9 @@ impl<P: Clone + Ord> Engine<P> {
             if self.next_sequence.is_some_and(|n| n <= id.sequence) {
                 self.next_sequence = id.sequence.checked_add(1);
             }
-        } else if let Some(from) = from {
+        } else if let Some(from) = from
+            && deliver
+        {
             self.stats.delivered += 1;
             self.outputs.push_back(Output::Deliver {
                 message: envelope.to_message(),

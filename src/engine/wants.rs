@@ -56,6 +56,8 @@ pub(crate) struct Wants<P> {
     peers: BTreeMap<P, Asked>,
     /// `(deadline, peer, author)` of every want.
     deadlines: BTreeSet<(Millis, P, PublicKey)>,
+    /// Ranges outstanding, over all peers.
+    total: usize,
     max_ranges: usize,
 }
 
@@ -65,6 +67,7 @@ impl<P: Clone + Ord> Wants<P> {
             by_id: BTreeMap::new(),
             peers: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            total: 0,
             max_ranges,
         }
     }
@@ -95,6 +98,11 @@ impl<P: Clone + Ord> Wants<P> {
         self.peers
             .get(peer)
             .map_or(0, |a| self.max_ranges.saturating_sub(a.ranges))
+    }
+
+    /// Ranges outstanding, over all peers.
+    pub(crate) fn total(&self) -> usize {
+        self.total
     }
 
     /// Whether any id of `author` is wanted.
@@ -151,8 +159,10 @@ impl<P: Clone + Ord> Wants<P> {
             }
         });
         asked.ranges -= want.ids.range_count();
+        self.total -= want.ids.range_count();
         want.ids.union_with(&ids);
         asked.ranges += want.ids.range_count();
+        self.total += want.ids.range_count();
         // The index holds exactly the want's ranges: a new range that touches one of the
         // peer's ranges replaces the entries it merged with.
         let map = self.by_id.entry(*author).or_default();
@@ -226,8 +236,10 @@ impl<P: Clone + Ord> Wants<P> {
         }
         let want = asked.wants.get_mut(author).expect("mirrored");
         asked.ranges -= want.ids.range_count();
+        self.total -= want.ids.range_count();
         want.ids.remove_range(sequence, sequence);
         asked.ranges += want.ids.range_count();
+        self.total += want.ids.range_count();
         if want.ids.is_empty() {
             self.deadlines
                 .remove(&(want.deadline, peer.clone(), *author));
@@ -245,6 +257,7 @@ impl<P: Clone + Ord> Wants<P> {
         let asked = self.peers.get_mut(peer)?;
         let want = asked.wants.remove(author)?;
         asked.ranges -= want.ids.range_count();
+        self.total -= want.ids.range_count();
         self.deadlines
             .remove(&(want.deadline, peer.clone(), *author));
         if let Some(map) = self.by_id.get_mut(author) {
@@ -334,6 +347,8 @@ impl<P: Clone + Ord> Wants<P> {
             }
         }
         assert_eq!(deadlines, self.deadlines.len(), "deadline index");
+        let total: usize = self.peers.values().map(|a| a.ranges).sum();
+        assert_eq!(total, self.total, "total");
         assert!(mirrored.is_empty(), "wants of unknown peers");
     }
 }

@@ -7,7 +7,9 @@ use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
-use secure_gossip::{Behaviour, Config, Event, Keypair, Message, MessageId, PublicKey, Stats};
+use secure_gossip::{
+    Behaviour, Config, Event, Keypair, Message, MessageId, PublicKey, Stats, Validation,
+};
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +76,8 @@ enum Command {
     Dial(Multiaddr),
     Disconnect(PeerId, oneshot::Sender<()>),
     Stats(oneshot::Sender<Snapshot>),
+    Validate(MessageId, Validation, oneshot::Sender<bool>),
+    Block(PublicKey),
 }
 
 /// What a node reports about itself.
@@ -104,8 +108,13 @@ impl Node {
 
     /// A node signing with `keys`.
     pub async fn spawn_with(keys: Keypair, config: Config) -> Node {
-        let author = keys.public();
-        let mut swarm = new_swarm(|_| Behaviour::new(keys, config));
+        Node::spawn_behaviour(Behaviour::new(keys, config)).await
+    }
+
+    /// A node running `behaviour`.
+    pub async fn spawn_behaviour(behaviour: Behaviour) -> Node {
+        let author = behaviour.public_key();
+        let mut swarm = new_swarm(|_| behaviour);
         let addr = listen(&mut swarm).await;
         let peer_id = *swarm.local_peer_id();
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -131,6 +140,17 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Gossip(tx));
         rx.await.expect("node alive")
+    }
+
+    /// The application's verdict on a held message; whether it was still waiting.
+    pub async fn validate(&self, id: MessageId, validation: Validation) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Validate(id, validation, tx));
+        rx.await.expect("node alive")
+    }
+
+    pub fn block(&self, author: PublicKey) {
+        self.send(Command::Block(author));
     }
 
     pub fn dial(&self, addr: Multiaddr) {
@@ -272,6 +292,10 @@ async fn run(
                         let _ = reply.send(());
                     }
                     Command::Dial(addr) => swarm.dial(addr).expect("dial"),
+                    Command::Validate(id, validation, reply) => {
+                        let _ = reply.send(swarm.behaviour_mut().report_validation(&id, validation));
+                    }
+                    Command::Block(author) => swarm.behaviour_mut().block_author(&author),
                     Command::Disconnect(peer, reply) => {
                         let _ = swarm.disconnect_peer_id(peer);
                         let _ = reply.send(());

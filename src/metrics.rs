@@ -1,0 +1,212 @@
+//! Prometheus metrics (feature `metrics`), kept at the boundary: the behaviour feeds them from
+//! the engine's outputs and counters and from its handlers' byte counts. Without the feature
+//! every method is a no-op and nothing is compiled in.
+//!
+//! Names, as they appear in the text exposition: counters
+//! `secure_gossip_messages_published_total`, `secure_gossip_messages_delivered_total`,
+//! `secure_gossip_duplicates_total`, `secure_gossip_signatures_verified_total`,
+//! `secure_gossip_peer_violations_total{kind}`, `secure_gossip_frames_dropped_total`,
+//! `secure_gossip_wire_bytes_total{direction}`; gauges `secure_gossip_peers`,
+//! `secure_gossip_stored_messages`, `secure_gossip_stored_bytes`,
+//! `secure_gossip_tracked_authors`, `secure_gossip_outstanding_wants`; histogram
+//! `secure_gossip_delivery_delay_seconds` (receipt time minus the envelope's timestamp).
+
+use crate::engine::{Engine, Violation};
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    use super::*;
+    use crate::engine::Stats;
+    use prometheus_client::encoding::EncodeLabelSet;
+    use prometheus_client::metrics::counter::Counter;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+    use prometheus_client::registry::{Registry, Unit};
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Kind {
+        kind: &'static str,
+    }
+
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Direction {
+        direction: &'static str,
+    }
+
+    /// The registered metrics.
+    #[derive(Debug)]
+    pub(crate) struct Metrics {
+        published: Counter,
+        delivered: Counter,
+        duplicates: Counter,
+        verified: Counter,
+        violations: Family<Kind, Counter>,
+        frames_dropped: Counter,
+        wire_bytes: Family<Direction, Counter>,
+        peers: Gauge,
+        stored_messages: Gauge,
+        stored_bytes: Gauge,
+        tracked_authors: Gauge,
+        outstanding_wants: Gauge,
+        delivery_delay: Histogram,
+        /// The engine's counters when last read.
+        last: Stats,
+    }
+
+    impl Metrics {
+        pub(crate) fn new(registry: &mut Registry) -> Self {
+            let r = registry.sub_registry_with_prefix("secure_gossip");
+            let metrics = Metrics {
+                published: Counter::default(),
+                delivered: Counter::default(),
+                duplicates: Counter::default(),
+                verified: Counter::default(),
+                violations: Family::default(),
+                frames_dropped: Counter::default(),
+                wire_bytes: Family::default(),
+                peers: Gauge::default(),
+                stored_messages: Gauge::default(),
+                stored_bytes: Gauge::default(),
+                tracked_authors: Gauge::default(),
+                outstanding_wants: Gauge::default(),
+                // 1 ms to about 65 s.
+                delivery_delay: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+                last: Stats::default(),
+            };
+            r.register(
+                "messages_published",
+                "Messages published by this node",
+                metrics.published.clone(),
+            );
+            r.register(
+                "messages_delivered",
+                "Messages from other authors delivered to the application",
+                metrics.delivered.clone(),
+            );
+            r.register(
+                "duplicates",
+                "Envelopes received whose id was already known",
+                metrics.duplicates.clone(),
+            );
+            r.register(
+                "signatures_verified",
+                "Signatures checked with verify_strict",
+                metrics.verified.clone(),
+            );
+            r.register(
+                "peer_violations",
+                "Peers that broke the protocol, by kind",
+                metrics.violations.clone(),
+            );
+            r.register(
+                "frames_dropped",
+                "Frames not sent because a connection's queue was full or failed",
+                metrics.frames_dropped.clone(),
+            );
+            r.register(
+                "wire_bytes",
+                "Frame bytes (length prefixes included) read or written",
+                metrics.wire_bytes.clone(),
+            );
+            r.register("peers", "Connected gossip peers", metrics.peers.clone());
+            r.register(
+                "stored_messages",
+                "Messages held for peers",
+                metrics.stored_messages.clone(),
+            );
+            r.register(
+                "stored_bytes",
+                "Bytes of messages held, as counted against max_stored_bytes",
+                metrics.stored_bytes.clone(),
+            );
+            r.register(
+                "tracked_authors",
+                "Authors whose known ids are tracked",
+                metrics.tracked_authors.clone(),
+            );
+            r.register(
+                "outstanding_wants",
+                "Ranges of ids wanted from peers and not yet received",
+                metrics.outstanding_wants.clone(),
+            );
+            r.register_with_unit(
+                "delivery_delay",
+                "Receipt time minus the envelope's timestamp",
+                Unit::Seconds,
+                metrics.delivery_delay.clone(),
+            );
+            // Both kinds show from the start, at 0.
+            for kind in ["malformed", "invalid_signature"] {
+                drop(metrics.violations.get_or_create(&Kind { kind }));
+            }
+            metrics
+        }
+
+        /// Brings the counters and gauges up to date with the engine.
+        pub(crate) fn update<P: Clone + Ord>(&mut self, engine: &Engine<P>) {
+            let stats = engine.stats();
+            let last = std::mem::replace(&mut self.last, stats);
+            self.published.inc_by(stats.published - last.published);
+            self.delivered.inc_by(stats.delivered - last.delivered);
+            self.duplicates.inc_by(stats.duplicates - last.duplicates);
+            self.verified.inc_by(stats.verified - last.verified);
+            let (stored, bytes) = engine.stored();
+            self.peers.set(engine.peer_count() as i64);
+            self.stored_messages.set(stored as i64);
+            self.stored_bytes.set(bytes as i64);
+            self.tracked_authors.set(engine.tracked_authors() as i64);
+            self.outstanding_wants
+                .set(engine.outstanding_wants() as i64);
+        }
+
+        pub(crate) fn violation(&self, violation: &Violation) {
+            let kind = match violation {
+                Violation::Malformed(_) => "malformed",
+                Violation::InvalidSignature { .. } => "invalid_signature",
+            };
+            self.violations.get_or_create(&Kind { kind }).inc();
+        }
+
+        pub(crate) fn frame_dropped(&self) {
+            self.frames_dropped.inc();
+        }
+
+        pub(crate) fn bytes_read(&self, bytes: usize) {
+            self.wire(bytes, "in");
+        }
+
+        pub(crate) fn bytes_written(&self, bytes: usize) {
+            self.wire(bytes, "out");
+        }
+
+        fn wire(&self, bytes: usize, direction: &'static str) {
+            self.wire_bytes
+                .get_or_create(&Direction { direction })
+                .inc_by(bytes as u64);
+        }
+
+        /// A message delivered `delay_ms` after its timestamp.
+        pub(crate) fn delivered(&self, delay_ms: i64) {
+            self.delivery_delay.observe(delay_ms.max(0) as f64 / 1000.0);
+        }
+    }
+}
+
+#[cfg(feature = "metrics")]
+pub(crate) use enabled::Metrics;
+
+/// Without the `metrics` feature: nothing is measured.
+#[cfg(not(feature = "metrics"))]
+#[derive(Debug)]
+pub(crate) struct Metrics;
+
+#[cfg(not(feature = "metrics"))]
+impl Metrics {
+    pub(crate) fn update<P: Clone + Ord>(&mut self, _: &Engine<P>) {}
+    pub(crate) fn violation(&self, _: &Violation) {}
+    pub(crate) fn frame_dropped(&self) {}
+    pub(crate) fn bytes_read(&self, _: usize) {}
+    pub(crate) fn bytes_written(&self, _: usize) {}
+    pub(crate) fn delivered(&self, _: i64) {}
+}

@@ -6,7 +6,11 @@
 //! cargo run --example chat                      # run it in two terminals: they find each other
 //! cargo run --example chat -- --key me.key      # sign with an ssb-keys file (created if absent)
 //! cargo run --example chat -- --dial /ip4/127.0.0.1/tcp/4001 --listen /ip4/0.0.0.0/tcp/4002
+//! cargo run --example chat -- --metrics 127.0.0.1:9464   # Prometheus metrics at /metrics
 //! ```
+
+#[path = "common/metrics_http.rs"]
+mod metrics_http;
 
 use futures::StreamExt;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -26,16 +30,18 @@ struct Args {
     dial: Vec<Multiaddr>,
     listen: Multiaddr,
     key: Option<String>,
+    metrics: Option<std::net::SocketAddr>,
 }
 
-const USAGE: &str =
-    "usage: chat [--key <ssb-keys file>] [--dial <multiaddr>]... [--listen <multiaddr>]";
+const USAGE: &str = "usage: chat [--key <ssb-keys file>] [--dial <multiaddr>]... \
+                     [--listen <multiaddr>] [--metrics <ip:port>]";
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
     let mut args = Args {
         dial: Vec::new(),
         listen: "/ip4/0.0.0.0/tcp/0".parse()?,
         key: None,
+        metrics: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +53,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--dial" => args.dial.push(value()?.parse()?),
             "--listen" => args.listen = value()?.parse()?,
             "--key" => args.key = Some(value()?),
+            "--metrics" => args.metrics = Some(value()?.parse()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -69,7 +76,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
         None => Keypair::generate(),
     };
     let me = keys.public();
-    let gossip = Behaviour::new(keys, Config::default());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let gossip = match args.metrics {
+        Some(_) => Behaviour::new_with_metrics(keys, Config::default(), &mut registry),
+        None => Behaviour::new(keys, Config::default()),
+    };
+    if let Some(addr) = args.metrics {
+        let bound = metrics_http::serve(addr, registry).await?;
+        println!("metrics at http://{bound}/metrics");
+    }
 
     let mut swarm = libp2p::SwarmBuilder::with_new_identity()
         .with_tokio()

@@ -33,6 +33,27 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Validation, author filters and separate networks:
+//!
+//! ```no_run
+//! use secure_gossip::{AuthorFilter, Behaviour, Config, Keypair, Validation};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (alice, bob) = (Keypair::generate(), Keypair::generate());
+//! let config = Config::builder()
+//!     .validate_messages(true)
+//!     .protocol_name("/my-app/gossip/1.0.0")
+//!     .author_filter(AuthorFilter::allow([alice.public(), bob.public()]))
+//!     .build()?;
+//! let mut gossip = Behaviour::new(alice, config);
+//! // For each `Event::Message { message, .. }`, once the application has checked it:
+//! # let id = gossip.publish(b"x".to_vec())?;
+//! let still_waiting = gossip.report_validation(&id, Validation::Accept);
+//! gossip.block_author(&bob.public());
+//! # let _ = still_waiting;
+//! # Ok(()) }
+//! ```
+//!
 //! The protocol itself lives in the sans-IO [`engine`]; [`Behaviour`] and its handler only
 //! move bytes and time. The wire format is specified in `docs/PROTOCOL.md`.
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod ops;
+pub mod process;
 pub mod raw;
 pub mod swarm;
 

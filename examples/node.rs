@@ -1,0 +1,273 @@
+//! A headless secure-gossip node, for operators and for tests: every event is one JSON line on
+//! stdout, commands come one per line on stdin.
+//!
+//! ```text
+//! cargo run --example node -- --tcp --quic --key node.key --metrics 127.0.0.1:9464 \
+//!     --dial /ip4/10.0.0.2/tcp/4001
+//! ```
+//!
+//! Arguments: `--listen ADDR` (repeatable; default: what `--tcp` / `--quic` ask for, or TCP),
+//! `--tcp [PORT]` (listen on TCP, all interfaces), `--quic [PORT]` (listen on QUIC v1, UDP),
+//! `--dial ADDR` (repeatable), `--key FILE` (an ssb-keys file, created if absent; the node's
+//! transport identity too, so its peer id survives restarts), `--metrics ADDR` (serve
+//! `/metrics` over HTTP). Other settings come from `Config::default()`.
+//!
+//! Commands: `publish <text>`, `dial <addr>`, `stats`, `quit`.
+//!
+//! Output, one JSON object per line, `"event"` saying which: `started` (peer id, author),
+//! `listening` (address with `/p2p/<peer id>`), `metrics` (address), `connected`,
+//! `disconnected`, `published` (id, sequence), `message` (author, sequence, id, timestamp,
+//! payload as UTF-8 text, from), `violation`, `equivocation`, `slow_peer`,
+//! `unsupported_peer`, `stats`, `error`.
+
+#[path = "common/metrics_http.rs"]
+mod metrics_http;
+
+use futures::StreamExt;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, Swarm, noise, tcp, yamux};
+use prometheus_client::registry::Registry;
+use secure_gossip::{Behaviour, Config, Event, Keypair, Message};
+use serde_json::{Value, json};
+use std::error::Error;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const USAGE: &str = "usage: node [--listen ADDR]... [--tcp [PORT]] [--quic [PORT]] \
+                     [--dial ADDR]... [--key FILE] [--metrics ADDR]";
+
+#[derive(Default)]
+struct Args {
+    listen: Vec<Multiaddr>,
+    dial: Vec<Multiaddr>,
+    key: Option<String>,
+    metrics: Option<SocketAddr>,
+}
+
+fn parse_args() -> Result<Args, Box<dyn Error>> {
+    let mut args = Args::default();
+    let mut it = std::env::args().skip(1).peekable();
+    while let Some(flag) = it.next() {
+        // An optional port after --tcp / --quic.
+        let port = |it: &mut std::iter::Peekable<std::iter::Skip<std::env::Args>>| {
+            it.next_if(|v| v.parse::<u16>().is_ok())
+                .map_or(0, |v| v.parse().expect("checked"))
+        };
+        match flag.as_str() {
+            "--listen" => args.listen.push(value(&mut it, &flag)?.parse()?),
+            "--dial" => args.dial.push(value(&mut it, &flag)?.parse()?),
+            "--key" => args.key = Some(value(&mut it, &flag)?),
+            "--metrics" => args.metrics = Some(value(&mut it, &flag)?.parse()?),
+            "--tcp" => {
+                let port = port(&mut it);
+                args.listen
+                    .push(format!("/ip4/0.0.0.0/tcp/{port}").parse()?);
+            }
+            "--quic" => {
+                let port = port(&mut it);
+                args.listen
+                    .push(format!("/ip4/0.0.0.0/udp/{port}/quic-v1").parse()?);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
+        }
+    }
+    if args.listen.is_empty() {
+        args.listen.push("/ip4/0.0.0.0/tcp/0".parse()?);
+    }
+    Ok(args)
+}
+
+fn value(it: &mut impl Iterator<Item = String>, flag: &str) -> Result<String, String> {
+    it.next()
+        .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+}
+
+/// Prints one event line (stdout is line-buffered by `println!`).
+fn emit(event: &str, mut fields: Value) {
+    fields["event"] = json!(event);
+    println!("{fields}");
+}
+
+fn message_json(message: &Message, from: &libp2p::PeerId) -> Value {
+    json!({
+        "author": message.author.to_string(),
+        "sequence": message.sequence,
+        "id": message.id.to_string(),
+        "timestamp": message.timestamp,
+        "payload": String::from_utf8_lossy(&message.payload),
+        "from": from.to_string(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let args = parse_args()?;
+    let keys = match &args.key {
+        Some(path) => Keypair::load_or_generate(path)?,
+        None => Keypair::generate(),
+    };
+    let mut registry = Registry::default();
+    let gossip = Behaviour::new_with_metrics(keys.clone(), Config::default(), &mut registry);
+    let mut swarm: Swarm<Behaviour> =
+        libp2p::SwarmBuilder::with_existing_identity(keys.to_libp2p())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_quic()
+            .with_behaviour(|_| gossip)?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+    emit(
+        "started",
+        json!({ "peer_id": swarm.local_peer_id().to_string(), "author": keys.public().to_string() }),
+    );
+    if let Some(addr) = args.metrics {
+        let bound = metrics_http::serve(addr, registry).await?;
+        emit("metrics", json!({ "address": bound.to_string() }));
+    }
+    for addr in args.listen {
+        swarm.listen_on(addr)?;
+    }
+    for addr in args.dial {
+        if let Err(e) = swarm.dial(addr.clone()) {
+            emit("error", json!({ "error": format!("dial {addr}: {e}") }));
+        }
+    }
+
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = stdin.next_line() => {
+                let Some(line) = line? else { return Ok(()) };
+                if !command(&mut swarm, line.trim()) {
+                    return Ok(());
+                }
+            }
+            event = swarm.select_next_some() => on_event(&swarm, event),
+        }
+    }
+}
+
+/// Runs one stdin command; `false` to quit.
+fn command(swarm: &mut Swarm<Behaviour>, line: &str) -> bool {
+    let (verb, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match verb {
+        "" => {}
+        "publish" => match swarm.behaviour_mut().publish(rest.as_bytes().to_vec()) {
+            Ok(id) => emit(
+                "published",
+                json!({ "id": id.to_string(), "sequence": id.sequence }),
+            ),
+            Err(e) => emit("error", json!({ "error": e.to_string() })),
+        },
+        "dial" => match rest.parse::<Multiaddr>() {
+            Ok(addr) => {
+                if let Err(e) = swarm.dial(addr) {
+                    emit("error", json!({ "error": e.to_string() }));
+                }
+            }
+            Err(e) => emit("error", json!({ "error": format!("{rest}: {e}") })),
+        },
+        "stats" => {
+            let b = swarm.behaviour();
+            let s = b.stats();
+            emit(
+                "stats",
+                json!({
+                    "published": s.published,
+                    "delivered": s.delivered,
+                    "duplicates": s.duplicates,
+                    "verified": s.verified,
+                    "equivocations": s.equivocations,
+                    "gossip_peers": b.gossip_peers().count(),
+                    "connected": swarm.connected_peers().count(),
+                }),
+            );
+        }
+        "quit" => return false,
+        other => emit(
+            "error",
+            json!({ "error": format!("unknown command {other:?}: publish, dial, stats, quit") }),
+        ),
+    }
+    true
+}
+
+fn on_event(swarm: &Swarm<Behaviour>, event: SwarmEvent<Event>) {
+    match event {
+        SwarmEvent::NewListenAddr { address, .. } => emit(
+            "listening",
+            json!({ "address": format!("{address}/p2p/{}", swarm.local_peer_id()) }),
+        ),
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            num_established,
+            endpoint,
+            ..
+        } if num_established.get() == 1 => emit(
+            "connected",
+            json!({ "peer": peer_id.to_string(), "address": endpoint.get_remote_address().to_string() }),
+        ),
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            num_established: 0,
+            ..
+        } => emit("disconnected", json!({ "peer": peer_id.to_string() })),
+        SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => emit(
+            "error",
+            json!({ "error": format!("connecting to {peer_id:?}: {error}") }),
+        ),
+        SwarmEvent::Behaviour(event) => match event {
+            Event::Message {
+                message,
+                propagation_source,
+            } => emit("message", message_json(&message, &propagation_source)),
+            Event::PeerViolation { peer, violation } => emit(
+                "violation",
+                json!({ "peer": peer.to_string(), "violation": violation.to_string() }),
+            ),
+            Event::Equivocation {
+                author,
+                first,
+                propagation_source,
+                ..
+            } => emit(
+                "equivocation",
+                json!({
+                    "author": author.to_string(),
+                    "sequence": first.sequence(),
+                    "from": propagation_source.to_string(),
+                }),
+            ),
+            Event::SlowPeer {
+                peer,
+                waited,
+                queued_bytes,
+            } => emit(
+                "slow_peer",
+                json!({
+                    "peer": peer.to_string(),
+                    "waited_ms": waited.as_millis() as u64,
+                    "queued_bytes": queued_bytes,
+                }),
+            ),
+            Event::UnsupportedPeer { peer } => {
+                emit("unsupported_peer", json!({ "peer": peer.to_string() }))
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+}

@@ -102,7 +102,7 @@ async fn node_processes_gossip_over_tcp_and_quic_and_serve_metrics_over_http() {
         b.drain_messages().await.is_empty(),
         "nothing more, nothing twice"
     );
-    for node in [a, b, c] {
+    for mut node in [a, b, c] {
         node.kill().await;
     }
 }

@@ -1,6 +1,7 @@
 //! Shared test support: seeds and the swarm harness.
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod ops;
 pub mod process;
 pub mod raw;

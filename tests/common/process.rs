@@ -189,8 +189,26 @@ impl NodeProcess {
         messages
     }
 
+    /// The process id (the node itself: `ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The `message` lines received so far and not yet taken, without waiting.
+    pub fn take_messages(&mut self) -> Vec<Value> {
+        while let Ok(v) = self.lines.try_recv() {
+            self.backlog.push_back(v);
+        }
+        let (messages, rest): (Vec<Value>, Vec<Value>) = self
+            .backlog
+            .drain(..)
+            .partition(|v| v["event"] == "message");
+        self.backlog = rest.into();
+        messages
+    }
+
     /// Kills the process (SIGKILL) and waits for it.
-    pub async fn kill(mut self) {
+    pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
 }

@@ -39,6 +39,7 @@ pub struct Config {
     pub(crate) author_filter: AuthorFilter,
     pub(crate) protocol_name: StreamProtocol,
     pub(crate) want_timeout: Duration,
+    pub(crate) graft_timeout: Duration,
     pub(crate) max_want_attempts: u32,
     pub(crate) start_sequence: Option<u64>,
 }
@@ -116,6 +117,10 @@ impl Default for Config {
             want_timeout: Duration::from_secs(1),
             // 1 s, 2 s, 4 s, 8 s: then the want is asked of another peer that has the id.
             max_want_attempts: 4,
+            // An eager copy follows an announcement within a few hops' latency; 100 ms
+            // (iroh-gossip waits 80 ms) repairs a broken tree link quickly without grafting
+            // links whose copy is merely late.
+            graft_timeout: Duration::from_millis(100),
             start_sequence: None,
         }
     }
@@ -302,6 +307,9 @@ impl ConfigBuilder {
         want_timeout: Duration;
         /// Times a want is sent to one peer before another is asked (default 4).
         max_want_attempts: u32;
+        /// How long ids announced by a lazy peer wait for a pushed copy before they are wanted
+        /// from it and it is grafted into the tree (default 100 ms).
+        graft_timeout: Duration;
     }
 
     /// The protocol id to gossip on (default `/secure-gossip/1.0.0`). Nodes with different
@@ -348,6 +356,7 @@ impl ConfigBuilder {
             ("want_timeout", Some(c.want_timeout)),
             ("write_timeout", Some(c.write_timeout)),
             ("validation_timeout", Some(c.validation_timeout)),
+            ("graft_timeout", Some(c.graft_timeout)),
             ("gossip_interval", c.gossip_interval),
         ];
         for (name, d) in durations {

@@ -34,6 +34,11 @@ pub struct Frame {
     pub want: Vec<Digest>,
     /// `have` lists every id the sender knows, of every author.
     pub complete: bool,
+    /// Tree control: "stop pushing new messages to me; announce them" (`docs/PROTOCOL.md`
+    /// §3.8).
+    pub prune: bool,
+    /// Tree control: "push new messages to me".
+    pub graft: bool,
 }
 
 /// Per-frame limits a receiver enforces. A frame over any of them is a protocol violation.
@@ -50,9 +55,14 @@ pub struct FrameLimits {
 }
 
 impl Frame {
-    /// Whether the frame carries nothing (and is not complete).
+    /// Whether the frame carries nothing (no entry and no flag).
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.have.is_empty() && self.want.is_empty() && !self.complete
+        self.messages.is_empty()
+            && self.have.is_empty()
+            && self.want.is_empty()
+            && !self.complete
+            && !self.prune
+            && !self.graft
     }
 
     /// The canonical protobuf body (without the length prefix).
@@ -66,7 +76,9 @@ impl Frame {
         self.messages.iter().map(envelope_len).sum::<usize>()
             + self.have.iter().map(ranges).sum::<usize>()
             + self.want.iter().map(ranges).sum::<usize>()
-            + if self.complete { 2 } else { 0 }
+            + 2 * usize::from(self.complete)
+            + 2 * usize::from(self.prune)
+            + 2 * usize::from(self.graft)
     }
 
     /// Decodes a frame body and checks it against `docs/PROTOCOL.md` §1 and `limits`.
@@ -105,6 +117,8 @@ impl Frame {
             have: digests(raw.have, "have", limits.max_have_ranges)?,
             want: digests(raw.want, "want", limits.max_want_ranges)?,
             complete: raw.complete,
+            prune: raw.prune,
+            graft: raw.graft,
         })
     }
 
@@ -118,6 +132,8 @@ impl Frame {
             have: self.have.iter().map(digest).collect(),
             want: self.want.iter().map(digest).collect(),
             complete: self.complete,
+            prune: self.prune,
+            graft: self.graft,
         }
     }
 }

@@ -117,6 +117,8 @@ pub struct Report {
     pub frames: u64,
     /// Links broken by loss.
     pub link_failures: u64,
+    /// Envelope copies received, duplicates included.
+    pub envelope_copies: u64,
     /// Simulated time, in milliseconds.
     pub elapsed_ms: Millis,
 }
@@ -142,6 +144,21 @@ impl fmt::Display for Report {
 }
 
 impl Report {
+    /// The RMR of what happened between `earlier` (a report of the same run) and this one.
+    pub fn rmr_since(&self, earlier: &Report) -> f64 {
+        let messages = self.messages.saturating_sub(earlier.messages) as f64;
+        let n = self.nodes.saturating_sub(1).max(1) as f64;
+        if messages == 0.0 {
+            return 0.0;
+        }
+        (self.envelope_copies - earlier.envelope_copies) as f64 / (messages * n) - 1.0
+    }
+
+    /// Bytes sent between `earlier` and this report.
+    pub fn bytes_since(&self, earlier: &Report) -> u64 {
+        self.bytes - earlier.bytes
+    }
+
     /// The column names of [`Report`]'s `Display` row.
     pub const HEADER: &'static str =
         " nodes   msgs  delivery   dup  late     rmr  hop  last_ms        bytes    frames  fails";
@@ -664,6 +681,7 @@ impl Simulation {
             }
         }
         let mut report = self.report.clone();
+        report.envelope_copies = self.copies;
         report.delivery_ratio = if expected == 0 {
             1.0
         } else {

@@ -854,3 +854,105 @@ fn an_author_that_restarts_often_keeps_being_accepted_as_its_old_runs_age_out() 
     assert_eq!(net.got(0).len(), 60, "every run accepted");
     assert_eq!(net.e(0).stats().too_fragmented, 0);
 }
+
+/// Frames sent from `from` to `to` among those in flight.
+fn frames_between(net: &Net, from: u8, to: u8) -> Vec<Frame> {
+    net.frames
+        .iter()
+        .filter(|(f, t, _)| *f == from && *t == to)
+        .map(|(_, _, frame)| frame.clone())
+        .collect()
+}
+
+/// Delivers in-flight frames one step at a time (all frames of a step, then the outputs).
+fn step(net: &mut Net) {
+    net.collect();
+    let now = net.now;
+    for (from, to, frame) in std::mem::take(&mut net.frames) {
+        net.e(to).handle_frame(from, frame, now);
+    }
+    net.collect();
+}
+
+#[test]
+fn a_duplicate_over_an_eager_link_prunes_it_and_later_messages_are_only_announced_there() {
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.connect(1, 2);
+    net.pump();
+    // Past the connection's grace, when a duplicate means a redundant path.
+    net.advance(2_000);
+    net.pump();
+    let now = net.now;
+    net.e(0).publish(b"first".to_vec(), now).unwrap();
+    net.pump();
+    let pruned = net.e(1).stats().prunes + net.e(2).stats().prunes;
+    assert!(
+        pruned >= 1,
+        "the 1-2 link carried a duplicate and was pruned"
+    );
+    // The next message crosses 1-2 as an announcement only, sent with the push from 0.
+    let second = net.e(0).publish(b"second".to_vec(), now).unwrap();
+    step(&mut net); // 0 pushes to 1 and 2
+    let across: Vec<Frame> = [frames_between(&net, 1, 2), frames_between(&net, 2, 1)].concat();
+    assert!(
+        across.iter().all(|f| f.messages.is_empty()),
+        "not pushed over the pruned link"
+    );
+    assert!(
+        across
+            .iter()
+            .any(|f| f.have.iter().any(|d| d.ranges.contains(second.sequence))),
+        "announced at once over the lazy link"
+    );
+    net.pump();
+    assert_eq!(net.got(1).last(), Some(&second));
+    assert_eq!(net.got(2).last(), Some(&second));
+    assert_eq!(
+        net.e(1).stats().grafts + net.e(2).stats().grafts,
+        0,
+        "no repair needed"
+    );
+}
+
+#[test]
+fn an_announcement_with_no_pushed_copy_grafts_the_announcer_after_the_graft_timeout() {
+    // A line 0 - 1 - 2 plus a lazy link 0 - 2; the link 1 - 2 then fails.
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(1, 2);
+    net.connect(0, 2);
+    net.pump();
+    net.advance(2_000);
+    net.pump();
+    let now = net.now;
+    net.e(0).publish(b"shape the tree".to_vec(), now).unwrap();
+    net.pump();
+    // Find which link still pushes to 2, and cut it: 2 is then reached only by a lazy link.
+    let probe = net.e(0).publish(b"probe".to_vec(), now).unwrap();
+    net.collect();
+    let direct = frames_between(&net, 0, 2)
+        .iter()
+        .any(|f| f.messages.iter().any(|e| e.id() == probe));
+    net.pump();
+    let eager_to_2 = if direct { 0 } else { 1 };
+    net.e(eager_to_2).disconnect(&2, now);
+    net.e(2).disconnect(&eager_to_2, now);
+    net.collect();
+    net.frames.clear();
+    let lost = net.e(0).publish(b"after the cut".to_vec(), now).unwrap();
+    net.pump();
+    assert!(!net.got(2).contains(&lost), "only announced so far");
+    // The graft timeout passes: 2 wants it from the announcer and grafts it.
+    net.advance(100);
+    net.pump();
+    assert!(net.got(2).contains(&lost));
+    assert_eq!(net.e(2).stats().grafts, 1);
+    // The tree is repaired: the next message is pushed to 2 at once.
+    let now = net.now;
+    let next = net.e(0).publish(b"repaired".to_vec(), now).unwrap();
+    net.pump();
+    assert!(net.got(2).contains(&next));
+    assert_eq!(net.e(2).stats().grafts, 1, "no second graft");
+}

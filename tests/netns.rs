@@ -170,14 +170,14 @@ async fn a_partition_while_both_sides_publish_heals() {
     let from_left = publish(&mut nodes, &left, 14, "left").await;
     let from_right = publish(&mut nodes, &right, 14, "right").await;
     // While cut, each side gets its own side's messages.
-    for i in 0..14 {
+    for (i, node) in nodes.iter_mut().enumerate() {
         let own = if i < 7 { &from_left } else { &from_right };
-        receive(&mut nodes[i], i, own).await;
+        receive(node, i, own).await;
     }
     net.trunk(true);
-    for i in 0..14 {
+    for (i, node) in nodes.iter_mut().enumerate() {
         let theirs = if i < 7 { &from_right } else { &from_left };
-        receive(&mut nodes[i], i, theirs).await;
+        receive(node, i, theirs).await;
     }
     for node in nodes.iter_mut() {
         let extra = node.drain_messages().await;

@@ -178,6 +178,7 @@ fn valid_frames_decode_and_re_encode_byte_for_byte() {
             have: digests(&d["have"]).into_iter().map(digest).collect(),
             want: digests(&d["want"]).into_iter().map(digest).collect(),
             complete: d["complete"].as_bool().unwrap(),
+            ..Frame::default()
         };
         if name != "unknown_fields_ignored" {
             assert_eq!(rebuilt.encode(), hex(&v["frame_pb_hex"]), "{name}");
@@ -301,4 +302,55 @@ fn message_ids_are_author_then_big_endian_sequence() {
         sequence: 0x0102_0304_0506_0708,
     };
     assert_eq!(&id.to_bytes()[32..], &[1, 2, 3, 4, 5, 6, 7, 8]);
+}
+
+/// A v1 decoder of the frame: fields 1 to 4 only (it skips tree control, as an old peer).
+#[derive(Clone, PartialEq, prost::Message)]
+struct V1Frame {
+    #[prost(message, repeated, tag = "1")]
+    messages: Vec<secure_gossip::proto::Envelope>,
+    #[prost(message, repeated, tag = "2")]
+    have: Vec<secure_gossip::proto::Digest>,
+    #[prost(message, repeated, tag = "3")]
+    want: Vec<secure_gossip::proto::Digest>,
+    #[prost(bool, tag = "4")]
+    complete: bool,
+}
+
+#[test]
+fn tree_control_vectors_round_trip_and_a_v1_decoder_reads_the_rest() {
+    use prost::Message as _;
+    let file = load("tree.json");
+    for v in file["vectors"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let framed = hex(&v["framed_hex"]);
+        let frame = decode_framed(&framed, &limits()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let d = &v["decoded"];
+        assert_eq!(frame_digests(&frame.have), digests(&d["have"]), "{name}");
+        assert_eq!(frame_digests(&frame.want), digests(&d["want"]), "{name}");
+        assert_eq!(frame.complete, d["complete"].as_bool().unwrap(), "{name}");
+        assert_eq!(frame.prune, d["prune"].as_bool().unwrap(), "{name}");
+        assert_eq!(frame.graft, d["graft"].as_bool().unwrap(), "{name}");
+        assert_eq!(
+            encode_frame(&frame),
+            framed,
+            "{name}: canonical re-encoding"
+        );
+        // An old peer: the same frame without the tree fields.
+        let old = V1Frame::decode(&hex(&v["frame_pb_hex"])[..]).unwrap();
+        assert!(old.messages.is_empty(), "{name}");
+        assert_eq!(old.have.len(), frame.have.len(), "{name}");
+        assert_eq!(old.want.len(), frame.want.len(), "{name}");
+        assert_eq!(old.complete, frame.complete, "{name}");
+        let stripped = secure_gossip::Frame {
+            prune: false,
+            graft: false,
+            ..frame.clone()
+        };
+        assert_eq!(
+            old.encode_to_vec(),
+            stripped.encode(),
+            "{name}: what a v1 peer reads is the frame without tree control"
+        );
+    }
 }

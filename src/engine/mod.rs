@@ -39,6 +39,7 @@ mod pull;
 mod receive;
 mod round;
 mod store;
+mod tree;
 mod validation;
 mod violators;
 mod wants;
@@ -82,6 +83,10 @@ pub struct Engine<P> {
     violators: Violators<P>,
     filter: Filter,
     pending: Pending<P>,
+    /// `(when, peer)`: deferred announcements of lazy peers (`tree.rs`).
+    graft_timers: std::collections::BTreeSet<(Millis, P)>,
+    /// Peers with announcements queued during the current input (sent at its end).
+    lazy_due: std::collections::BTreeSet<P>,
     outbox: Outbox<P>,
     outputs: VecDeque<Output<P>>,
     next_round: Option<Millis>,
@@ -127,6 +132,8 @@ impl<P: Clone + Ord> Engine<P> {
             wants: Wants::new(config.max_want_ranges_per_frame),
             violators: Violators::new(millis(config.violation_ban)),
             filter: Filter::new(me, config.author_filter.clone()),
+            graft_timers: std::collections::BTreeSet::new(),
+            lazy_due: std::collections::BTreeSet::new(),
             pending: Pending::new(
                 config.max_pending_validations,
                 millis(config.validation_timeout),
@@ -289,6 +296,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.wants.next_deadline(),
             self.store.next_expiry(),
             self.pending.next_deadline(),
+            self.next_graft(),
         ]
         .into_iter()
         .flatten()
@@ -307,7 +315,10 @@ impl<P: Clone + Ord> Engine<P> {
         if self.violators.banned(&peer, now) {
             return;
         }
-        self.peers.insert(peer.clone(), Peer::default());
+        let mut state = Peer::default();
+        state.eager = true;
+        state.tree_grace_until = now.saturating_add(millis(self.config.want_timeout));
+        self.peers.insert(peer.clone(), state);
         self.wants.add_peer(&peer);
         self.outbox.complete(&peer, self.digest());
         self.flush();
@@ -337,7 +348,11 @@ impl<P: Clone + Ord> Engine<P> {
     /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of
     /// the other peers known to have the ids.
     fn remove_peer(&mut self, peer: &P, now: Millis) {
-        if self.peers.remove(peer).is_some() {
+        if let Some(state) = self.peers.remove(peer) {
+            if let Some(at) = state.graft_at {
+                self.graft_timers.remove(&(at, peer.clone()));
+            }
+            self.lazy_due.remove(peer);
             let asked = self.wants.remove_peer(peer);
             self.move_wants(asked, peer, now);
         }
@@ -383,6 +398,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.schedule_round(now);
         }
         self.retry_wants(now);
+        self.graft_due(now);
         for id in self.store.expire(now) {
             self.authors.aged_out(&id.author, id.sequence);
         }
@@ -448,7 +464,10 @@ impl<P: Clone + Ord> Engine<P> {
             have,
             want,
             complete,
+            prune,
+            graft,
         } = frame;
+        self.on_tree_control(&peer, prune, graft);
         // What this frame delivered of what was asked of the peer: its authors, and how much.
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for envelope in messages {
@@ -502,6 +521,7 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn flush(&mut self) {
+        self.announce_to_lazy();
         self.outbox
             .flush(&self.config.frame_limits(), &mut self.outputs);
     }

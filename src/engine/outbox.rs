@@ -18,6 +18,8 @@ const FRAME_SLACK: usize = 16;
 #[derive(Debug, Default)]
 struct Pending {
     complete: bool,
+    prune: bool,
+    graft: bool,
     have: IdSets,
     want: IdSets,
     messages: Vec<Envelope>,
@@ -42,6 +44,20 @@ impl<P: Clone + Ord> Outbox<P> {
         for d in digest {
             merge(&mut pending.have, &d.author, &d.ranges);
         }
+    }
+
+    /// Tree control for `peer`'s next frame: "stop pushing to me".
+    pub(crate) fn prune(&mut self, peer: &P) {
+        let pending = self.pending.entry(peer.clone()).or_default();
+        pending.prune = true;
+        pending.graft = false;
+    }
+
+    /// Tree control for `peer`'s next frame: "push to me".
+    pub(crate) fn graft(&mut self, peer: &P) {
+        let pending = self.pending.entry(peer.clone()).or_default();
+        pending.graft = true;
+        pending.prune = false;
     }
 
     pub(crate) fn have(&mut self, peer: &P, author: &PublicKey, ranges: &RangeSet) {
@@ -77,10 +93,17 @@ impl<P: Clone + Ord> Outbox<P> {
                     frame,
                 })
             };
-            for frame in digest_frames(&pending, limits) {
-                send(frame);
+            let mut frames = digest_frames(&pending, limits);
+            frames.extend(message_frames(pending.messages, limits));
+            // Tree control rides on the first frame (one of its own if there is none).
+            if pending.prune || pending.graft {
+                if frames.is_empty() {
+                    frames.push(Frame::default());
+                }
+                frames[0].prune = pending.prune;
+                frames[0].graft = pending.graft;
             }
-            for frame in message_frames(pending.messages, limits) {
+            for frame in frames {
                 send(frame);
             }
         }

@@ -132,6 +132,11 @@ pub struct Stats {
     pub rejected: u64,
     /// See `accepted`.
     pub ignored: u64,
+    /// Tree: peers pruned (a duplicate came over an eager link) and grafted (an announced id
+    /// had no eager copy within `graft_timeout`).
+    pub prunes: u64,
+    /// See `prunes`.
+    pub grafts: u64,
     /// Complete digests answered by pushing what the peer lacks.
     pub resyncs: u64,
     /// Complete digests read as announcements only (within `min_resync_interval` of the

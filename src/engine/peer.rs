@@ -46,6 +46,16 @@ pub(crate) struct Peer {
     pub(crate) congested: bool,
     /// A complete digest to the peer was dropped: send another when the queue drains.
     pub(crate) resend_complete: bool,
+    /// The tree: whether new messages are pushed to this peer (else announced).
+    pub(crate) eager: bool,
+    /// Until then a duplicate from this peer does not prune it (a catch-up or an answer to a
+    /// graft may still be in flight).
+    pub(crate) tree_grace_until: Millis,
+    /// Ids the peer announced while lazy, waiting `graft_timeout` for an eager copy.
+    deferred: IdSets,
+    deferred_ranges: usize,
+    /// When the deferred ids are due.
+    pub(crate) graft_at: Option<Millis>,
 }
 
 impl Peer {
@@ -97,6 +107,27 @@ impl Peer {
         }
     }
 
+    /// Keeps announced ids of `author` for the graft timer, within `max_ranges`.
+    pub(crate) fn defer(&mut self, author: &PublicKey, ids: &RangeSet, max_ranges: usize) {
+        let set = self.deferred.entry(*author).or_default();
+        self.deferred_ranges -= set.range_count();
+        set.union_with(ids);
+        set.forget_lowest(max_ranges);
+        self.deferred_ranges += set.range_count();
+        while self.deferred_ranges > max_ranges {
+            let Some((_, dropped)) = self.deferred.pop_first() else {
+                break;
+            };
+            self.deferred_ranges -= dropped.range_count();
+        }
+    }
+
+    /// Takes the deferred announcements.
+    pub(crate) fn take_deferred(&mut self) -> IdSets {
+        self.deferred_ranges = 0;
+        std::mem::take(&mut self.deferred)
+    }
+
     /// Takes the backlog.
     pub(crate) fn take_backlog(&mut self) -> IdSets {
         self.backlog_ranges = 0;
@@ -111,6 +142,9 @@ impl Peer {
         }
         if let Some(set) = self.backlog.remove(author) {
             self.backlog_ranges -= set.range_count();
+        }
+        if let Some(set) = self.deferred.remove(author) {
+            self.deferred_ranges -= set.range_count();
         }
     }
 

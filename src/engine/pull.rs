@@ -76,17 +76,29 @@ impl<P: Clone + Ord> Engine<P> {
     /// Wants the announced ids this node lacks and has asked no one for, within `peer`'s
     /// want budget; the rest waits in the peer's backlog.
     fn want_announced(&mut self, peer: &P, have: &[Digest], now: Millis) {
+        let defer = self.defers_announcements(peer);
         for d in have {
-            self.want_from(peer, &d.author, d.ranges.clone(), now);
+            if defer {
+                self.defer_announced(peer, &d.author, d.ranges.clone(), now);
+            } else {
+                self.want_from(peer, &d.author, d.ranges.clone(), now);
+            }
         }
     }
 
     /// Asks `peer` for the ids of `ids` this node lacks, wants of no one, and did not refuse
-    /// from `peer`, within its budget; keeps the rest in its backlog.
-    fn want_from(&mut self, peer: &P, author: &PublicKey, ids: RangeSet, now: Millis) {
+    /// from `peer`, within its budget; keeps the rest in its backlog. Returns whether it
+    /// asked for anything.
+    pub(super) fn want_from(
+        &mut self,
+        peer: &P,
+        author: &PublicKey,
+        ids: RangeSet,
+        now: Millis,
+    ) -> bool {
         if !self.filter.permits(author) || !self.authors.can_admit(author, &Some(peer.clone()), now)
         {
-            return;
+            return false;
         }
         let mut missing = ids;
         if let Some(not_wanted) = self.authors.not_wanted(author) {
@@ -99,13 +111,13 @@ impl<P: Clone + Ord> Engine<P> {
             missing = missing.difference(&self.wants.wanted_within(author, &missing));
         }
         let Some(state) = self.peers.get_mut(peer) else {
-            return;
+            return false;
         };
         if let Some(refused) = state.refused.get(author) {
             missing = missing.difference(refused);
         }
         if missing.is_empty() {
-            return;
+            return false;
         }
         let room = self.wants.room(peer);
         let mut later = missing.clone();
@@ -114,11 +126,13 @@ impl<P: Clone + Ord> Engine<P> {
         if !later.is_empty() {
             state.add_backlog(author, &later, self.config.max_ranges_per_peer);
         }
-        if !missing.is_empty() {
-            let deadline = now.saturating_add(millis(self.config.want_timeout));
-            let asked = self.wants.ask(peer, author, &missing, deadline);
-            self.outbox.want(peer, author, &asked);
+        if missing.is_empty() {
+            return false;
         }
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
+        let asked = self.wants.ask(peer, author, &missing, deadline);
+        self.outbox.want(peer, author, &asked);
+        !asked.is_empty()
     }
 
     /// Asks `peer` for what waits in its backlog, as far as its want budget allows.

@@ -2,7 +2,6 @@
 //! and what happens to a message once it is accepted: store, deliver, forward.
 
 use super::authors::Admission;
-use super::peer::Ids;
 use super::{Engine, Millis, Output, Violation, millis};
 use crate::envelope::{Envelope, MessageId};
 use crate::keys::PublicKey;
@@ -25,6 +24,7 @@ impl<P: Clone + Ord> Engine<P> {
         if self.authors.knows(&id.author, id.sequence) || self.pending.contains(&id) {
             self.stats.duplicates += 1;
             self.wants.received(&id.author, id.sequence);
+            self.tree_duplicate_from(from, now);
             return self.duplicate(from, envelope).map(|()| None);
         }
         // 3. The time window (and the payload limit): not a violation, dropped quietly and
@@ -72,6 +72,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.forget_author(&author);
         }
         let author = id.author;
+        self.tree_delivered_by(from);
         let asked_of = if self.config.validate_messages {
             // 7. Held for the application's verdict (`validation.rs`).
             let asked_of = self.wants.received(&id.author, id.sequence);
@@ -179,18 +180,21 @@ impl<P: Clone + Ord> Engine<P> {
         let group = self.authors.introducer(&id.author);
         self.store.insert(envelope.clone(), &group);
         let limits = self.knowledge_limits();
-        let max_announce = self.config.max_have_ranges_per_frame;
-        let eager = self.config.eager_push;
+        let eager_push = self.config.eager_push;
+        let mut lazy = Vec::new();
         for (peer, state) in &mut self.peers {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
                 continue;
             }
-            if eager && !state.congested {
+            if eager_push && state.eager && !state.congested {
                 state.has.learn_one(&id.author, id.sequence, limits);
                 self.outbox.message(peer, envelope.clone());
             } else {
-                state.queue_announce(&id.author, Ids::One(id.sequence), &self.store, max_announce);
+                lazy.push(peer.clone());
             }
+        }
+        for peer in lazy {
+            self.announce_new(&peer, &id.author, id.sequence);
         }
         asked_of
     }

@@ -1,16 +1,21 @@
-//! Propagation benchmark: secure-gossip against rust-libp2p's gossipsub and floodsub, in one
-//! run, on the same seeded random topology, the same transport (memory + noise + yamux, with
-//! every byte on the wire counted) and the same publish schedule.
+//! Propagation benchmark: secure-gossip against rust-libp2p's gossipsub (signed, strict
+//! validation, heartbeat 100 ms, flood publish) and floodsub, on the same seeded random graph
+//! (degree 6), the same transport (memory + noise + yamux, every byte on the wire counted) and
+//! the same schedule of 256-byte messages from random nodes, after the same 20-message
+//! warm-up (not measured).
 //!
 //! ```text
-//! cargo bench --bench propagation                     # 30 nodes, 300 messages of 256 bytes
-//! cargo bench --bench propagation -- --nodes 50 --messages 500 --payload 1024 --seed 7
+//! cargo bench --bench propagation                     # both scenarios, seeds 1-3
+//! cargo bench --bench propagation -- --seeds 1        # one seed
+//! cargo bench --bench propagation -- --scenario 100   # one scenario (100 or 200 nodes)
 //! ```
 //!
-//! It prints one row per protocol: delivery, latency from publish to delivery, bytes on the
-//! wire per delivery (everything: noise, yamux, protocol framing, signatures, control
-//! traffic), bytes per second once the network is idle, and the ratios of gossipsub and
-//! floodsub to secure-gossip. Figures vary with the machine; the ratios are the point.
+//! Scenarios: 100 nodes, one message every 50 ms; 200 nodes, one every 5 ms (saturating two
+//! cores). Each run is its own process, so its CPU time and peak RSS are its own. Columns:
+//! delivery, latency from publish to delivery (p50, p99, max), wire bytes per delivery
+//! (everything: noise, yamux, framing, signatures, control traffic), CPU microseconds per
+//! delivery (the whole process, all nodes, while busy), bytes per second once idle, peak RSS
+//! of the process; then the medians over seeds and the ratios to gossipsub.
 
 use futures::{AsyncRead, AsyncWrite, StreamExt};
 use libp2p::core::transport::MemoryTransport;
@@ -68,7 +73,6 @@ trait Protocol: NetworkBehaviour + Send + Sized
 where
     Self::ToSwarm: Debug,
 {
-    const NAME: &'static str;
     fn build(key: &libp2p::identity::Keypair) -> Self;
     fn connected(&mut self, _peer: PeerId) {}
     fn publish(&mut self, data: Vec<u8>);
@@ -77,7 +81,6 @@ where
 }
 
 impl Protocol for secure_gossip::Behaviour {
-    const NAME: &'static str = "secure-gossip";
     fn build(key: &libp2p::identity::Keypair) -> Self {
         let keys = secure_gossip::Keypair::try_from_libp2p(key).expect("ed25519");
         secure_gossip::Behaviour::new(keys, secure_gossip::Config::default())
@@ -96,14 +99,17 @@ impl Protocol for secure_gossip::Behaviour {
 const TOPIC: &str = "bench";
 
 impl Protocol for gossipsub::Behaviour {
-    const NAME: &'static str = "gossipsub";
     fn build(key: &libp2p::identity::Keypair) -> Self {
         // Signed by the author and verified by every receiver, like secure-gossip.
-        let mut b = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossipsub::Config::default(),
-        )
-        .expect("gossipsub");
+        let config = gossipsub::ConfigBuilder::default()
+            .heartbeat_interval(Duration::from_millis(100))
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .flood_publish(true)
+            .build()
+            .expect("gossipsub config");
+        let mut b =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+                .expect("gossipsub");
         b.subscribe(&gossipsub::IdentTopic::new(TOPIC))
             .expect("subscribe");
         b
@@ -121,7 +127,6 @@ impl Protocol for gossipsub::Behaviour {
 }
 
 impl Protocol for floodsub::Behaviour {
-    const NAME: &'static str = "floodsub";
     fn build(key: &libp2p::identity::Keypair) -> Self {
         let mut b = floodsub::Behaviour::new(key.public().to_peer_id());
         b.subscribe(floodsub::Topic::new(TOPIC));
@@ -139,16 +144,6 @@ impl Protocol for floodsub::Behaviour {
             _ => None,
         }
     }
-}
-
-#[derive(Clone, Debug)]
-struct Params {
-    nodes: usize,
-    degree: usize,
-    messages: usize,
-    payload: usize,
-    interval: Duration,
-    seed: u64,
 }
 
 enum Command {
@@ -217,8 +212,18 @@ async fn node<P: Protocol>(
     }
 }
 
+#[derive(Clone, Debug)]
+struct Params {
+    nodes: usize,
+    degree: usize,
+    messages: usize,
+    warmup: usize,
+    payload: usize,
+    interval: Duration,
+    seed: u64,
+}
+
 struct Row {
-    name: &'static str,
     delivered: usize,
     expected: usize,
     duplicates: usize,
@@ -226,7 +231,9 @@ struct Row {
     p99: f64,
     max: f64,
     bytes_per_delivery: f64,
+    cpu_us_per_delivery: f64,
     idle_bytes_per_sec: f64,
+    peak_rss_mib: f64,
 }
 
 fn topology(p: &Params) -> Vec<(usize, usize)> {
@@ -242,6 +249,30 @@ fn topology(p: &Params) -> Vec<(usize, usize)> {
         }
     }
     edges.into_iter().collect()
+}
+
+/// CPU time of this process so far (user + system), from /proc.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 async fn run<P: Protocol>(p: &Params) -> Row
@@ -273,15 +304,21 @@ where
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut rng = Rng::new(p.seed ^ 0xBEEF);
-    let start_bytes = bytes.load(Ordering::Relaxed);
-    let mut published = Vec::with_capacity(p.messages);
-    let mut authors = Vec::with_capacity(p.messages);
-    for k in 0..p.messages as u32 {
+    let total = p.warmup + p.messages;
+    let mut published = Vec::with_capacity(total);
+    let mut start_bytes = 0;
+    let mut start_cpu = Duration::ZERO;
+    for k in 0..total as u32 {
+        if k as usize == p.warmup {
+            // The warm-up's deliveries settle first; then measuring starts.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            start_bytes = bytes.load(Ordering::Relaxed);
+            start_cpu = cpu_time();
+        }
         let author = rng.index(p.nodes);
         let mut data = vec![0u8; p.payload.max(4)];
         data[..4].copy_from_slice(&k.to_be_bytes());
         published.push(Instant::now());
-        authors.push(author);
         commands[author].send(Command::Publish(data)).unwrap();
         tokio::time::sleep(p.interval).await;
     }
@@ -290,19 +327,26 @@ where
     let mut duplicates = 0;
     let deadline = tokio::time::sleep(Duration::from_secs(30));
     tokio::pin!(deadline);
-    while seen.len() < expected {
+    let measured = |k: u32| k as usize >= p.warmup;
+    let mut got = 0;
+    while got < expected {
         tokio::select! {
             report = reports.recv() => {
                 if let Some(Report::Received(i, k, at)) = report
-                    && seen.insert((i, k), at).is_some()
+                    && measured(k)
                 {
-                    duplicates += 1;
+                    if seen.insert((i, k), at).is_some() {
+                        duplicates += 1;
+                    } else {
+                        got += 1;
+                    }
                 }
             }
             _ = &mut deadline => break,
         }
     }
     let busy_bytes = bytes.load(Ordering::Relaxed) - start_bytes;
+    let busy_cpu = cpu_time().saturating_sub(start_cpu);
     // Idle: no new messages for a while.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_start = bytes.load(Ordering::Relaxed);
@@ -321,85 +365,195 @@ where
             .copied()
             .unwrap_or(f64::NAN)
     };
+    let delivered = seen.len();
     Row {
-        name: P::NAME,
-        delivered: seen.len(),
+        delivered,
         expected,
         duplicates,
         p50: pct(0.5),
         p99: pct(0.99),
         max: latencies.last().copied().unwrap_or(f64::NAN),
-        bytes_per_delivery: busy_bytes as f64 / seen.len().max(1) as f64,
+        bytes_per_delivery: busy_bytes as f64 / delivered.max(1) as f64,
+        cpu_us_per_delivery: busy_cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,
         idle_bytes_per_sec: idle_bytes as f64 / 3.0,
+        peak_rss_mib: peak_rss_mib(),
     }
 }
 
-fn params() -> Params {
-    let mut p = Params {
-        nodes: 30,
+const PROTOCOLS: [&str; 3] = ["secure-gossip", "gossipsub", "floodsub"];
+
+fn params(nodes: usize, seed: u64) -> Params {
+    Params {
+        nodes,
         degree: 6,
-        messages: 300,
+        messages: 200,
+        warmup: 20,
         payload: 256,
-        interval: Duration::from_millis(5),
-        seed: 1,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || -> u64 {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{flag} needs a number"))
-        };
-        match flag.as_str() {
-            "--nodes" => p.nodes = value() as usize,
-            "--degree" => p.degree = value() as usize,
-            "--messages" => p.messages = value() as usize,
-            "--payload" => p.payload = value() as usize,
-            "--interval-ms" => p.interval = Duration::from_millis(value()),
-            "--seed" => p.seed = value(),
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
-        }
+        interval: Duration::from_millis(if nodes >= 200 { 5 } else { 50 }),
+        seed,
     }
-    p
 }
 
-fn main() {
-    let p = params();
+/// One run in this process: prints its row as one line of numbers.
+fn child(protocol: &str, nodes: usize, seed: u64) {
+    let p = params(nodes, seed);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    println!(
-        "propagation: {} nodes, degree {}, {} messages of {} bytes every {:?}, seed {}",
-        p.nodes, p.degree, p.messages, p.payload, p.interval, p.seed
-    );
-    let rows = runtime.block_on(async {
-        vec![
-            run::<secure_gossip::Behaviour>(&p).await,
-            run::<gossipsub::Behaviour>(&p).await,
-            run::<floodsub::Behaviour>(&p).await,
-        ]
+    let row = runtime.block_on(async {
+        match protocol {
+            "secure-gossip" => run::<secure_gossip::Behaviour>(&p).await,
+            "gossipsub" => run::<gossipsub::Behaviour>(&p).await,
+            "floodsub" => run::<floodsub::Behaviour>(&p).await,
+            other => panic!("unknown protocol {other}"),
+        }
     });
-    let base = &rows[0];
     println!(
-        "| protocol | delivered | dup | p50 ms | p99 ms | max ms | wire bytes / delivery | idle bytes/s | bytes vs secure-gossip | p99 vs secure-gossip |"
+        "ROW {} {} {} {} {} {} {} {} {} {}",
+        row.delivered,
+        row.expected,
+        row.duplicates,
+        row.p50,
+        row.p99,
+        row.max,
+        row.bytes_per_delivery,
+        row.cpu_us_per_delivery,
+        row.idle_bytes_per_sec,
+        row.peak_rss_mib
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    for r in &rows {
+}
+
+fn spawn_child(protocol: &str, nodes: usize, seed: u64) -> Row {
+    let out = std::process::Command::new(std::env::current_exe().expect("this binary"))
+        .args(["--child", protocol, &nodes.to_string(), &seed.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("child run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("ROW "))
+        .unwrap_or_else(|| panic!("{protocol} {nodes} {seed}: no result\n{text}"));
+    let f: Vec<f64> = line[4..]
+        .split(' ')
+        .map(|x| x.parse().expect("a number"))
+        .collect();
+    Row {
+        delivered: f[0] as usize,
+        expected: f[1] as usize,
+        duplicates: f[2] as usize,
+        p50: f[3],
+        p99: f[4],
+        max: f[5],
+        bytes_per_delivery: f[6],
+        cpu_us_per_delivery: f[7],
+        idle_bytes_per_sec: f[8],
+        peak_rss_mib: f[9],
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (mut seeds, mut scenarios) = (vec![1u64, 2, 3], vec![100usize, 200]);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--child" => {
+                let protocol = args.next().expect("protocol");
+                let nodes = args.next().and_then(|v| v.parse().ok()).expect("nodes");
+                let seed = args.next().and_then(|v| v.parse().ok()).expect("seed");
+                child(&protocol, nodes, seed);
+                return;
+            }
+            "--seeds" => {
+                let n: u64 = args.next().and_then(|v| v.parse().ok()).expect("--seeds N");
+                seeds = (1..=n).collect();
+            }
+            "--scenario" => {
+                scenarios = vec![
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("100 or 200"),
+                ];
+            }
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    for nodes in scenarios {
+        let p = params(nodes, 1);
         println!(
-            "| {} | {}/{} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2}× | {:.2}× |",
-            r.name,
-            r.delivered,
-            r.expected,
-            r.duplicates,
-            r.p50,
-            r.p99,
-            r.max,
-            r.bytes_per_delivery,
-            r.idle_bytes_per_sec,
-            r.bytes_per_delivery / base.bytes_per_delivery,
-            r.p99 / base.p99,
+            "\n{} nodes, degree {}, {} messages of {} bytes every {:?} after a {}-message warm-up; seeds {:?}",
+            p.nodes, p.degree, p.messages, p.payload, p.interval, p.warmup, seeds
         );
+        println!(
+            "| protocol | seed | delivered | dup | p50 ms | p99 ms | max ms | wire bytes / delivery | CPU µs / delivery | idle bytes/s | peak RSS MiB |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut medians: Vec<(&str, [f64; 6], f64)> = Vec::new();
+        for protocol in PROTOCOLS {
+            let mut cols: [Vec<f64>; 6] = Default::default();
+            let mut delivery = Vec::new();
+            for &seed in &seeds {
+                let r = spawn_child(protocol, nodes, seed);
+                println!(
+                    "| {protocol} | {seed} | {}/{} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} |",
+                    r.delivered,
+                    r.expected,
+                    r.duplicates,
+                    r.p50,
+                    r.p99,
+                    r.max,
+                    r.bytes_per_delivery,
+                    r.cpu_us_per_delivery,
+                    r.idle_bytes_per_sec,
+                    r.peak_rss_mib
+                );
+                for (c, v) in cols.iter_mut().zip([
+                    r.p50,
+                    r.p99,
+                    r.bytes_per_delivery,
+                    r.cpu_us_per_delivery,
+                    r.idle_bytes_per_sec,
+                    r.peak_rss_mib,
+                ]) {
+                    c.push(v);
+                }
+                delivery.push(r.delivered as f64 / r.expected as f64);
+            }
+            let m = cols.map(median);
+            let worst = delivery.iter().copied().fold(1.0, f64::min);
+            medians.push((protocol, m, worst));
+        }
+        let base = medians
+            .iter()
+            .find(|(p, _, _)| *p == "gossipsub")
+            .unwrap()
+            .1;
+        println!("\nmedians over seeds, and ratios to gossipsub:");
+        println!(
+            "| protocol | lowest delivery | p50 ms | p99 ms | wire bytes / delivery | CPU µs / delivery | idle bytes/s | peak RSS MiB | bytes vs gossipsub | CPU vs gossipsub | p99 vs gossipsub | RSS vs gossipsub |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for (protocol, m, worst) in &medians {
+            println!(
+                "| {protocol} | {worst:.4} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                m[0],
+                m[1],
+                m[2],
+                m[3],
+                m[4],
+                m[5],
+                m[2] / base[2],
+                m[3] / base[3],
+                m[1] / base[1],
+                m[5] / base[5]
+            );
+        }
     }
 }

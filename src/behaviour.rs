@@ -7,6 +7,7 @@ use crate::envelope::{Envelope, Message, MessageId};
 use crate::handler::{Handler, HandlerEvent, HandlerIn};
 use crate::keys::{Keypair, PublicKey};
 use crate::metrics::Metrics;
+use crate::verify::AheadChecks;
 use futures::FutureExt as _;
 use futures_timer::Delay;
 use libp2p::PeerId;
@@ -109,6 +110,8 @@ pub struct Behaviour {
     /// Reading from peers is paused: `max_pending_validations` messages wait for verdicts.
     reading_paused: bool,
     metrics: Option<Metrics>,
+    /// Shared with every handler, so they verify signatures ahead (`verify.rs`).
+    checks: AheadChecks,
 }
 
 impl std::fmt::Debug for Behaviour {
@@ -141,7 +144,9 @@ impl Behaviour {
             // `docs/PROTOCOL.md` §1: the current Unix time in microseconds.
             config.start_sequence = Some((clock.start_unix.as_micros() as u64).max(1));
         }
+        let checks = AheadChecks::new(&config, keys.public());
         Behaviour {
+            checks,
             engine: Engine::new(keys, config, clock.now()),
             clock,
             connections: HashMap::new(),
@@ -170,12 +175,14 @@ impl Behaviour {
     /// Accepts `author`'s messages from now on: unblocks it, and adds it to an allow-list.
     pub fn allow_author(&mut self, author: PublicKey) {
         self.engine.allow_author(author);
+        self.checks.allow(author);
     }
 
     /// Refuses `author`'s messages from now on (before their signature is checked), and
     /// drops what this node held of it.
     pub fn block_author(&mut self, author: &PublicKey) {
         self.engine.block_author(*author);
+        self.checks.block(*author);
         self.wake();
     }
 
@@ -183,6 +190,7 @@ impl Behaviour {
     /// the connected peers (at once with `eager_push`, else in the next round).
     pub fn publish(&mut self, payload: impl Into<Bytes>) -> Result<MessageId, PublishError> {
         let id = self.engine.publish(payload, self.clock.now())?;
+        self.checks.known(id);
         tracing::debug!(message = %id, "published");
         self.wake();
         Ok(id)
@@ -242,9 +250,9 @@ impl Behaviour {
         let config = self.engine.config();
         if self.engine.is_banned(peer, self.clock.now()) {
             tracing::debug!(%peer, "peer broke the protocol recently: not gossiping with it");
-            return Handler::banned(config);
+            return Handler::banned(config, self.checks.clone());
         }
-        let mut handler = Handler::new(config);
+        let mut handler = Handler::new(config, self.checks.clone());
         if self.reading_paused {
             handler.on_behaviour_event(HandlerIn::PauseReading);
         }
@@ -311,6 +319,7 @@ impl Behaviour {
                 }
             }
             Output::Deliver { message, from } => {
+                self.checks.known(message.id);
                 if let Some(metrics) = &self.metrics {
                     metrics.delivered(self.clock.now() as i64 - message.timestamp as i64);
                 }
@@ -423,11 +432,12 @@ impl NetworkBehaviour for Behaviour {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            HandlerEvent::Frame(frame, len) => {
+            HandlerEvent::Frame(frame, len, verdicts) => {
                 if let Some(metrics) = &self.metrics {
                     metrics.bytes_read(len);
                 }
-                self.engine.handle_frame(peer, frame, self.clock.now());
+                self.engine
+                    .handle_checked_frame(peer, frame, &verdicts, self.clock.now());
             }
             HandlerEvent::Written(len) => {
                 if let Some(metrics) = &self.metrics {

@@ -40,6 +40,7 @@ pub struct Config {
     pub(crate) protocol_name: StreamProtocol,
     pub(crate) want_timeout: Duration,
     pub(crate) graft_timeout: Duration,
+    pub(crate) announce_delay: Duration,
     pub(crate) max_want_attempts: u32,
     pub(crate) start_sequence: Option<u64>,
 }
@@ -121,6 +122,10 @@ impl Default for Config {
             // (iroh-gossip waits 80 ms) repairs a broken tree link quickly without grafting
             // links whose copy is merely late.
             graft_timeout: Duration::from_millis(100),
+            // Lazy links' announcements wait this long (well under graft_timeout): by then the
+            // peer has usually announced the same message to this node, so a lazy link
+            // carries one announcement per message instead of one each way.
+            announce_delay: Duration::from_millis(20),
             start_sequence: None,
         }
     }
@@ -211,6 +216,14 @@ impl Config {
     /// Which authors are accepted.
     pub fn author_filter(&self) -> &AuthorFilter {
         &self.author_filter
+    }
+
+    /// Whether an envelope with `timestamp`, received at `now` (ms), is inside the time window
+    /// `[now - max_age, now + max_clock_skew]`.
+    pub(crate) fn in_window(&self, timestamp: u64, now: u64) -> bool {
+        let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+        timestamp.saturating_add(ms(self.max_age)) >= now
+            && timestamp <= now.saturating_add(ms(self.max_clock_skew))
     }
 
     /// The limits a received frame is checked against.
@@ -310,6 +323,9 @@ impl ConfigBuilder {
         /// How long ids announced by a lazy peer wait for a pushed copy before they are wanted
         /// from it and it is grafted into the tree (default 100 ms).
         graft_timeout: Duration;
+        /// How long new messages wait before they are announced to lazy peers (default
+        /// 20 ms; `Duration::ZERO`: in the same flush as the pushes).
+        announce_delay: Duration;
     }
 
     /// The protocol id to gossip on (default `/secure-gossip/1.0.0`). Nodes with different
@@ -387,6 +403,12 @@ impl ConfigBuilder {
         if let Some(name) = &self.protocol_name {
             config.protocol_name = StreamProtocol::try_from_owned(name.clone())
                 .map_err(|_| ConfigError::InvalidProtocolName { name: name.clone() })?;
+        }
+        if !c.announce_delay.is_zero() && c.announce_delay < Duration::from_millis(1) {
+            return Err(ConfigError::UnderOneMillisecond {
+                name: "announce_delay",
+                value: c.announce_delay,
+            });
         }
         if c.max_ranges_per_peer < c.max_tracked_authors {
             return Err(ConfigError::TooSmall {

@@ -9,6 +9,7 @@ use crate::budget::InboundBudget;
 use crate::codec::{encode_frame, read_frame_sized, write_frame};
 use crate::config::Config;
 use crate::frame::{Frame, FrameError, FrameLimits};
+use crate::verify::AheadChecks;
 use futures::future::BoxFuture;
 use futures::prelude::*;
 use futures_timer::Delay;
@@ -46,8 +47,9 @@ pub enum HandlerIn {
 /// What a handler tells the behaviour.
 #[derive(Debug)]
 pub enum HandlerEvent {
-    /// A checked frame from the peer, and the bytes it took on the wire.
-    Frame(Frame, usize),
+    /// A checked frame from the peer, the bytes it took on the wire, and the handler's
+    /// signature verdicts on its envelopes (`verify.rs`).
+    Frame(Frame, usize, crate::verify::Verdicts),
     /// A frame of this many bytes (prefix included) was written to the peer.
     Written(usize),
     /// The peer broke the protocol; the handler stopped reading.
@@ -77,8 +79,8 @@ enum Outbound {
     /// A substream was requested.
     Opening,
     Idle(Stream),
-    /// Writing a frame; the peer must take it by the deadline.
-    Writing(WriteFuture, Frame, Instant, Delay),
+    /// Writing frames (one write); the peer must take them by the deadline.
+    Writing(WriteFuture, Vec<Frame>, Instant, Delay),
     /// The peer did not drain a frame in time: nothing is sent on this connection again.
     Slow,
     /// The peer does not speak the protocol: nothing is sent on this connection again.
@@ -90,6 +92,7 @@ enum Outbound {
 /// The per-connection handler of [`Behaviour`](crate::Behaviour).
 pub struct Handler {
     protocol: StreamProtocol,
+    checks: AheadChecks,
     limits: FrameLimits,
     /// The behaviour asked to stop reading.
     paused: bool,
@@ -111,10 +114,11 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub(crate) fn new(config: &Config) -> Self {
+    pub(crate) fn new(config: &Config, checks: AheadChecks) -> Self {
         let limits = config.frame_limits();
         Handler {
             protocol: config.protocol_name().clone(),
+            checks,
             limits,
             paused: false,
             max_queued_bytes: config.max_queued_bytes(),
@@ -138,8 +142,8 @@ impl Handler {
 
     /// A handler for a peer that broke the protocol recently: it reads nothing, sends nothing
     /// and does not keep the connection alive.
-    pub(crate) fn banned(config: &Config) -> Self {
-        let mut handler = Handler::new(config);
+    pub(crate) fn banned(config: &Config, checks: AheadChecks) -> Self {
+        let mut handler = Handler::new(config, checks);
         handler.banned = true;
         handler.outbound = Outbound::Unsupported { reported: true };
         handler
@@ -227,7 +231,13 @@ impl Handler {
                     self.budget_wait = Some(Delay::new(wait));
                 }
                 self.inbound = Some(self.read(stream));
-                Some(HandlerEvent::Frame(frame, len))
+                // Signatures are checked here, on this connection's task.
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
+                let verdicts = self.checks.verify(&frame.messages, wall);
+                Some(HandlerEvent::Frame(frame, len, verdicts))
             }
             Ok(None) => {
                 self.inbound = None;
@@ -257,27 +267,35 @@ impl Handler {
                     let upgrade = ReadyUpgrade::new(self.protocol.clone());
                     return Some(SubstreamProtocol::new(upgrade, ()));
                 }
-                Outbound::Idle(mut stream) => match self.queue.pop_front() {
-                    Some((frame, len)) => {
-                        self.queued_bytes -= len;
-                        // The future owns the bytes; the frame stays here in case it must be
-                        // reported as dropped.
-                        let framed = encode_frame(&frame);
-                        let written = framed.len();
-                        let write = async move {
-                            let result = write_frame(&mut stream, &framed).await;
-                            (stream, result.map(|()| written))
-                        };
-                        let deadline = Delay::new(self.write_timeout);
-                        self.outbound =
-                            Outbound::Writing(write.boxed(), frame, Instant::now(), deadline);
-                    }
-                    None => {
+                Outbound::Idle(mut stream) => {
+                    if self.queue.is_empty() {
                         self.outbound = Outbound::Idle(stream);
                         return None;
                     }
-                },
-                Outbound::Writing(mut write, frame, started, mut deadline) => {
+                    // Everything queued (up to one frame's size) goes in one write: one
+                    // transport message instead of one per frame. The future owns the bytes;
+                    // the frames stay here in case they must be reported as dropped.
+                    let mut framed = Vec::new();
+                    let mut frames = Vec::new();
+                    while let Some(&(_, len)) = self.queue.front() {
+                        if !frames.is_empty() && framed.len() + len > self.limits.max_frame_size {
+                            break;
+                        }
+                        let (frame, len) = self.queue.pop_front().expect("just looked");
+                        self.queued_bytes -= len;
+                        framed.extend_from_slice(&encode_frame(&frame));
+                        frames.push(frame);
+                    }
+                    let written = framed.len();
+                    let write = async move {
+                        let result = write_frame(&mut stream, &framed).await;
+                        (stream, result.map(|()| written))
+                    };
+                    let deadline = Delay::new(self.write_timeout);
+                    self.outbound =
+                        Outbound::Writing(write.boxed(), frames, Instant::now(), deadline);
+                }
+                Outbound::Writing(mut write, frames, started, mut deadline) => {
                     match write.poll_unpin(cx) {
                         Poll::Ready((stream, Ok(written))) => {
                             self.outbound = Outbound::Idle(stream);
@@ -285,7 +303,8 @@ impl Handler {
                         }
                         Poll::Ready((_, Err(error))) => {
                             tracing::debug!(%error, protocol = %self.protocol, "outbound substream failed");
-                            self.events.push_back(HandlerEvent::Dropped(frame));
+                            self.events
+                                .extend(frames.into_iter().map(HandlerEvent::Dropped));
                             self.drop_queue();
                             return None;
                         }
@@ -296,13 +315,14 @@ impl Handler {
                                 waited,
                                 queued_bytes: self.queued_bytes,
                             });
-                            self.events.push_back(HandlerEvent::Dropped(frame));
+                            self.events
+                                .extend(frames.into_iter().map(HandlerEvent::Dropped));
                             self.drop_queue();
                             self.outbound = Outbound::Slow;
                             return None;
                         }
                         Poll::Pending => {
-                            self.outbound = Outbound::Writing(write, frame, started, deadline);
+                            self.outbound = Outbound::Writing(write, frames, started, deadline);
                             return None;
                         }
                     }
@@ -426,7 +446,8 @@ mod tests {
             .max_queued_bytes(3 * len)
             .build()
             .unwrap();
-        let mut handler = Handler::new(&config);
+        let checks = AheadChecks::new(&config, Keypair::generate().public());
+        let mut handler = Handler::new(&config, checks);
         for _ in 0..5 {
             handler.on_behaviour_event(HandlerIn::Send(frame.clone()));
         }

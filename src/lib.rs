@@ -72,6 +72,7 @@ mod keys;
 mod metrics;
 mod ranges;
 pub mod sim;
+mod verify;
 
 /// The prost types of `proto/secure_gossip.proto` (package `secure_gossip.v1`).
 #[allow(missing_docs)]

@@ -37,7 +37,7 @@ impl AuthorFilter {
 }
 
 /// The filter in force: the configured [`AuthorFilter`], and authors blocked at run time.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Filter {
     me: PublicKey,
     filter: AuthorFilter,

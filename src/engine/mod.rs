@@ -54,7 +54,7 @@ use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
 use crate::ranges::RangeSet;
 use authors::Authors;
-use filter::Filter;
+pub(crate) use filter::Filter;
 use knowledge::KnowledgeLimits;
 use outbox::Outbox;
 use peer::{Ids, Peer};
@@ -85,8 +85,9 @@ pub struct Engine<P> {
     pending: Pending<P>,
     /// `(when, peer)`: deferred announcements of lazy peers (`tree.rs`).
     graft_timers: std::collections::BTreeSet<(Millis, P)>,
-    /// Peers with announcements queued during the current input (sent at its end).
+    /// Lazy peers with announcements queued, and when they are sent (`tree.rs`).
     lazy_due: std::collections::BTreeSet<P>,
+    next_announce: Option<Millis>,
     outbox: Outbox<P>,
     outputs: VecDeque<Output<P>>,
     next_round: Option<Millis>,
@@ -134,6 +135,7 @@ impl<P: Clone + Ord> Engine<P> {
             filter: Filter::new(me, config.author_filter.clone()),
             graft_timers: std::collections::BTreeSet::new(),
             lazy_due: std::collections::BTreeSet::new(),
+            next_announce: None,
             pending: Pending::new(
                 config.max_pending_validations,
                 millis(config.validation_timeout),
@@ -297,6 +299,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.store.next_expiry(),
             self.pending.next_deadline(),
             self.next_graft(),
+            self.next_announce,
         ]
         .into_iter()
         .flatten()
@@ -397,6 +400,9 @@ impl<P: Clone + Ord> Engine<P> {
             self.round();
             self.schedule_round(now);
         }
+        if self.next_announce.is_some_and(|t| t <= now) {
+            self.announce_to_lazy();
+        }
         self.retry_wants(now);
         self.graft_due(now);
         for id in self.store.expire(now) {
@@ -456,6 +462,20 @@ impl<P: Clone + Ord> Engine<P> {
     /// then `have`, then `want`. A violation stops the frame and is reported; what was
     /// accepted before it stays accepted.
     pub fn handle_frame(&mut self, peer: P, frame: Frame, now: Millis) {
+        self.handle_checked_frame(peer, frame, &[], now);
+    }
+
+    /// A frame from `peer` whose envelopes' signatures the driver already checked where
+    /// `verdicts` says (`Some(valid)`, by `verify_strict`, in the order of `messages`; a
+    /// missing or `None` entry is verified here if it gets that far). A driver that verifies
+    /// on other cores uses this; the order of checks and what is accepted are unchanged.
+    pub fn handle_checked_frame(
+        &mut self,
+        peer: P,
+        frame: Frame,
+        verdicts: &[Option<bool>],
+        now: Millis,
+    ) {
         if !self.peers.contains_key(&peer) {
             return;
         }
@@ -470,9 +490,10 @@ impl<P: Clone + Ord> Engine<P> {
         self.on_tree_control(&peer, prune, graft);
         // What this frame delivered of what was asked of the peer: its authors, and how much.
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
-        for envelope in messages {
+        for (i, envelope) in messages.into_iter().enumerate() {
             let len = crate::frame::envelope_len(&envelope);
-            match self.receive(&peer, envelope, now) {
+            let verdict = verdicts.get(i).copied().flatten();
+            match self.receive(&peer, envelope, verdict, now) {
                 Ok(Some(author)) => {
                     count += 1;
                     bytes += len;
@@ -521,7 +542,9 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn flush(&mut self) {
-        self.announce_to_lazy();
+        if self.next_announce.is_some() && self.config.announce_delay.is_zero() {
+            self.announce_to_lazy();
+        }
         self.outbox
             .flush(&self.config.frame_limits(), &mut self.outputs);
     }

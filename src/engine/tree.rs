@@ -121,16 +121,26 @@ impl<P: Clone + Ord> Engine<P> {
         self.graft_timers.first().map(|(at, _)| *at)
     }
 
-    /// Announces at once what was queued for lazy peers during this input.
+    /// Sends the announcements queued for lazy peers (when `announce_delay` has passed, or at
+    /// the end of the input with no delay).
     pub(super) fn announce_to_lazy(&mut self) {
+        self.next_announce = None;
         for peer in std::mem::take(&mut self.lazy_due) {
             self.round_peer(&peer);
         }
     }
 
-    /// Queues `sequence` of `author` for `peer`'s announcement, sent at the end of this input
-    /// when the tree is on (else in the next round).
-    pub(super) fn announce_new(&mut self, peer: &P, author: &PublicKey, sequence: u64) {
+    /// Queues `sequence` of `author` for `peer`'s announcement: sent within `announce_delay`
+    /// when the tree is on (else in the next round). Waiting a little lets the peer's own
+    /// announcement of the same id arrive first, so a lazy link mostly carries one
+    /// announcement per message, not one each way.
+    pub(super) fn announce_new(
+        &mut self,
+        peer: &P,
+        author: &PublicKey,
+        sequence: u64,
+        now: Millis,
+    ) {
         let max = self.config.max_have_ranges_per_frame;
         let Some(state) = self.peers.get_mut(peer) else {
             return;
@@ -138,6 +148,9 @@ impl<P: Clone + Ord> Engine<P> {
         state.queue_announce(author, Ids::One(sequence), &self.store, max);
         if self.config.eager_push {
             self.lazy_due.insert(peer.clone());
+            if self.next_announce.is_none() {
+                self.next_announce = Some(now.saturating_add(millis(self.config.announce_delay)));
+            }
         }
     }
 }

@@ -1,19 +1,22 @@
-//! Figures from the deterministic simulator: delivery, duplicates, RMR, hops and bytes for
-//! networks of 100 and 1,000 nodes with 5 % loss and one partition (and with churn too).
+//! Figures from the deterministic simulator.
 //!
 //! ```text
 //! cargo run --release --example simulate            # seed 1
 //! cargo run --release --example simulate -- 42      # another seed
 //! ```
+//!
+//! 1. Faults: networks of 100 and 1,000 nodes with 5 % loss and one partition (and with churn
+//!    too): delivery, duplicates, RMR, hops, bytes.
+//! 2. The broadcast tree in steady state (no faults), at 1,000 and 10,000 nodes, for three
+//!    publishing patterns: one author, random authors, every node at once. RMR and the last
+//!    delivery's hop count, with the tree and with flooding (`broadcast_tree(false)`).
 
-use secure_gossip::sim::{Report, Scenario, SimConfig};
+use secure_gossip::Config;
+use secure_gossip::sim::{Report, Rng, Scenario, SimConfig, Simulation};
+use std::time::Instant;
 
-fn main() {
-    let seed = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("a seed is a number"))
-        .unwrap_or(1);
-    println!("seed {seed}; degree 6, latency 10-100 ms, 100 messages, 5 % loss");
+fn faults(seed: u64) {
+    println!("faults: seed {seed}; degree 6, latency 10-100 ms, 100 messages, 5 % loss");
     println!("{:<26}{}", "scenario", Report::HEADER);
     for nodes in [100, 1_000] {
         for (name, churn) in [
@@ -31,7 +34,7 @@ fn main() {
                 partition: true,
                 churn,
             };
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             match scenario.run() {
                 Ok(report) => println!(
                     "{name:<26}{report}   ({:.1} s)",
@@ -40,5 +43,105 @@ fn main() {
                 Err(e) => println!("{name:<26}did not converge: {e}"),
             }
         }
+    }
+}
+
+/// One publishing pattern on a settled network: RMR, delivery and last hop of its messages.
+struct Pattern {
+    rmr: f64,
+    delivery: f64,
+    hop: u32,
+}
+
+/// `messages` per pattern (and at most that many publishers at once).
+fn steady(nodes: usize, tree: bool, seed: u64, messages: usize) -> [Pattern; 3] {
+    let engine = Config::builder().broadcast_tree(tree).build().unwrap();
+    let mut sim = Simulation::new(SimConfig {
+        nodes,
+        seed,
+        engine,
+        ..SimConfig::default()
+    });
+    let mut rng = Rng::new(seed ^ 0x57EA);
+    sim.run_for(2_000);
+    // Warm-up: the tree forms from the first messages' duplicates.
+    for k in 0..50 {
+        sim.publish(rng.index(nodes), format!("warm {k}"));
+        sim.run_for(50);
+    }
+    sim.run_for(3_000);
+    let measure = |sim: &mut Simulation, publish: &mut dyn FnMut(&mut Simulation)| {
+        sim.reset_extremes();
+        let before = sim.report();
+        publish(sim);
+        sim.run_for(10_000);
+        let after = sim.report();
+        Pattern {
+            rmr: after.rmr_since(&before),
+            delivery: after.delivery_ratio,
+            hop: after.last_delivery_hop,
+        }
+    };
+    let author = rng.index(nodes);
+    let one = measure(&mut sim, &mut |sim| {
+        for k in 0..messages / 2 {
+            sim.publish(author, format!("one {k}"));
+            sim.run_for(50);
+        }
+    });
+    let random = measure(&mut sim, &mut |sim| {
+        for k in 0..messages {
+            sim.publish(rng.index(nodes), format!("random {k}"));
+            sim.run_for(50);
+        }
+    });
+    let all = measure(&mut sim, &mut |sim| {
+        for i in 0..nodes.min(messages * 10) {
+            sim.publish(i, format!("all {i}"));
+        }
+    });
+    [one, random, all]
+}
+
+fn main() {
+    let seed = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("a seed is a number"))
+        .unwrap_or(1);
+    faults(seed);
+    println!();
+    println!("steady state: seed {seed}; degree 6, latency 10-100 ms, no faults");
+    println!(
+        "| nodes | pattern | tree RMR | flooding RMR | tree last hop | flooding last hop | delivery |"
+    );
+    println!("(every node at once: at most 10 × the pattern's messages publishers; 10,000 nodes: tree only)");
+    println!("|---|---|---|---|---|---|---|");
+    // 10,000 nodes is a scale check: fewer messages, the tree only.
+    for (nodes, messages) in [(1_000, 100), (10_000, 20)] {
+        let started = Instant::now();
+        let tree = steady(nodes, true, seed, messages);
+        let flood = if nodes <= 1_000 {
+            steady(nodes, false, seed, messages)
+        } else {
+            [0, 1, 2].map(|_| Pattern {
+                rmr: f64::NAN,
+                delivery: 1.0,
+                hop: 0,
+            })
+        };
+        for (k, name) in ["one author", "random authors", "every node at once"]
+            .iter()
+            .enumerate()
+        {
+            println!(
+                "| {nodes} | {name} | {:.3} | {:.3} | {} | {} | {:.4} |",
+                tree[k].rmr,
+                flood[k].rmr,
+                tree[k].hop,
+                flood[k].hop,
+                tree[k].delivery.min(flood[k].delivery)
+            );
+        }
+        eprintln!("({nodes} nodes: {:.1} s)", started.elapsed().as_secs_f64());
     }
 }

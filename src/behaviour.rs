@@ -366,21 +366,32 @@ impl Behaviour {
     /// Polls the engine's timer; runs the engine's timeout and returns `true` when it fired.
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(deadline) = self.engine.poll_timeout() else {
-            self.timer = None;
             return false;
         };
         let now = self.clock.now();
         if deadline > now {
-            if self.timer.as_ref().map(|(at, _)| *at) != Some(deadline) {
-                let delay = Delay::new(Duration::from_millis(deadline - now));
-                self.timer = Some((deadline, delay));
+            let wait = Duration::from_millis(deadline - now);
+            match &mut self.timer {
+                // A timer that fires at or before the deadline stays: setting a timer costs a
+                // round trip to the timer thread, and deadlines move often. If it fires early,
+                // nothing is due yet and it is set again.
+                Some((at, _)) if *at <= deadline && *at > 0 => {}
+                Some((at, delay)) => {
+                    delay.reset(wait);
+                    *at = deadline;
+                }
+                None => self.timer = Some((deadline, Delay::new(wait))),
             }
-            let (_, delay) = self.timer.as_mut().expect("set above");
+            let (at, delay) = self.timer.as_mut().expect("set above");
             if delay.poll_unpin(cx).is_pending() {
                 return false;
             }
+            // Fired: used up until set again.
+            *at = 0;
+            if self.clock.now() < deadline {
+                return self.poll_timer(cx);
+            }
         }
-        self.timer = None;
         self.engine.handle_timeout(self.clock.now());
         true
     }

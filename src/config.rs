@@ -41,6 +41,7 @@ pub struct Config {
     pub(crate) want_timeout: Duration,
     pub(crate) graft_timeout: Duration,
     pub(crate) announce_delay: Duration,
+    pub(crate) broadcast_tree: bool,
     pub(crate) max_want_attempts: u32,
     pub(crate) start_sequence: Option<u64>,
 }
@@ -126,6 +127,8 @@ impl Default for Config {
             // peer has usually announced the same message to this node, so a lazy link
             // carries one announcement per message instead of one each way.
             announce_delay: Duration::from_millis(20),
+            // On: each message crosses most links as an announcement instead of a copy.
+            broadcast_tree: true,
             start_sequence: None,
         }
     }
@@ -326,6 +329,9 @@ impl ConfigBuilder {
         /// How long new messages wait before they are announced to lazy peers (default
         /// 20 ms; `Duration::ZERO`: in the same flush as the pushes).
         announce_delay: Duration;
+        /// Push new messages along a broadcast tree (default `true`, with `eager_push`);
+        /// `false`: push them to every peer (flooding).
+        broadcast_tree: bool;
     }
 
     /// The protocol id to gossip on (default `/secure-gossip/1.0.0`). Nodes with different

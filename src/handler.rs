@@ -79,8 +79,9 @@ enum Outbound {
     /// A substream was requested.
     Opening,
     Idle(Stream),
-    /// Writing frames (one write); the peer must take them by the deadline.
-    Writing(WriteFuture, Vec<Frame>, Instant, Delay),
+    /// Writing frames (one write); the peer must take them by the deadline. The deadline's
+    /// timer is only set if the write does not complete at once.
+    Writing(WriteFuture, Vec<Frame>, Instant, Option<Delay>),
     /// The peer did not drain a frame in time: nothing is sent on this connection again.
     Slow,
     /// The peer does not speak the protocol: nothing is sent on this connection again.
@@ -206,7 +207,9 @@ impl Handler {
     }
 
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
-        if self.paused {
+        // Paused by the behaviour, or a connection this node does not gossip on (the peer
+        // does not speak the protocol, or was too slow): nothing is read.
+        if self.paused || matches!(self.outbound, Outbound::Unsupported { .. } | Outbound::Slow) {
             return None;
         }
         let future = self.inbound.as_mut()?;
@@ -291,9 +294,7 @@ impl Handler {
                         let result = write_frame(&mut stream, &framed).await;
                         (stream, result.map(|()| written))
                     };
-                    let deadline = Delay::new(self.write_timeout);
-                    self.outbound =
-                        Outbound::Writing(write.boxed(), frames, Instant::now(), deadline);
+                    self.outbound = Outbound::Writing(write.boxed(), frames, Instant::now(), None);
                 }
                 Outbound::Writing(mut write, frames, started, mut deadline) => {
                     match write.poll_unpin(cx) {
@@ -308,7 +309,14 @@ impl Handler {
                             self.drop_queue();
                             return None;
                         }
-                        Poll::Pending if deadline.poll_unpin(cx).is_ready() => {
+                        Poll::Pending
+                            if deadline
+                                .get_or_insert_with(|| {
+                                    Delay::new(self.write_timeout.saturating_sub(started.elapsed()))
+                                })
+                                .poll_unpin(cx)
+                                .is_ready() =>
+                        {
                             let waited = started.elapsed();
                             tracing::debug!(?waited, "peer did not drain a frame in time");
                             self.events.push_back(HandlerEvent::Slow {

@@ -374,6 +374,13 @@ impl Simulation {
         Some(id)
     }
 
+    /// Starts measuring the last delivery's hop count and delay afresh (for one phase of a
+    /// run).
+    pub fn reset_extremes(&mut self) {
+        self.report.last_delivery_hop = 0;
+        self.report.last_delivery_ms = 0;
+    }
+
     /// Changes the loss probability from now on.
     pub fn set_loss(&mut self, loss: f64) {
         self.config.loss = loss;

@@ -12,7 +12,10 @@
 //! - of an author the filter permits.
 //!
 //! A wrong hint costs one verification or leaves it to the engine; acceptance is unchanged.
-//! The verdict is `verify_strict`'s, as the engine's would be.
+//! The verdict is `verify_strict`'s, as the engine's would be. A frame is verified no
+//! further than its first invalid signature (a violation), and nothing is verified on a
+//! connection the node does not gossip on. What a peer can make a handler verify is bounded
+//! by its inbound envelope budget, as the engine's own verifications are.
 
 use crate::config::Config;
 use crate::engine::Filter;
@@ -93,10 +96,19 @@ impl AheadChecks {
                 })
                 .collect()
         };
+        // The engine stops a frame at its first invalid signature; so does this.
+        let mut failed = false;
         envelopes
             .iter()
             .zip(ahead)
-            .map(|(e, ahead)| ahead.then(|| e.verify().is_ok()))
+            .map(|(e, ahead)| {
+                if !ahead || failed {
+                    return None;
+                }
+                let valid = e.verify().is_ok();
+                failed = !valid;
+                Some(valid)
+            })
             .collect()
     }
 }

@@ -966,3 +966,40 @@ fn an_announcement_with_no_pushed_copy_grafts_the_announcer_after_the_graft_time
     assert!(net.got(2).contains(&next));
     assert_eq!(net.e(2).stats().grafts, 1, "no second graft");
 }
+
+#[test]
+fn an_eager_peer_that_announces_instead_of_pushing_cannot_keep_the_tree_broken() {
+    let mut net = Net::uniform(3, Config::default());
+    net.connect(0, 1);
+    net.connect(0, 2);
+    net.pump();
+    net.advance(2_000);
+    net.pump();
+    net.frames.clear();
+    let author = Keypair::from_seed(&[9; 32]);
+    let m = Envelope::sign(&author, 1, net.now, b"m".to_vec()).unwrap();
+    let now = net.now;
+    // Peer 1 pushes it first; peer 2's copy is a duplicate over an eager link: pruned.
+    net.e(0).handle_frame(1, push(vec![m.clone()]), now);
+    net.e(0).handle_frame(2, push(vec![m]), now);
+    assert_eq!(net.e(0).stats().prunes, 1);
+    net.collect();
+    net.frames.clear();
+    // Peer 1 (eager) now only announces the next message: it is wanted from it at once.
+    // Peer 2 (lazy) announces it too: deferred.
+    net.e(0)
+        .handle_frame(1, have(author.public(), RangeSet::from_range(2, 2)), now);
+    net.e(0)
+        .handle_frame(2, have(author.public(), RangeSet::from_range(2, 2)), now);
+    net.collect();
+    net.frames.clear();
+    // No pushed copy within the graft timeout: peer 2 is grafted although the id is already
+    // wanted from peer 1, so later messages come pushed from an honest peer.
+    net.advance(100);
+    net.collect();
+    assert_eq!(net.e(0).stats().grafts, 1);
+    assert!(
+        net.frames.iter().any(|(_, to, f)| *to == 2 && f.graft),
+        "peer 2 told to push"
+    );
+}

@@ -138,7 +138,7 @@ async fn an_author_blocked_at_run_time_is_no_longer_delivered() {
     connect(&mut a, &mut b).await;
     let first = b.publish(b"one".to_vec()).await;
     assert_eq!(a.next_message().await.0.id, first);
-    a.block(b.author);
+    a.block(b.author).await;
     let second = b.publish(b"two".to_vec()).await;
     let _ = second;
     // A third author's message as a barrier.

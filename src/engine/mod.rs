@@ -426,8 +426,9 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         state.congested = true;
-        // A lost complete digest is sent again once the queue drains.
+        // A lost complete digest, and lost tree control, are sent again once the queue drains.
         state.resend_complete |= frame.complete;
+        state.resend_tree |= frame.prune || frame.graft;
         let limits = self.config.max_have_ranges_per_frame;
         for envelope in &frame.messages {
             let (author, s) = (envelope.author(), envelope.sequence());
@@ -447,15 +448,24 @@ impl<P: Clone + Ord> Engine<P> {
     /// The driver's queue to `peer` is empty again after a dropped frame: it is sent
     /// messages again, starting with announcements of what it missed.
     pub fn peer_drained(&mut self, peer: &P) {
-        if let Some(state) = self.peers.get_mut(peer)
-            && std::mem::take(&mut state.congested)
-        {
-            if std::mem::take(&mut state.resend_complete) {
-                self.outbox.complete(peer, self.digest());
-            }
-            self.round_peer(peer);
-            self.flush();
+        let Some(state) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if !std::mem::take(&mut state.congested) {
+            return;
         }
+        let complete = std::mem::take(&mut state.resend_complete);
+        let tree = std::mem::take(&mut state.resend_tree).then_some(state.eager);
+        if complete {
+            self.outbox.complete(peer, self.digest());
+        }
+        match tree {
+            Some(true) => self.outbox.graft(peer),
+            Some(false) => self.outbox.prune(peer),
+            None => {}
+        }
+        self.round_peer(peer);
+        self.flush();
     }
 
     /// A frame from `peer`. Envelopes come first (each through the checks in `receive`),
@@ -469,6 +479,8 @@ impl<P: Clone + Ord> Engine<P> {
     /// `verdicts` says (`Some(valid)`, by `verify_strict`, in the order of `messages`; a
     /// missing or `None` entry is verified here if it gets that far). A driver that verifies
     /// on other cores uses this; the order of checks and what is accepted are unchanged.
+    /// The verdicts are trusted: only a driver that ran `verify_strict` on exactly these
+    /// envelopes may pass them.
     pub fn handle_checked_frame(
         &mut self,
         peer: P,

@@ -56,6 +56,9 @@ pub(crate) struct Peer {
     deferred_ranges: usize,
     /// When the deferred ids are due.
     pub(crate) graft_at: Option<Millis>,
+    /// Tree control in a frame to the peer that was dropped: sent again (for the link's
+    /// role by then) when the queue drains.
+    pub(crate) resend_tree: bool,
 }
 
 impl Peer {

@@ -24,8 +24,10 @@ impl<P: Clone + Ord> Engine<P> {
         //    proven.
         if self.authors.knows(&id.author, id.sequence) || self.pending.contains(&id) {
             self.stats.duplicates += 1;
-            self.wants.received(&id.author, id.sequence);
-            self.tree_duplicate_from(from, now);
+            // A duplicate that answers this node's own want is no sign of a redundant path.
+            if self.wants.received(&id.author, id.sequence).as_ref() != Some(from) {
+                self.tree_duplicate_from(from, now);
+            }
             return self.duplicate(from, envelope).map(|()| None);
         }
         // 3. The time window (and the payload limit): not a violation, dropped quietly and
@@ -72,7 +74,6 @@ impl<P: Clone + Ord> Engine<P> {
             self.forget_author(&author);
         }
         let author = id.author;
-        self.tree_delivered_by(from);
         let asked_of = if self.config.validate_messages {
             // 7. Held for the application's verdict (`validation.rs`).
             let asked_of = self.wants.received(&id.author, id.sequence);
@@ -86,7 +87,13 @@ impl<P: Clone + Ord> Engine<P> {
         } else {
             self.accept(envelope, Some(from), now, true)
         };
-        Ok((asked_of.as_ref() == Some(from)).then_some(author))
+        let answered = asked_of.as_ref() == Some(from);
+        if !answered {
+            // Pushed unasked: the link that delivers first is eager (an answer to a want
+            // leaves the link as it is; a graft said so explicitly).
+            self.tree_delivered_by(from);
+        }
+        Ok(answered.then_some(author))
     }
 
     /// A copy of a known id. If it differs from the held copy and this id's equivocation is

@@ -12,7 +12,9 @@
 //! - ids a lazy peer announces are not asked for at once: an eager copy usually follows.
 //!   After `graft_timeout`, those still missing are wanted from it and it is grafted (it
 //!   becomes eager, and is sent `graft`), which repairs the tree after a link or node
-//!   failure within `graft_timeout` and one round trip.
+//!   failure within `graft_timeout` and one round trip. The announcer is grafted even when
+//!   the ids are already wanted from another peer: no pushed copy came, so the tree is
+//!   broken here (and the peer they are wanted from may announce without ever pushing);
 //!
 //! What a peer sends here only changes how this node sends to that same peer: a false
 //! `graft` draws each message at most once per connection (as any push), a false `prune`
@@ -25,10 +27,10 @@ use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 
 impl<P: Clone + Ord> Engine<P> {
-    /// Whether the tree is on: with eager push. Without it every message is announced in
-    /// rounds.
+    /// Whether the tree is on: with eager push and `broadcast_tree`. Without eager push
+    /// every message is announced in rounds; without the tree it is pushed to every peer.
     pub(super) fn tree_mode(&self) -> bool {
-        self.config.eager_push
+        self.config.eager_push && self.config.broadcast_tree
     }
 
     /// `peer` just delivered a new message: its link is eager.
@@ -71,7 +73,8 @@ impl<P: Clone + Ord> Engine<P> {
         self.tree_mode() && self.peers.get(peer).is_some_and(|s| !s.eager)
     }
 
-    /// Keeps ids `peer` announced for `graft_timeout`.
+    /// Keeps ids `peer` announced for `graft_timeout`: those of an author this node accepts,
+    /// that it does not know yet.
     pub(super) fn defer_announced(
         &mut self,
         peer: &P,
@@ -79,20 +82,33 @@ impl<P: Clone + Ord> Engine<P> {
         ids: RangeSet,
         now: Millis,
     ) {
+        if !self.filter.permits(author) {
+            return;
+        }
+        let ids = match self.authors.not_wanted(author) {
+            Some(known) => ids.difference(&known),
+            None => ids,
+        };
+        if ids.is_empty() {
+            return;
+        }
         let max = self.config.max_ranges_per_peer;
+        let timeout = millis(self.config.graft_timeout);
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
         state.defer(author, &ids, max);
         if state.graft_at.is_none() {
-            let at = now.saturating_add(millis(self.config.graft_timeout));
+            let at = now.saturating_add(timeout);
             state.graft_at = Some(at);
             self.graft_timers.insert((at, peer.clone()));
         }
     }
 
     /// Deferred announcements whose time has come: what is still missing is wanted from its
-    /// announcer, which is grafted.
+    /// announcer, and the announcer is grafted. It is grafted even if the ids are already
+    /// wanted from another peer: no pushed copy came, so the tree is broken here, and the
+    /// peer wanted from may be one that announces and never pushes.
     pub(super) fn graft_due(&mut self, now: Millis) {
         while let Some((at, peer)) = self.graft_timers.first().cloned() {
             if at > now {
@@ -103,11 +119,19 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             };
             state.graft_at = None;
-            let mut asked = false;
+            let mut missing = false;
             for (author, ids) in state.take_deferred() {
-                asked |= self.want_from(&peer, &author, ids, now);
+                let unknown = match self.authors.not_wanted(&author) {
+                    Some(known) => ids.difference(&known),
+                    None => ids,
+                };
+                if unknown.is_empty() {
+                    continue;
+                }
+                missing = true;
+                self.want_from(&peer, &author, unknown, now);
             }
-            if asked && let Some(state) = self.peers.get_mut(&peer) {
+            if missing && let Some(state) = self.peers.get_mut(&peer) {
                 state.eager = true;
                 state.tree_grace_until = now.saturating_add(millis(self.config.want_timeout));
                 self.stats.grafts += 1;

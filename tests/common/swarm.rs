@@ -77,7 +77,7 @@ enum Command {
     Disconnect(PeerId, oneshot::Sender<()>),
     Stats(oneshot::Sender<Snapshot>),
     Validate(MessageId, Validation, oneshot::Sender<bool>),
-    Block(PublicKey),
+    Block(PublicKey, oneshot::Sender<()>),
 }
 
 /// What a node reports about itself.
@@ -149,8 +149,10 @@ impl Node {
         rx.await.expect("node alive")
     }
 
-    pub fn block(&self, author: PublicKey) {
-        self.send(Command::Block(author));
+    pub async fn block(&self, author: PublicKey) {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Block(author, tx));
+        rx.await.expect("node alive")
     }
 
     pub fn dial(&self, addr: Multiaddr) {
@@ -295,7 +297,10 @@ async fn run(
                     Command::Validate(id, validation, reply) => {
                         let _ = reply.send(swarm.behaviour_mut().report_validation(&id, validation));
                     }
-                    Command::Block(author) => swarm.behaviour_mut().block_author(&author),
+                    Command::Block(author, reply) => {
+                        swarm.behaviour_mut().block_author(&author);
+                        let _ = reply.send(());
+                    }
                     Command::Disconnect(peer, reply) => {
                         let _ = swarm.disconnect_peer_id(peer);
                         let _ = reply.send(());

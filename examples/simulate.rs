@@ -114,7 +114,9 @@ fn main() {
     println!(
         "| nodes | pattern | tree RMR | flooding RMR | tree last hop | flooding last hop | delivery |"
     );
-    println!("(every node at once: at most 10 × the pattern's messages publishers; 10,000 nodes: tree only)");
+    println!(
+        "(every node at once: at most 10 × the pattern's messages publishers; 10,000 nodes: tree only)"
+    );
     println!("|---|---|---|---|---|---|---|");
     // 10,000 nodes is a scale check: fewer messages, the tree only.
     for (nodes, messages) in [(1_000, 100), (10_000, 20)] {

@@ -179,3 +179,78 @@ async fn decode_bombs() {
         "peak {peak:.1} MiB while decoding 2 MiB at a time"
     );
 }
+
+/// The state a node keeps per stored message and per known id, measured on the sans-IO
+/// engine: 1,000 authors × 20 messages of 256 bytes arrive from one peer, then age out.
+#[test]
+fn state_per_stored_message_and_per_known_id() {
+    use secure_gossip::engine::Engine;
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const AUTHORS: u64 = 1_000;
+    const PER_AUTHOR: u64 = 20;
+    const PAYLOAD: usize = 256;
+    let count = (AUTHORS * PER_AUTHOR) as usize;
+    let t0 = now_ms();
+    let config = Config::default();
+    let max_age = config.max_age().as_millis() as u64;
+    let mut engine: Engine<u8> = Engine::new(Keypair::from_seed(&[9; 32]), config, t0);
+    engine.connect(1, t0);
+    while engine.poll_output().is_some() {}
+
+    let authors: Vec<Keypair> = (0..AUTHORS)
+        .map(|a| {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&a.to_le_bytes());
+            Keypair::from_seed(&seed)
+        })
+        .collect();
+    let (base, _) = heap();
+    for keys in &authors {
+        let messages = (1..=PER_AUTHOR)
+            .map(|s| Envelope::sign(keys, s, t0, vec![s as u8; PAYLOAD]).unwrap())
+            .collect();
+        let frame = Frame {
+            messages,
+            ..Frame::default()
+        };
+        engine.handle_frame(1, frame, t0);
+        while engine.poll_output().is_some() {}
+    }
+    assert_eq!(engine.stored().0, count);
+    let (stored, _) = heap();
+    let per_message = stored.saturating_sub(base) as f64 / count as f64;
+
+    let later = t0 + max_age + 1_000;
+    engine.handle_timeout(later);
+    while engine.poll_output().is_some() {}
+    assert_eq!(engine.stored().0, 0, "every message aged out");
+    let first = Envelope::sign(&authors[0], 1, t0, vec![1; PAYLOAD]).unwrap();
+    assert!(engine.knows(&first.id()), "ids stay known after expiry");
+    let (known, _) = heap();
+    let known_per_author = known.saturating_sub(base) as f64 / AUTHORS as f64;
+    engine.disconnect(&1, later);
+    while engine.poll_output().is_some() {}
+    let (alone, _) = heap();
+    let per_author = alone.saturating_sub(base) as f64 / AUTHORS as f64;
+    println!(
+        "{count} stored messages of {PAYLOAD} bytes: {per_message:.0} bytes of heap each \
+         ({:.0} beyond the payload); after they aged out, {known_per_author:.0} bytes per \
+         author for its {PER_AUTHOR} known ids (kept as one range) with a connected peer \
+         believed to know them, {per_author:.0} bytes per author once the peer left",
+        per_message - PAYLOAD as f64,
+    );
+    assert!(
+        per_message < PAYLOAD as f64 + 512.0,
+        "{per_message:.0} bytes per stored message"
+    );
+    // Known ids are ranges: what an author costs does not grow with its ids.
+    assert!(
+        known_per_author < 1024.0,
+        "{known_per_author:.0} bytes per author"
+    );
+    assert!(
+        per_author < 1024.0,
+        "{per_author:.0} bytes per tracked author"
+    );
+}

@@ -69,6 +69,9 @@ use wants::Wants;
 /// Milliseconds since the Unix epoch: the engine's only notion of time.
 pub type Millis = u64;
 
+/// Outputs the queue keeps room for once drained.
+const IDLE_OUTPUT_CAPACITY: usize = 64;
+
 /// The protocol state of one node. `P` names peers (a libp2p `PeerId`, or an index in a
 /// simulation); iteration over peers follows `P`'s order, so runs are deterministic.
 pub struct Engine<P> {
@@ -308,7 +311,12 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// The next output, if any.
     pub fn poll_output(&mut self) -> Option<Output<P>> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() && self.outputs.capacity() > IDLE_OUTPUT_CAPACITY {
+            // A burst (a frame of thousands of messages) does not pin its queue's memory.
+            self.outputs.shrink_to(IDLE_OUTPUT_CAPACITY);
+        }
+        output
     }
 
     /// A connection to `peer` is up (or was replaced): send it the complete digest. Any state

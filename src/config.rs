@@ -188,7 +188,8 @@ impl Config {
         self.max_tracked_authors
     }
 
-    /// Most bytes queued for sending on one connection.
+    /// Most bytes queued for sending on one connection (a frame counts as the larger of its
+    /// encoded size and its memory).
     pub fn max_queued_bytes(&self) -> usize {
         self.max_queued_bytes
     }
@@ -292,7 +293,8 @@ impl ConfigBuilder {
         max_ranges_per_author: usize;
         /// Most ranges of ids one peer is believed to know (default 16,384; 16 bytes each).
         max_ranges_per_peer: usize;
-        /// Most bytes queued for sending on one connection (default 4 MiB).
+        /// Most bytes queued for sending on one connection (default 4 MiB; a frame counts as
+        /// the larger of its encoded size and its memory, and one always fits an empty queue).
         max_queued_bytes: usize;
         /// How long writing one frame may take before the peer is disconnected and reported
         /// as slow (default 30 s).

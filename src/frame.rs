@@ -81,6 +81,24 @@ impl Frame {
             + 2 * usize::from(self.graft)
     }
 
+    /// What the frame counts against an outbound queue: its encoded size, or the memory it
+    /// takes if that is more (payloads aside: they are shared with the store). A digest of
+    /// small sequences encodes in a few bytes per range but takes up to 32 in memory (16, and
+    /// a vector's spare room).
+    pub(crate) fn queued_len(&self) -> usize {
+        let ranges: usize = self
+            .have
+            .iter()
+            .chain(&self.want)
+            .map(|d| d.ranges.range_count())
+            .sum();
+        let in_memory = size_of::<Frame>()
+            + self.messages.len() * size_of::<Envelope>()
+            + (self.have.len() + self.want.len()) * size_of::<Digest>()
+            + ranges * 2 * size_of::<(u64, u64)>();
+        self.encoded_len().max(in_memory)
+    }
+
     /// Decodes a frame body and checks it against `docs/PROTOCOL.md` §1 and `limits`.
     pub fn decode(body: &[u8], limits: &FrameLimits) -> Result<Frame, FrameError> {
         if body.len() > limits.max_frame_size {

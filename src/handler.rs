@@ -191,8 +191,10 @@ impl Handler {
             self.events.push_back(HandlerEvent::Dropped(frame));
             return;
         }
-        let len = frame.encoded_len();
-        if self.queued_bytes + len > self.max_queued_bytes {
+        // Counted as the larger of its encoded size and its memory; a frame always fits an
+        // empty queue (a frame may be larger in memory than `max_queued_bytes` allows).
+        let len = frame.queued_len();
+        if !self.queue.is_empty() && self.queued_bytes + len > self.max_queued_bytes {
             tracing::debug!(
                 queued_bytes = self.queued_bytes,
                 max_queued_bytes = self.max_queued_bytes,
@@ -447,7 +449,7 @@ mod tests {
             messages: vec![envelope],
             ..Frame::default()
         };
-        let len = frame.encoded_len();
+        let len = frame.queued_len();
         let config = crate::Config::builder()
             .max_frame_size(2 * len)
             .max_payload_size(1000)

@@ -184,6 +184,9 @@ impl RangeSet {
             new_end = new_end.max(self.ranges[hi - 1].1);
         }
         self.ranges.splice(lo..hi, [(new_start, new_end)]);
+        if hi > lo + 1 {
+            self.trim();
+        }
     }
 
     /// Adds every value of `other`: in place when `other` is a few ranges (the common case
@@ -191,6 +194,7 @@ impl RangeSet {
     pub fn union_with(&mut self, other: &RangeSet) {
         if self.ranges.is_empty() {
             self.ranges.clone_from(&other.ranges);
+            self.trim();
             return;
         }
         if other.ranges.len() <= 4 {
@@ -218,6 +222,17 @@ impl RangeSet {
             }
         }
         self.ranges = merged;
+        self.trim();
+    }
+
+    /// Gives back spare room once the set is well under its allocation, so a set cut down
+    /// from a large one (a hostile digest filled to a few ranges) holds memory for what it
+    /// keeps, not for what it once was: at most twice its ranges and a few. Amortised O(1)
+    /// per range removed.
+    fn trim(&mut self) {
+        if self.ranges.capacity() > 2 * self.ranges.len() + 4 {
+            self.ranges.shrink_to(self.ranges.len());
+        }
     }
 
     /// Removes `start..=end`.
@@ -240,6 +255,7 @@ impl RangeSet {
             keep.push((end + 1, last_end));
         }
         self.ranges.splice(lo..hi, keep);
+        self.trim();
     }
 
     /// The values of `self` that are not in `other`.
@@ -292,6 +308,7 @@ impl RangeSet {
         if n > 1 {
             let merged = (self.ranges[0].0, self.ranges[n - 1].1.max(value));
             self.ranges.splice(0..n, [merged]);
+            self.trim();
         }
     }
 
@@ -311,7 +328,9 @@ impl RangeSet {
                 _ => ranges.push((s, e)),
             }
         }
-        RangeSet { ranges }
+        let mut set = RangeSet { ranges };
+        set.trim();
+        set
     }
 
     /// The ranges of `self` that share no value with `other`, whole: unlike
@@ -341,6 +360,7 @@ impl RangeSet {
         let excess = self.ranges.len() - max;
         let merged = (self.ranges[0].0, self.ranges[excess].1);
         self.ranges.splice(0..=excess, [merged]);
+        self.trim();
         true
     }
 
@@ -351,6 +371,7 @@ impl RangeSet {
         }
         let excess = self.ranges.len() - max;
         self.ranges.drain(..excess);
+        self.trim();
         true
     }
 }
@@ -368,6 +389,25 @@ impl FromIterator<u64> for RangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_cut_down_gives_back_its_room() {
+        let wide: RangeSet = (0..32_767u64).map(|k| 1 + 2 * k).collect();
+        let mut set = RangeSet::new();
+        set.union_with(&wide);
+        set.fill_lowest_gaps(64);
+        assert_eq!(set.range_count(), 64);
+        assert!(
+            set.ranges.capacity() <= 2 * 64 + 4,
+            "{}",
+            set.ranges.capacity()
+        );
+        set.insert_range(1, u64::MAX);
+        assert!(set.ranges.capacity() <= 6, "{}", set.ranges.capacity());
+        let mut other: RangeSet = (0..1_000u64).map(|k| 1 + 2 * k).collect();
+        other.remove_range(1, 1_990);
+        assert!(other.ranges.capacity() <= 2 * other.range_count() + 4);
+    }
     #[test]
     fn wire_form_rejects_every_malformed_list() {
         assert_eq!(

@@ -95,7 +95,8 @@ fn alone<F: std::future::Future<Output = ()>>(test: F) {
 }
 
 /// 4. `have` digests of 10,000 made-up authors with 1,024 ranges each (about 59 MiB of
-///    frames): the victim keeps no more per connection than the config's bound.
+///    frames), then 8,192 envelopes of made-up authors outside the time window: the victim
+///    keeps no more per connection than the config's bound.
 #[test]
 fn announcements_of_made_up_authors_do_not_grow_the_heap() {
     alone(made_up_authors());
@@ -124,15 +125,27 @@ async fn made_up_authors() {
         sent += frame.encoded_len();
         raw.send(&frame).await.unwrap();
     }
+    // And envelopes of made-up authors outside the time window (dropped unverified): what
+    // the peer sent and was refused is not kept for them either.
+    for _ in 0..2 {
+        let frame = Frame {
+            messages: (0..4_096)
+                .map(|_| Envelope::sign(&Keypair::generate(), 1, 0, b"old".to_vec()).unwrap())
+                .collect(),
+            ..Frame::default()
+        };
+        sent += frame.encoded_len();
+        raw.send(&frame).await.unwrap();
+    }
     barrier(&mut raw, &mut victim, &marker, 2).await;
     let (after, peak) = heap();
     let kept = after.saturating_sub(base) as f64 / MIB;
     let peak = peak.saturating_sub(base) as f64 / MIB;
     println!(
-        "{:.1} MiB of have frames: the heap grew by {kept:.1} MiB (peak {peak:.1} MiB)",
+        "{:.1} MiB of frames: the heap grew by {kept:.1} MiB (peak {peak:.1} MiB)",
         sent as f64 / MIB
     );
-    assert!(kept < 8.0, "{kept:.1} MiB kept");
+    assert!(kept < 2.0, "{kept:.1} MiB kept");
 }
 
 /// A frame body of `count` empty envelopes (`0a 00` repeated), framed.
@@ -253,4 +266,56 @@ fn state_per_stored_message_and_per_known_id() {
         per_author < 1024.0,
         "{per_author:.0} bytes per tracked author"
     );
+}
+
+/// 4b. `have` digests of 32,767 ranges for authors the victim does track (one valid message
+///     each): what is kept per author is what the bounds allow (its ranges cut to
+///     `max_ranges_per_author`), not the room the digest once took.
+#[test]
+fn wide_digests_of_tracked_authors_keep_only_the_bounded_ranges() {
+    alone(wide_digests());
+}
+
+async fn wide_digests() {
+    const AUTHORS: usize = 100;
+    let config = Config::default();
+    let mut victim = Node::spawn(config.clone()).await;
+    let mut raw = Raw::connect(&mut victim, Reading::Count).await;
+    let marker = Keypair::generate();
+    barrier(&mut raw, &mut victim, &marker, 1).await;
+    let authors: Vec<Keypair> = (0..AUTHORS).map(|_| Keypair::generate()).collect();
+    let frame = Frame {
+        messages: authors
+            .iter()
+            .map(|keys| Envelope::sign(keys, 1, now_ms(), b"first".to_vec()).unwrap())
+            .collect(),
+        ..Frame::default()
+    };
+    raw.send(&frame).await.unwrap();
+    barrier(&mut raw, &mut victim, &marker, 2).await;
+    let (base, _) = heap();
+
+    let ranges: RangeSet = (0..config.frame_limits().max_have_ranges as u64 - 1)
+        .map(|k| 10 + 2 * k)
+        .collect();
+    let mut sent = 0usize;
+    for keys in &authors {
+        let frame = Frame {
+            have: vec![Digest {
+                author: keys.public(),
+                ranges: ranges.clone(),
+            }],
+            ..Frame::default()
+        };
+        sent += frame.encoded_len();
+        raw.send(&frame).await.unwrap();
+    }
+    barrier(&mut raw, &mut victim, &marker, 3).await;
+    let (after, _) = heap();
+    let kept = after.saturating_sub(base) as f64 / MIB;
+    println!(
+        "{:.1} MiB of have frames for {AUTHORS} tracked authors: the heap grew by {kept:.2} MiB",
+        sent as f64 / MIB
+    );
+    assert!(kept < 4.0, "{kept:.2} MiB kept");
 }

@@ -3,7 +3,8 @@
 //! The belief only ever makes a node send *less* to that peer: an id it is believed to know
 //! is not pushed, announced or sent again in answer to a want. So it is kept conservative and
 //! bounded in bytes:
-//! - only for authors this node tracks or is pulling (the engine checks before recording);
+//! - only for authors this node permits and tracks or is pulling ([`worth_knowing`], which
+//!   the engine checks before recording);
 //! - at most `max_ranges_per_author` ranges per author, and `max_ranges_per_peer` in all.
 //!   Beyond either, gaps are filled (treated as known): for the author concerned, and when
 //!   the peer's total is over, for the author with the most ranges. An honest peer's ids are
@@ -16,9 +17,24 @@
 //! Memory per connection is therefore at most `max_ranges_per_peer` ranges (16 bytes each)
 //! plus one map entry per author.
 
+use super::authors::Authors;
+use super::filter::Filter;
+use super::wants::Wants;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// Whether anything a peer says it has or sent of `author` is kept: only for authors this
+/// node permits and tracks or is pulling. Of any other author a peer's claims are forgotten
+/// at once, so made-up authors cost a connection nothing.
+pub(crate) fn worth_knowing<P: Clone + Ord>(
+    filter: &Filter,
+    authors: &Authors<P>,
+    wants: &Wants<P>,
+    author: &PublicKey,
+) -> bool {
+    filter.permits(author) && (authors.is_tracked(author) || wants.wants_author(author))
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Knowledge {

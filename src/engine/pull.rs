@@ -17,6 +17,7 @@
 //! - announced ids beyond a peer's want budget wait in its backlog and are asked as room
 //!   frees up.
 
+use super::knowledge::worth_knowing;
 use super::peer::Ids;
 use super::wants::IdSets;
 use super::{Engine, Millis, millis};
@@ -62,9 +63,7 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         for d in &have {
-            if self.filter.permits(&d.author)
-                && (self.authors.is_tracked(&d.author) || self.wants.wants_author(&d.author))
-            {
+            if worth_knowing(&self.filter, &self.authors, &self.wants, &d.author) {
                 state.has.learn(&d.author, &d.ranges, limits);
             }
         }
@@ -389,7 +388,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// Wants given up on. Knowledge kept only because an author was being pulled goes too.
     fn abandon(&mut self, ids: IdSets) {
         for author in ids.keys() {
-            if self.authors.is_tracked(author) || self.wants.wants_author(author) {
+            if worth_knowing(&self.filter, &self.authors, &self.wants, author) {
                 continue;
             }
             for state in self.peers.values_mut() {

@@ -2,6 +2,7 @@
 //! and what happens to a message once it is accepted: store, deliver, forward.
 
 use super::authors::Admission;
+use super::knowledge::worth_knowing;
 use super::{Engine, Millis, Output, Violation};
 use crate::envelope::{Envelope, MessageId};
 use crate::keys::PublicKey;
@@ -125,6 +126,9 @@ impl<P: Clone + Ord> Engine<P> {
     /// `from` sent `id` unverified and dropped: it is not asked of `from` again. If it was
     /// asked of `from`, it stays asked until its deadline, then goes to other peers.
     fn refused(&mut self, from: &P, id: &MessageId) {
+        if !worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
+            return;
+        }
         let limits = self.knowledge_limits();
         if let Some(state) = self.peers.get_mut(from) {
             state.refused.learn_one(&id.author, id.sequence, limits);
@@ -134,9 +138,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// Records that `peer` has `id`, if its author is one this node tracks or is pulling
     /// (nothing is kept for other authors).
     fn peer_has(&mut self, peer: &P, id: &MessageId) {
-        if !self.filter.permits(&id.author)
-            || (!self.authors.is_tracked(&id.author) && !self.wants.wants_author(&id.author))
-        {
+        if !worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
             return;
         }
         let limits = self.knowledge_limits();

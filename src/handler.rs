@@ -81,7 +81,7 @@ enum Outbound {
     Idle(Stream),
     /// Writing frames (one write); the peer must take them by the deadline. The deadline's
     /// timer is only set if the write does not complete at once.
-    Writing(WriteFuture, Vec<Frame>, Instant, Option<Delay>),
+    Writing(WriteFuture, Vec<Frame>, usize, Instant, Option<Delay>),
     /// The peer did not drain a frame in time: nothing is sent on this connection again.
     Slow,
     /// The peer does not speak the protocol: nothing is sent on this connection again.
@@ -191,10 +191,11 @@ impl Handler {
             self.events.push_back(HandlerEvent::Dropped(frame));
             return;
         }
-        // Counted as the larger of its encoded size and its memory; a frame always fits an
-        // empty queue (a frame may be larger in memory than `max_queued_bytes` allows).
+        // Counted as the larger of its encoded size and its memory, until it is written; a
+        // frame always fits when nothing is queued or being written (a frame may be larger in
+        // memory than `max_queued_bytes` allows).
         let len = frame.queued_len();
-        if !self.queue.is_empty() && self.queued_bytes + len > self.max_queued_bytes {
+        if self.queued_bytes > 0 && self.queued_bytes + len > self.max_queued_bytes {
             tracing::debug!(
                 queued_bytes = self.queued_bytes,
                 max_queued_bytes = self.max_queued_bytes,
@@ -280,14 +281,18 @@ impl Handler {
                     // Everything queued (up to one frame's size) goes in one write: one
                     // transport message instead of one per frame. The future owns the bytes;
                     // the frames stay here in case they must be reported as dropped.
+                    // The frames stay counted in `queued_bytes` until the write completes.
                     let mut framed = Vec::new();
                     let mut frames = Vec::new();
-                    while let Some(&(_, len)) = self.queue.front() {
-                        if !frames.is_empty() && framed.len() + len > self.limits.max_frame_size {
+                    let mut charged = 0;
+                    while let Some((frame, _)) = self.queue.front() {
+                        if !frames.is_empty()
+                            && framed.len() + frame.encoded_len() > self.limits.max_frame_size
+                        {
                             break;
                         }
                         let (frame, len) = self.queue.pop_front().expect("just looked");
-                        self.queued_bytes -= len;
+                        charged += len;
                         framed.extend_from_slice(&encode_frame(&frame));
                         frames.push(frame);
                     }
@@ -296,11 +301,13 @@ impl Handler {
                         let result = write_frame(&mut stream, &framed).await;
                         (stream, result.map(|()| written))
                     };
-                    self.outbound = Outbound::Writing(write.boxed(), frames, Instant::now(), None);
+                    self.outbound =
+                        Outbound::Writing(write.boxed(), frames, charged, Instant::now(), None);
                 }
-                Outbound::Writing(mut write, frames, started, mut deadline) => {
+                Outbound::Writing(mut write, frames, charged, started, mut deadline) => {
                     match write.poll_unpin(cx) {
                         Poll::Ready((stream, Ok(written))) => {
+                            self.queued_bytes = self.queued_bytes.saturating_sub(charged);
                             self.outbound = Outbound::Idle(stream);
                             self.events.push_back(HandlerEvent::Written(written));
                         }
@@ -332,7 +339,8 @@ impl Handler {
                             return None;
                         }
                         Poll::Pending => {
-                            self.outbound = Outbound::Writing(write, frames, started, deadline);
+                            self.outbound =
+                                Outbound::Writing(write, frames, charged, started, deadline);
                             return None;
                         }
                     }

@@ -227,8 +227,8 @@ impl RangeSet {
 
     /// Gives back spare room once the set is well under its allocation, so a set cut down
     /// from a large one (a hostile digest filled to a few ranges) holds memory for what it
-    /// keeps, not for what it once was: at most twice its ranges and a few. Amortised O(1)
-    /// per range removed.
+    /// keeps, not for what it once was: at most twice its ranges and a few. It costs no more
+    /// than the operation that shrank the set (both move at most its ranges).
     fn trim(&mut self) {
         if self.ranges.capacity() > 2 * self.ranges.len() + 4 {
             self.ranges.shrink_to(self.ranges.len());

@@ -1009,3 +1009,81 @@ fn an_eager_peer_that_announces_instead_of_pushing_cannot_keep_the_tree_broken()
         "peer 2 told to push"
     );
 }
+
+/// Drains `engine`'s outputs: the peers sent a want naming `id`, and the ids delivered.
+fn drain(engine: &mut Engine<u8>, id: &MessageId) -> (Vec<u8>, Vec<MessageId>) {
+    let (mut wanted_of, mut delivered) = (Vec::new(), Vec::new());
+    while let Some(output) = engine.poll_output() {
+        match output {
+            Output::Send { peer, frame }
+                if frame
+                    .want
+                    .iter()
+                    .any(|d| d.author == id.author && d.ranges.contains(id.sequence)) =>
+            {
+                wanted_of.push(peer)
+            }
+            Output::Deliver { message, .. } => delivered.push(message.id),
+            _ => {}
+        }
+    }
+    (wanted_of, delivered)
+}
+
+/// A new author's message announced by an honest lazy peer (its announcement waits for the
+/// graft timer) while an eager peer pushes a forged out-of-window copy, announces the id and
+/// answers its want with the forgery again: the id is wanted of the honest peer and arrives.
+#[test]
+fn a_forging_eager_peer_cannot_hide_a_new_authors_message_announced_lazily() {
+    const HONEST: u8 = 1;
+    const FORGER: u8 = 2;
+    let config = Config::default();
+    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), config, T0);
+    let author = Keypair::from_seed(&[40; 32]);
+    let real = Envelope::sign(&author, 1, T0, b"real".to_vec()).unwrap();
+    let forged = Envelope::sign(&author, 1, 0, b"forged".to_vec()).unwrap();
+    let id = real.id();
+    v.connect(HONEST, T0);
+    v.connect(FORGER, T0);
+    let prune = Frame {
+        prune: true,
+        ..Frame::default()
+    };
+    v.handle_frame(HONEST, prune, T0);
+    drain(&mut v, &id);
+
+    v.handle_frame(
+        HONEST,
+        have(author.public(), RangeSet::from_range(1, 1)),
+        T0 + 1,
+    );
+    v.handle_frame(FORGER, push(vec![forged.clone()]), T0 + 2);
+    v.handle_frame(
+        FORGER,
+        have(author.public(), RangeSet::from_range(1, 1)),
+        T0 + 3,
+    );
+    let (wanted_of, _) = drain(&mut v, &id);
+    assert_eq!(
+        wanted_of,
+        vec![FORGER],
+        "the eager announcer is asked first"
+    );
+    v.handle_frame(FORGER, push(vec![forged]), T0 + 4);
+    drain(&mut v, &id);
+
+    // The graft timer, then the want's deadline: the id goes to the honest announcer.
+    let mut now = T0 + 4;
+    let mut asked_honest = false;
+    while now < T0 + 10_000 && !asked_honest {
+        now = v.poll_timeout().unwrap_or(now + 100).max(now + 1);
+        v.handle_timeout(now);
+        let (wanted_of, _) = drain(&mut v, &id);
+        asked_honest = wanted_of.contains(&HONEST);
+    }
+    assert!(asked_honest, "the honest announcer was never asked");
+    v.handle_frame(HONEST, push(vec![real]), now);
+    let (_, delivered) = drain(&mut v, &id);
+    assert_eq!(delivered, vec![id]);
+    v.check_invariants();
+}

@@ -140,6 +140,7 @@ impl Peer {
     /// Forgets everything about `author` (no longer tracked, or blocked).
     pub(crate) fn forget_author(&mut self, author: &PublicKey) {
         self.has.remove_author(author);
+        self.refused.remove_author(author);
         if let Some(set) = self.announce.remove(author) {
             self.announce_ranges -= set.range_count();
         }

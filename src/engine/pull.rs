@@ -85,9 +85,14 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// Asks `peer` for the ids of `ids` this node lacks, wants of no one, and did not refuse
-    /// from `peer`, within its budget; keeps the rest in its backlog. Returns whether it
-    /// asked for anything.
+    /// Asks `peer` for the ids of `ids` (which it announced) this node lacks, wants of no
+    /// one, and did not refuse from `peer`, within its budget; keeps the rest in its backlog.
+    /// Returns whether it asked for anything.
+    ///
+    /// Then, if the author is now tracked or pulled, `peer` is recorded as having all of
+    /// `ids`, also those wanted of another peer: if that want fails (a peer that forges or
+    /// never answers), it moves to `peer` (an announcement that waited for the graft timer
+    /// while the author was unknown was not recorded when it came).
     pub(super) fn want_from(
         &mut self,
         peer: &P,
@@ -95,11 +100,22 @@ impl<P: Clone + Ord> Engine<P> {
         ids: RangeSet,
         now: Millis,
     ) -> bool {
+        let asked = self.ask_announced(peer, author, &ids, now);
+        if worth_knowing(&self.filter, &self.authors, &self.wants, author) {
+            let limits = self.knowledge_limits();
+            if let Some(state) = self.peers.get_mut(peer) {
+                state.has.learn(author, &ids, limits);
+            }
+        }
+        asked
+    }
+
+    fn ask_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) -> bool {
         if !self.filter.permits(author) || !self.authors.can_admit(author, &Some(peer.clone()), now)
         {
             return false;
         }
-        let mut missing = ids;
+        let mut missing = ids.clone();
         if let Some(not_wanted) = self.authors.not_wanted(author) {
             missing = missing.difference(&not_wanted);
         }
@@ -393,6 +409,7 @@ impl<P: Clone + Ord> Engine<P> {
             }
             for state in self.peers.values_mut() {
                 state.has.remove_author(author);
+                state.refused.remove_author(author);
             }
         }
     }

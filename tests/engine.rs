@@ -1087,3 +1087,59 @@ fn a_forging_eager_peer_cannot_hide_a_new_authors_message_announced_lazily() {
     assert_eq!(delivered, vec![id]);
     v.check_invariants();
 }
+
+/// Two peers announce a new author's id and never answer; an honest peer that announced it
+/// too has more strikes than they do (it failed earlier wants). The id still reaches the
+/// honest peer after one want timeout per liar: each peer has its turn before any has a
+/// second.
+#[test]
+fn peers_that_never_answer_cannot_pass_a_want_between_them() {
+    const LIAR_A: u8 = 1;
+    const LIAR_B: u8 = 2;
+    const HONEST: u8 = 3;
+    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
+    for peer in [LIAR_A, LIAR_B, HONEST] {
+        v.connect(peer, T0);
+    }
+    let mut now = T0;
+    let step = |v: &mut Engine<u8>, now: &mut Millis, id: &MessageId| {
+        *now = v.poll_timeout().unwrap_or(*now + 100).max(*now + 1);
+        v.handle_timeout(*now);
+        drain(v, id).0
+    };
+
+    // The honest peer gathers strikes: it announces another author's id and never answers.
+    let other = Keypair::from_seed(&[41; 32]);
+    let unanswered = Envelope::sign(&other, 1, T0, b"x".to_vec()).unwrap().id();
+    v.handle_frame(
+        HONEST,
+        have(other.public(), RangeSet::from_range(1, 1)),
+        now,
+    );
+    drain(&mut v, &unanswered);
+    while now < T0 + 60_000 && v.outstanding_wants() > 0 {
+        step(&mut v, &mut now, &unanswered);
+    }
+
+    let author = Keypair::from_seed(&[40; 32]);
+    let real = Envelope::sign(&author, 1, now, b"real".to_vec()).unwrap();
+    let id = real.id();
+    let announce = have(author.public(), RangeSet::from_range(1, 1));
+    v.handle_frame(LIAR_A, announce.clone(), now);
+    v.handle_frame(LIAR_B, announce.clone(), now);
+    v.handle_frame(HONEST, announce, now);
+    let mut asked = drain(&mut v, &id).0;
+    assert_eq!(asked, vec![LIAR_A]);
+    let start = now;
+    while now < start + 60_000 && !asked.contains(&HONEST) {
+        asked.extend(step(&mut v, &mut now, &id));
+    }
+    assert_eq!(
+        asked,
+        vec![LIAR_A, LIAR_B, HONEST],
+        "each liar once, then the honest peer"
+    );
+    v.handle_frame(HONEST, push(vec![real]), now);
+    assert_eq!(drain(&mut v, &id).1, vec![id]);
+    v.check_invariants();
+}

@@ -23,6 +23,11 @@ pub(crate) struct Peer {
     /// large): not asked of this peer again. Kept per peer, so one peer's unverified claim
     /// never stops the node from pulling a valid copy from another.
     pub(crate) refused: Knowledge,
+    /// Ids wanted of the peer whose want failed and went to another peer: it is not asked
+    /// for them again until every peer known to have them has had its turn (so peers that
+    /// announce and never answer cannot pass a want between them, `pull.rs` `reroute`).
+    /// Only for authors the node tracks or pulls, bounded as `has`.
+    pub(crate) tried: Knowledge,
     /// Ids accepted since the peer's last round that it may lack: the next round's `have`.
     pub(crate) announce: IdSets,
     announce_ranges: usize,
@@ -141,6 +146,7 @@ impl Peer {
     pub(crate) fn forget_author(&mut self, author: &PublicKey) {
         self.has.remove_author(author);
         self.refused.remove_author(author);
+        self.tried.remove_author(author);
         if let Some(set) = self.announce.remove(author) {
             self.announce_ranges -= set.range_count();
         }
@@ -161,6 +167,7 @@ impl Peer {
     pub(crate) fn check_invariants(&self, limits: KnowledgeLimits) {
         self.has.check_invariants(limits);
         self.refused.check_invariants(limits);
+        self.tried.check_invariants(limits);
         let ranges: usize = self.announce.values().map(|s| s.range_count()).sum();
         assert_eq!(ranges, self.announce_ranges);
         let ranges: usize = self.backlog.values().map(|s| s.range_count()).sum();

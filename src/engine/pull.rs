@@ -341,7 +341,8 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             };
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let rest = self.reroute(ids, &peer, now);
+            let rest = self.reroute(ids.clone(), &peer, now);
+            self.mark_tried(&peer, &ids, &rest);
             if want.attempts >= self.config.max_want_attempts {
                 self.abandon(rest);
                 continue;
@@ -355,9 +356,32 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// Asks `ids` (taken back from `failed`) of the connected peers known to have them:
-    /// fewest strikes first, then in turn after `failed`, each within its want budget.
-    /// Returns what no other peer could take.
+    /// `failed` did not answer for `ids`, and those not in `rest` went to other peers: it is
+    /// not asked for them again before every other peer known to have them had its turn.
+    fn mark_tried(&mut self, failed: &P, ids: &IdSets, rest: &IdSets) {
+        let limits = self.knowledge_limits();
+        let Some(state) = self.peers.get_mut(failed) else {
+            return;
+        };
+        for (author, ids) in ids {
+            let moved = match rest.get(author) {
+                Some(kept) => ids.difference(kept),
+                None => ids.clone(),
+            };
+            if !moved.is_empty() {
+                state.tried.learn(author, &moved, limits);
+            }
+        }
+    }
+
+    /// Asks `ids` (taken back from `failed`) of the connected peers known to have them, each
+    /// within its want budget: first those that have not failed for them yet, fewest strikes
+    /// first, then in turn after `failed`; if none of those can take them, every peer's
+    /// turn is over (their marks for these ids are cleared) and the others are asked in the
+    /// same order. Returns what no other peer could take.
+    ///
+    /// So k peers that announce ids and never answer delay them by at most k want timeouts
+    /// before an honest peer that has them is asked, whatever their strikes.
     pub(super) fn reroute(&mut self, ids: IdSets, failed: &P, now: Millis) -> IdSets {
         if ids.is_empty() {
             return ids;
@@ -374,25 +398,40 @@ impl<P: Clone + Ord> Engine<P> {
         candidates.sort_by_key(|(strikes, _)| *strikes);
         let mut rest = IdSets::new();
         for (author, mut ids) in ids {
-            for (_, candidate) in &candidates {
-                if ids.is_empty() {
+            for untried_only in [true, false] {
+                for (_, candidate) in &candidates {
+                    if ids.is_empty() {
+                        break;
+                    }
+                    let state = &self.peers[candidate];
+                    let Some(has) = state.has.get(&author) else {
+                        continue;
+                    };
+                    let mut take = ids.intersection(has);
+                    if let Some(refused) = state.refused.get(&author) {
+                        take = take.difference(refused);
+                    }
+                    if untried_only && let Some(tried) = state.tried.get(&author) {
+                        take = take.difference(tried);
+                    }
+                    take.forget_lowest(self.wants.room(candidate));
+                    if take.is_empty() {
+                        continue;
+                    }
+                    ids = ids.difference(&take);
+                    let deadline = now.saturating_add(millis(self.config.want_timeout));
+                    let asked = self.wants.ask(candidate, &author, &take, deadline);
+                    self.outbox.want(candidate, &author, &asked);
+                }
+                if ids.is_empty() || !untried_only {
                     break;
                 }
-                let Some(has) = self.peers.get(candidate).and_then(|s| s.has.get(&author)) else {
-                    continue;
-                };
-                let mut take = ids.intersection(has);
-                if let Some(refused) = self.peers[candidate].refused.get(&author) {
-                    take = take.difference(refused);
+                // Every peer that has these ids has had its turn: a new round of turns.
+                for (_, candidate) in &candidates {
+                    if let Some(state) = self.peers.get_mut(candidate) {
+                        state.tried.forget(&author, &ids);
+                    }
                 }
-                take.forget_lowest(self.wants.room(candidate));
-                if take.is_empty() {
-                    continue;
-                }
-                ids = ids.difference(&take);
-                let deadline = now.saturating_add(millis(self.config.want_timeout));
-                let asked = self.wants.ask(candidate, &author, &take, deadline);
-                self.outbox.want(candidate, &author, &asked);
             }
             if !ids.is_empty() {
                 rest.insert(author, ids);
@@ -410,6 +449,7 @@ impl<P: Clone + Ord> Engine<P> {
             for state in self.peers.values_mut() {
                 state.has.remove_author(author);
                 state.refused.remove_author(author);
+                state.tried.remove_author(author);
             }
         }
     }

@@ -1143,3 +1143,61 @@ fn peers_that_never_answer_cannot_pass_a_want_between_them() {
     assert_eq!(drain(&mut v, &id).1, vec![id]);
     v.check_invariants();
 }
+
+/// The same, with liars that leave just before their want's deadline and reconnect (new
+/// connections, no strikes, no marks): connections younger than the pull are asked last, so
+/// the honest peer is asked after each liar's one turn.
+#[test]
+fn liars_that_reconnect_cannot_pass_a_want_between_them() {
+    const LIAR_A: u8 = 1;
+    const LIAR_B: u8 = 2;
+    const HONEST: u8 = 3;
+    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
+    for peer in [LIAR_A, LIAR_B, HONEST] {
+        v.connect(peer, T0);
+    }
+    let mut now = T0;
+    let other = Keypair::from_seed(&[41; 32]);
+    let unanswered = Envelope::sign(&other, 1, T0, b"x".to_vec()).unwrap().id();
+    v.handle_frame(
+        HONEST,
+        have(other.public(), RangeSet::from_range(1, 1)),
+        now,
+    );
+    drain(&mut v, &unanswered);
+    while now < T0 + 60_000 && v.outstanding_wants() > 0 {
+        now = v.poll_timeout().unwrap_or(now + 100).max(now + 1);
+        v.handle_timeout(now);
+        drain(&mut v, &unanswered);
+    }
+
+    let author = Keypair::from_seed(&[40; 32]);
+    let real = Envelope::sign(&author, 1, now, b"real".to_vec()).unwrap();
+    let id = real.id();
+    let announce = have(author.public(), RangeSet::from_range(1, 1));
+    for peer in [LIAR_A, LIAR_B, HONEST] {
+        v.handle_frame(peer, announce.clone(), now);
+    }
+    let mut asked = drain(&mut v, &id).0;
+    // Each liar in turn leaves just before its deadline and comes back with the same news.
+    for liar in [LIAR_A, LIAR_B] {
+        if asked.contains(&HONEST) {
+            break;
+        }
+        assert_eq!(asked.last(), Some(&liar));
+        now += 900;
+        v.disconnect(&liar, now);
+        asked.extend(drain(&mut v, &id).0);
+        v.connect(liar, now);
+        v.handle_frame(liar, announce.clone(), now);
+        asked.extend(drain(&mut v, &id).0);
+    }
+    assert_eq!(
+        asked,
+        vec![LIAR_A, LIAR_B, HONEST],
+        "each liar once, then the honest peer"
+    );
+    v.handle_frame(HONEST, push(vec![real]), now);
+    assert_eq!(drain(&mut v, &id).1, vec![id]);
+    v.check_invariants();
+}

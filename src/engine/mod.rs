@@ -327,6 +327,7 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         }
         let mut state = Peer::default();
+        state.connected_at = now;
         state.eager = true;
         state.tree_grace_until = now.saturating_add(millis(self.config.want_timeout));
         self.peers.insert(peer.clone(), state);

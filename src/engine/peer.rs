@@ -38,6 +38,8 @@ pub(crate) struct Peer {
     /// room frees up. At most `max_ranges_per_peer` ranges (whole authors go beyond it).
     backlog: IdSets,
     backlog_ranges: usize,
+    /// When the connection came up.
+    pub(crate) connected_at: Millis,
     /// Whether the peer's first frame has arrived (before it, rounds skip the peer: its
     /// complete digest is on its way and would make announcements redundant).
     pub(crate) synced: bool,

@@ -19,7 +19,7 @@
 
 use super::knowledge::worth_knowing;
 use super::peer::Ids;
-use super::wants::IdSets;
+use super::wants::{IdSets, Want};
 use super::{Engine, Millis, millis};
 use crate::config::{Config, ENVELOPE_OVERHEAD};
 use crate::frame::{Digest, envelope_len};
@@ -145,7 +145,7 @@ impl<P: Clone + Ord> Engine<P> {
             return false;
         }
         let deadline = now.saturating_add(millis(self.config.want_timeout));
-        let asked = self.wants.ask(peer, author, &missing, deadline);
+        let asked = self.wants.ask(peer, author, &missing, deadline, now);
         self.outbox.want(peer, author, &asked);
         !asked.is_empty()
     }
@@ -275,10 +275,10 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// Asks `peer` for `ids` (taken back from it), within its budget, as attempt `attempts`.
-    fn ask_again(&mut self, peer: &P, ids: IdSets, deadline: Millis, attempts: u32) {
+    fn ask_again(&mut self, peer: &P, ids: IdSets, deadline: Millis, attempts: u32, since: Millis) {
         for (author, mut ids) in ids {
             ids.forget_lowest(self.wants.room(peer));
-            let asked = self.wants.ask(peer, &author, &ids, deadline);
+            let asked = self.wants.ask(peer, &author, &ids, deadline, since);
             if !asked.is_empty() {
                 self.wants.rearm(peer, &author, deadline, attempts);
                 self.outbox.want(peer, &author, &asked);
@@ -341,7 +341,7 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             };
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let rest = self.reroute(ids.clone(), &peer, now);
+            let rest = self.reroute(ids.clone(), &peer, now, want.since);
             self.mark_tried(&peer, &ids, &rest);
             if want.attempts >= self.config.max_want_attempts {
                 self.abandon(rest);
@@ -349,7 +349,8 @@ impl<P: Clone + Ord> Engine<P> {
             }
             let backoff = timeout.saturating_mul(1 << want.attempts.min(16));
             let rest = self.not_refused_by(&peer, rest);
-            self.ask_again(&peer, rest, now.saturating_add(backoff), want.attempts + 1);
+            let deadline = now.saturating_add(backoff);
+            self.ask_again(&peer, rest, deadline, want.attempts + 1, want.since);
         }
         for peer in touched {
             self.top_up(&peer, now);
@@ -374,15 +375,24 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// Asks `ids` (taken back from `failed`) of the connected peers known to have them, each
-    /// within its want budget: first those that have not failed for them yet, fewest strikes
-    /// first, then in turn after `failed`; if none of those can take them, every peer's
-    /// turn is over (their marks for these ids are cleared) and the others are asked in the
-    /// same order. Returns what no other peer could take.
+    /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the connected
+    /// peers known to have them, each within its want budget: first those that have not
+    /// failed for them yet, connections older than the pull first, then fewest strikes
+    /// first, then in turn after `failed`; if none of those can take them, every peer's turn
+    /// is over (their marks for these ids are cleared) and the others are asked in the same
+    /// order. Returns what no other peer could take.
     ///
     /// So k peers that announce ids and never answer delay them by at most k want timeouts
-    /// before an honest peer that has them is asked, whatever their strikes.
-    pub(super) fn reroute(&mut self, ids: IdSets, failed: &P, now: Millis) -> IdSets {
+    /// before an honest peer that has them is asked, whatever their strikes: a liar that
+    /// reconnects (or a fresh identity) is a connection younger than the pull, asked after
+    /// every older one.
+    pub(super) fn reroute(
+        &mut self,
+        ids: IdSets,
+        failed: &P,
+        now: Millis,
+        since: Millis,
+    ) -> IdSets {
         if ids.is_empty() {
             return ids;
         }
@@ -391,11 +401,14 @@ impl<P: Clone + Ord> Engine<P> {
             .range((Bound::Excluded(failed), Bound::Unbounded))
             .chain(self.peers.range(..failed.clone()))
             .map(|(p, _)| p.clone());
-        let mut candidates: Vec<(u32, P)> = after
+        let mut candidates: Vec<((bool, u32), P)> = after
             .filter(|p| self.wants.room(p) > 0)
-            .map(|p| (self.wants.peer(&p).map_or(0, |a| a.strikes), p))
+            .map(|p| {
+                let late = self.peers[&p].connected_at > since;
+                ((late, self.wants.peer(&p).map_or(0, |a| a.strikes)), p)
+            })
             .collect();
-        candidates.sort_by_key(|(strikes, _)| *strikes);
+        candidates.sort_by_key(|(order, _)| *order);
         let mut rest = IdSets::new();
         for (author, mut ids) in ids {
             for untried_only in [true, false] {
@@ -420,7 +433,7 @@ impl<P: Clone + Ord> Engine<P> {
                     }
                     ids = ids.difference(&take);
                     let deadline = now.saturating_add(millis(self.config.want_timeout));
-                    let asked = self.wants.ask(candidate, &author, &take, deadline);
+                    let asked = self.wants.ask(candidate, &author, &take, deadline, since);
                     self.outbox.want(candidate, &author, &asked);
                 }
                 if ids.is_empty() || !untried_only {
@@ -456,8 +469,11 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// Wants that `from` will not answer (it left, or sent an id unverified): they go to
     /// other peers; what no one else has is given up.
-    pub(super) fn move_wants(&mut self, ids: IdSets, from: &P, now: Millis) {
-        let rest = self.reroute(self.still_wanted(ids), from, now);
-        self.abandon(rest);
+    pub(super) fn move_wants(&mut self, wants: Vec<(PublicKey, Want)>, from: &P, now: Millis) {
+        for (author, want) in wants {
+            let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
+            let rest = self.reroute(ids, from, now, want.since);
+            self.abandon(rest);
+        }
     }
 }

@@ -12,8 +12,9 @@
 //! - a want that times out without progress gives its peer a *strike* (one per batch of
 //!   deadlines; one is forgiven each time a peer delivers everything asked of it). When wants
 //!   are moved to other peers, those known to have the ids that have not yet failed for
-//!   them are tried first, fewest strikes first; each such peer has its turn before any has
-//!   a second (the choice is in `pull.rs` `reroute`).
+//!   them are tried first, connections older than the pull first, then fewest strikes
+//!   first; each such peer has its turn before any has a second (the choice is in `pull.rs`
+//!   `reroute`).
 
 use super::Millis;
 use crate::keys::PublicKey;
@@ -32,6 +33,9 @@ pub(crate) struct Want {
     pub(crate) attempts: u32,
     /// Asked envelopes newly accepted since the deadline was set: how many, how many bytes.
     pub(crate) progress: (usize, usize),
+    /// When the pull of these ids began (they may have moved between peers since): peers
+    /// that connected later are asked for them last (`pull.rs` `reroute`).
+    pub(crate) since: Millis,
 }
 
 /// What is asked of one peer.
@@ -78,7 +82,7 @@ impl<P: Clone + Ord> Wants<P> {
     }
 
     /// Forgets `peer`; returns what was asked of it.
-    pub(crate) fn remove_peer(&mut self, peer: &P) -> IdSets {
+    pub(crate) fn remove_peer(&mut self, peer: &P) -> Vec<(PublicKey, Want)> {
         let ids = self.take(peer);
         self.peers.remove(peer);
         ids
@@ -141,6 +145,7 @@ impl<P: Clone + Ord> Wants<P> {
         author: &PublicKey,
         ids: &RangeSet,
         deadline: Millis,
+        since: Millis,
     ) -> RangeSet {
         if !self.peers.contains_key(peer) || ids.is_empty() {
             return RangeSet::new();
@@ -157,8 +162,10 @@ impl<P: Clone + Ord> Wants<P> {
                 deadline,
                 attempts: 1,
                 progress: (0, 0),
+                since,
             }
         });
+        want.since = want.since.min(since);
         asked.ranges -= want.ids.range_count();
         self.total -= want.ids.range_count();
         want.ids.union_with(&ids);
@@ -276,7 +283,7 @@ impl<P: Clone + Ord> Wants<P> {
     }
 
     /// Takes back everything asked of `peer` (to ask it elsewhere).
-    pub(crate) fn take(&mut self, peer: &P) -> IdSets {
+    pub(crate) fn take(&mut self, peer: &P) -> Vec<(PublicKey, Want)> {
         let authors: Vec<PublicKey> = self
             .peers
             .get(peer)
@@ -284,7 +291,7 @@ impl<P: Clone + Ord> Wants<P> {
             .unwrap_or_default();
         authors
             .into_iter()
-            .filter_map(|author| Some((author, self.take_author(peer, &author)?.ids)))
+            .filter_map(|author| Some((author, self.take_author(peer, &author)?)))
             .collect()
     }
 

@@ -1201,3 +1201,58 @@ fn liars_that_reconnect_cannot_pass_a_want_between_them() {
     assert_eq!(drain(&mut v, &id).1, vec![id]);
     v.check_invariants();
 }
+
+/// The honest peer connected after the pull began and then earned a strike; the liars,
+/// there from the start, leave before their deadlines and reconnect. A reconnected liar is
+/// younger than the honest peer, so the honest peer is asked after each liar's first turn.
+#[test]
+fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
+    const LIAR_A: u8 = 1;
+    const LIAR_B: u8 = 2;
+    const HONEST: u8 = 3;
+    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
+    for peer in [LIAR_A, LIAR_B] {
+        v.connect(peer, T0);
+    }
+    let author = Keypair::from_seed(&[40; 32]);
+    let real = Envelope::sign(&author, 1, T0, b"real".to_vec()).unwrap();
+    let id = real.id();
+    let announce = have(author.public(), RangeSet::from_range(1, 1));
+    for peer in [LIAR_A, LIAR_B] {
+        v.handle_frame(peer, announce.clone(), T0);
+    }
+    let mut asked = drain(&mut v, &id).0;
+    assert_eq!(asked, vec![LIAR_A]);
+
+    // The honest peer comes 10 ms into the pull, announces it, and fails a want of its own.
+    v.connect(HONEST, T0 + 10);
+    v.handle_frame(HONEST, announce.clone(), T0 + 10);
+    let other = Keypair::from_seed(&[41; 32]);
+    v.handle_frame(
+        HONEST,
+        have(other.public(), RangeSet::from_range(1, 1)),
+        T0 + 10,
+    );
+    asked.extend(drain(&mut v, &id).0);
+
+    // Liar A leaves just before its deadline (the want goes to liar B) and comes back.
+    v.disconnect(&LIAR_A, T0 + 990);
+    asked.extend(drain(&mut v, &id).0);
+    v.connect(LIAR_A, T0 + 990);
+    v.handle_frame(LIAR_A, announce.clone(), T0 + 990);
+    asked.extend(drain(&mut v, &id).0);
+    // The honest peer's own want times out: a strike.
+    v.handle_timeout(T0 + 1_010);
+    asked.extend(drain(&mut v, &id).0);
+    // Liar B leaves just before its deadline.
+    v.disconnect(&LIAR_B, T0 + 1_980);
+    asked.extend(drain(&mut v, &id).0);
+    assert_eq!(
+        asked,
+        vec![LIAR_A, LIAR_B, HONEST],
+        "the reconnected liar is younger than the honest peer"
+    );
+    v.handle_frame(HONEST, push(vec![real]), T0 + 1_990);
+    assert_eq!(drain(&mut v, &id).1, vec![id]);
+    v.check_invariants();
+}

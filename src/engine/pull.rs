@@ -377,15 +377,15 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the connected
     /// peers known to have them, each within its want budget: first those that have not
-    /// failed for them yet, connections older than the pull first, then fewest strikes
-    /// first, then in turn after `failed`; if none of those can take them, every peer's turn
+    /// failed for them yet, connections older than the pull first, then younger ones oldest
+    /// first, each by fewest strikes, then in turn after `failed`; if none of those can take them, every peer's turn
     /// is over (their marks for these ids are cleared) and the others are asked in the same
     /// order. Returns what no other peer could take.
     ///
     /// So k peers that announce ids and never answer delay them by at most k want timeouts
     /// before an honest peer that has them is asked, whatever their strikes: a liar that
-    /// reconnects (or a fresh identity) is a connection younger than the pull, asked after
-    /// every older one.
+    /// reconnects (or a fresh identity) is a connection younger than the pull and than every
+    /// honest peer already connected, asked after them.
     pub(super) fn reroute(
         &mut self,
         ids: IdSets,
@@ -401,11 +401,12 @@ impl<P: Clone + Ord> Engine<P> {
             .range((Bound::Excluded(failed), Bound::Unbounded))
             .chain(self.peers.range(..failed.clone()))
             .map(|(p, _)| p.clone());
-        let mut candidates: Vec<((bool, u32), P)> = after
+        // Connections older than the pull rank alike; younger ones by age, oldest first.
+        let mut candidates: Vec<((Millis, u32), P)> = after
             .filter(|p| self.wants.room(p) > 0)
             .map(|p| {
-                let late = self.peers[&p].connected_at > since;
-                ((late, self.wants.peer(&p).map_or(0, |a| a.strikes)), p)
+                let age = self.peers[&p].connected_at.max(since);
+                ((age, self.wants.peer(&p).map_or(0, |a| a.strikes)), p)
             })
             .collect();
         candidates.sort_by_key(|(order, _)| *order);

@@ -360,6 +360,9 @@ impl<P: Clone + Ord> Engine<P> {
     /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of
     /// the other peers known to have the ids.
     fn remove_peer(&mut self, peer: &P, now: Millis) {
+        // What this input queued for it (a prune for a duplicate before the frame's forged
+        // envelope, say) is not sent.
+        self.outbox.forget(peer);
         if let Some(state) = self.peers.remove(peer) {
             if let Some(at) = state.graft_at {
                 self.graft_timers.remove(&(at, peer.clone()));

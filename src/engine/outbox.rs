@@ -46,6 +46,11 @@ impl<P: Clone + Ord> Outbox<P> {
         }
     }
 
+    /// Drops what waits for `peer` (it is gone): nothing is sent to a peer after it left.
+    pub(crate) fn forget(&mut self, peer: &P) {
+        self.pending.remove(peer);
+    }
+
     /// Tree control for `peer`'s next frame: "stop pushing to me".
     pub(crate) fn prune(&mut self, peer: &P) {
         let pending = self.pending.entry(peer.clone()).or_default();

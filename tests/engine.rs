@@ -1088,43 +1088,70 @@ fn a_forging_eager_peer_cannot_hide_a_new_authors_message_announced_lazily() {
     v.check_invariants();
 }
 
+const LIAR_A: u8 = 1;
+const LIAR_B: u8 = 2;
+const HONEST: u8 = 3;
+
+/// An engine with the two liars and the honest peer connected at `T0`.
+fn liars_and_honest() -> Engine<u8> {
+    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
+    for peer in [LIAR_A, LIAR_B, HONEST] {
+        v.connect(peer, T0);
+    }
+    v
+}
+
+/// Moves time to `v`'s next timeout and handles it; returns the peers asked for `id`.
+fn next_timeout(v: &mut Engine<u8>, now: &mut Millis, id: &MessageId) -> Vec<u8> {
+    *now = v.poll_timeout().unwrap_or(*now + 100).max(*now + 1);
+    v.handle_timeout(*now);
+    drain(v, id).0
+}
+
+/// `peer` gathers strikes: it announces another author's id and never answers, until the
+/// node gives up. Returns the time then.
+fn gather_strikes(v: &mut Engine<u8>, peer: u8, mut now: Millis) -> Millis {
+    let other = Keypair::from_seed(&[41; 32]);
+    let unanswered = Envelope::sign(&other, 1, T0, b"x".to_vec()).unwrap().id();
+    v.handle_frame(peer, have(other.public(), RangeSet::from_range(1, 1)), now);
+    drain(v, &unanswered);
+    let start = now;
+    while now < start + 60_000 && v.outstanding_wants() > 0 {
+        next_timeout(v, &mut now, &unanswered);
+    }
+    now
+}
+
+/// A new author's first message (signed at `now`), its id and an announcement of it.
+fn new_authors_message(now: Millis) -> (Envelope, MessageId, Frame) {
+    let author = Keypair::from_seed(&[40; 32]);
+    let real = Envelope::sign(&author, 1, now, b"real".to_vec()).unwrap();
+    let id = real.id();
+    (real, id, have(author.public(), RangeSet::from_range(1, 1)))
+}
+
+/// The honest peer answers with `real`: it is delivered, and the engine is consistent.
+fn honest_answers(v: &mut Engine<u8>, asked: &[u8], real: Envelope, id: MessageId, now: Millis) {
+    assert_eq!(
+        asked,
+        [LIAR_A, LIAR_B, HONEST],
+        "each liar once, then the honest peer"
+    );
+    v.handle_frame(HONEST, push(vec![real]), now);
+    assert_eq!(drain(v, &id).1, vec![id]);
+    v.check_invariants();
+}
+
 /// Two peers announce a new author's id and never answer; an honest peer that announced it
 /// too has more strikes than they do (it failed earlier wants). The id still reaches the
 /// honest peer after one want timeout per liar: each peer has its turn before any has a
 /// second.
 #[test]
 fn peers_that_never_answer_cannot_pass_a_want_between_them() {
-    const LIAR_A: u8 = 1;
-    const LIAR_B: u8 = 2;
-    const HONEST: u8 = 3;
-    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
-    for peer in [LIAR_A, LIAR_B, HONEST] {
-        v.connect(peer, T0);
-    }
-    let mut now = T0;
-    let step = |v: &mut Engine<u8>, now: &mut Millis, id: &MessageId| {
-        *now = v.poll_timeout().unwrap_or(*now + 100).max(*now + 1);
-        v.handle_timeout(*now);
-        drain(v, id).0
-    };
+    let mut v = liars_and_honest();
+    let mut now = gather_strikes(&mut v, HONEST, T0);
 
-    // The honest peer gathers strikes: it announces another author's id and never answers.
-    let other = Keypair::from_seed(&[41; 32]);
-    let unanswered = Envelope::sign(&other, 1, T0, b"x".to_vec()).unwrap().id();
-    v.handle_frame(
-        HONEST,
-        have(other.public(), RangeSet::from_range(1, 1)),
-        now,
-    );
-    drain(&mut v, &unanswered);
-    while now < T0 + 60_000 && v.outstanding_wants() > 0 {
-        step(&mut v, &mut now, &unanswered);
-    }
-
-    let author = Keypair::from_seed(&[40; 32]);
-    let real = Envelope::sign(&author, 1, now, b"real".to_vec()).unwrap();
-    let id = real.id();
-    let announce = have(author.public(), RangeSet::from_range(1, 1));
+    let (real, id, announce) = new_authors_message(now);
     v.handle_frame(LIAR_A, announce.clone(), now);
     v.handle_frame(LIAR_B, announce.clone(), now);
     v.handle_frame(HONEST, announce, now);
@@ -1132,16 +1159,9 @@ fn peers_that_never_answer_cannot_pass_a_want_between_them() {
     assert_eq!(asked, vec![LIAR_A]);
     let start = now;
     while now < start + 60_000 && !asked.contains(&HONEST) {
-        asked.extend(step(&mut v, &mut now, &id));
+        asked.extend(next_timeout(&mut v, &mut now, &id));
     }
-    assert_eq!(
-        asked,
-        vec![LIAR_A, LIAR_B, HONEST],
-        "each liar once, then the honest peer"
-    );
-    v.handle_frame(HONEST, push(vec![real]), now);
-    assert_eq!(drain(&mut v, &id).1, vec![id]);
-    v.check_invariants();
+    honest_answers(&mut v, &asked, real, id, now);
 }
 
 /// The same, with liars that leave just before their want's deadline and reconnect (new
@@ -1149,32 +1169,10 @@ fn peers_that_never_answer_cannot_pass_a_want_between_them() {
 /// the honest peer is asked after each liar's one turn.
 #[test]
 fn liars_that_reconnect_cannot_pass_a_want_between_them() {
-    const LIAR_A: u8 = 1;
-    const LIAR_B: u8 = 2;
-    const HONEST: u8 = 3;
-    let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
-    for peer in [LIAR_A, LIAR_B, HONEST] {
-        v.connect(peer, T0);
-    }
-    let mut now = T0;
-    let other = Keypair::from_seed(&[41; 32]);
-    let unanswered = Envelope::sign(&other, 1, T0, b"x".to_vec()).unwrap().id();
-    v.handle_frame(
-        HONEST,
-        have(other.public(), RangeSet::from_range(1, 1)),
-        now,
-    );
-    drain(&mut v, &unanswered);
-    while now < T0 + 60_000 && v.outstanding_wants() > 0 {
-        now = v.poll_timeout().unwrap_or(now + 100).max(now + 1);
-        v.handle_timeout(now);
-        drain(&mut v, &unanswered);
-    }
+    let mut v = liars_and_honest();
+    let mut now = gather_strikes(&mut v, HONEST, T0);
 
-    let author = Keypair::from_seed(&[40; 32]);
-    let real = Envelope::sign(&author, 1, now, b"real".to_vec()).unwrap();
-    let id = real.id();
-    let announce = have(author.public(), RangeSet::from_range(1, 1));
+    let (real, id, announce) = new_authors_message(now);
     for peer in [LIAR_A, LIAR_B, HONEST] {
         v.handle_frame(peer, announce.clone(), now);
     }
@@ -1192,14 +1190,7 @@ fn liars_that_reconnect_cannot_pass_a_want_between_them() {
         v.handle_frame(liar, announce.clone(), now);
         asked.extend(drain(&mut v, &id).0);
     }
-    assert_eq!(
-        asked,
-        vec![LIAR_A, LIAR_B, HONEST],
-        "each liar once, then the honest peer"
-    );
-    v.handle_frame(HONEST, push(vec![real]), now);
-    assert_eq!(drain(&mut v, &id).1, vec![id]);
-    v.check_invariants();
+    honest_answers(&mut v, &asked, real, id, now);
 }
 
 /// The honest peer connected after the pull began and then earned a strike; the liars,
@@ -1207,17 +1198,11 @@ fn liars_that_reconnect_cannot_pass_a_want_between_them() {
 /// younger than the honest peer, so the honest peer is asked after each liar's first turn.
 #[test]
 fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
-    const LIAR_A: u8 = 1;
-    const LIAR_B: u8 = 2;
-    const HONEST: u8 = 3;
     let mut v: Engine<u8> = Engine::new(Keypair::from_seed(&[1; 32]), Config::default(), T0);
     for peer in [LIAR_A, LIAR_B] {
         v.connect(peer, T0);
     }
-    let author = Keypair::from_seed(&[40; 32]);
-    let real = Envelope::sign(&author, 1, T0, b"real".to_vec()).unwrap();
-    let id = real.id();
-    let announce = have(author.public(), RangeSet::from_range(1, 1));
+    let (real, id, announce) = new_authors_message(T0);
     for peer in [LIAR_A, LIAR_B] {
         v.handle_frame(peer, announce.clone(), T0);
     }
@@ -1247,12 +1232,5 @@ fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
     // Liar B leaves just before its deadline.
     v.disconnect(&LIAR_B, T0 + 1_980);
     asked.extend(drain(&mut v, &id).0);
-    assert_eq!(
-        asked,
-        vec![LIAR_A, LIAR_B, HONEST],
-        "the reconnected liar is younger than the honest peer"
-    );
-    v.handle_frame(HONEST, push(vec![real]), T0 + 1_990);
-    assert_eq!(drain(&mut v, &id).1, vec![id]);
-    v.check_invariants();
+    honest_answers(&mut v, &asked, real, id, T0 + 1_990);
 }

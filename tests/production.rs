@@ -236,10 +236,19 @@ async fn the_metrics_count_what_happened() {
     }
     other.messages(5).await;
     measured.stats().await;
-    // Metrics are read when the behaviour is next polled: one more round trip through it.
-    measured.gossip().await;
+    // Metrics are read when the behaviour is next polled, and a write is counted when its
+    // connection's task reports it done (after the peer may already have the bytes): round
+    // trips through the behaviour until the written bytes are in.
     let mut text = String::new();
-    encode(&mut text, &registry).unwrap();
+    for _ in 0..1_000 {
+        measured.gossip().await;
+        text.clear();
+        encode(&mut text, &registry).unwrap();
+        if text.contains("secure_gossip_wire_bytes_total{direction=\"out\"}") {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     let value = |name: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))

@@ -280,8 +280,8 @@ impl Handler {
                     }
                     // Everything queued (up to one frame's size) goes in one write: one
                     // transport message instead of one per frame. The future owns the bytes;
-                    // the frames stay here in case they must be reported as dropped.
-                    // The frames stay counted in `queued_bytes` until the write completes.
+                    // the frames stay here in case they must be reported as dropped, and stay
+                    // counted in `queued_bytes` until the write completes.
                     let mut framed = Vec::new();
                     let mut frames = Vec::new();
                     let mut charged = 0;

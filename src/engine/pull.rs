@@ -58,30 +58,35 @@ impl<P: Clone + Ord> Engine<P> {
         // Whatever it announces that this node lacks is wanted, complete or not: the peer's
         // own answer to this node's digest may be lost, split or rate-limited.
         self.want_announced(peer, &have, now);
-        let limits = self.knowledge_limits();
-        let Some(state) = self.peers.get_mut(peer) else {
-            return;
-        };
-        for d in &have {
-            if worth_knowing(&self.filter, &self.authors, &self.wants, &d.author) {
-                state.has.learn(&d.author, &d.ranges, limits);
-            }
-        }
         if answer {
             self.answer_complete(peer);
         }
     }
 
     /// Wants the announced ids this node lacks and has asked no one for, within `peer`'s
-    /// want budget; the rest waits in the peer's backlog.
+    /// want budget; the rest waits in the peer's backlog. Either way they are recorded as
+    /// known there.
     fn want_announced(&mut self, peer: &P, have: &[Digest], now: Millis) {
         let defer = self.defers_announcements(peer);
         for d in have {
             if defer {
                 self.defer_announced(peer, &d.author, d.ranges.clone(), now);
+                self.record_announced(peer, &d.author, &d.ranges);
             } else {
-                self.want_from(peer, &d.author, d.ranges.clone(), now);
+                self.want_from(peer, &d.author, &d.ranges, now);
             }
+        }
+    }
+
+    /// `peer` announced `ids` of `author`: they are known there, if the author is one this
+    /// node keeps knowledge of.
+    fn record_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet) {
+        if !worth_knowing(&self.filter, &self.authors, &self.wants, author) {
+            return;
+        }
+        let limits = self.knowledge_limits();
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.has.learn(author, ids, limits);
         }
     }
 
@@ -97,16 +102,11 @@ impl<P: Clone + Ord> Engine<P> {
         &mut self,
         peer: &P,
         author: &PublicKey,
-        ids: RangeSet,
+        ids: &RangeSet,
         now: Millis,
     ) -> bool {
-        let asked = self.ask_announced(peer, author, &ids, now);
-        if worth_knowing(&self.filter, &self.authors, &self.wants, author) {
-            let limits = self.knowledge_limits();
-            if let Some(state) = self.peers.get_mut(peer) {
-                state.has.learn(author, &ids, limits);
-            }
-        }
+        let asked = self.ask_announced(peer, author, ids, now);
+        self.record_announced(peer, author, ids);
         asked
     }
 
@@ -159,7 +159,7 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         };
         for (author, ids) in state.take_backlog() {
-            self.want_from(peer, &author, ids, now);
+            self.want_from(peer, &author, &ids, now);
         }
     }
 
@@ -401,57 +401,66 @@ impl<P: Clone + Ord> Engine<P> {
             .range((Bound::Excluded(failed), Bound::Unbounded))
             .chain(self.peers.range(..failed.clone()))
             .map(|(p, _)| p.clone());
+        let mut candidates: Vec<P> = after.filter(|p| self.wants.room(p) > 0).collect();
         // Connections older than the pull rank alike; younger ones by age, oldest first.
-        let mut candidates: Vec<((Millis, u32), P)> = after
-            .filter(|p| self.wants.room(p) > 0)
-            .map(|p| {
-                let age = self.peers[&p].connected_at.max(since);
-                ((age, self.wants.peer(&p).map_or(0, |a| a.strikes)), p)
-            })
-            .collect();
-        candidates.sort_by_key(|(order, _)| *order);
+        candidates.sort_by_cached_key(|p| {
+            let age = self.peers[p].connected_at.max(since);
+            (age, self.wants.peer(p).map_or(0, |a| a.strikes))
+        });
         let mut rest = IdSets::new();
         for (author, mut ids) in ids {
-            for untried_only in [true, false] {
-                for (_, candidate) in &candidates {
-                    if ids.is_empty() {
-                        break;
-                    }
-                    let state = &self.peers[candidate];
-                    let Some(has) = state.has.get(&author) else {
-                        continue;
-                    };
-                    let mut take = ids.intersection(has);
-                    if let Some(refused) = state.refused.get(&author) {
-                        take = take.difference(refused);
-                    }
-                    if untried_only && let Some(tried) = state.tried.get(&author) {
-                        take = take.difference(tried);
-                    }
-                    take.forget_lowest(self.wants.room(candidate));
-                    if take.is_empty() {
-                        continue;
-                    }
-                    ids = ids.difference(&take);
-                    let deadline = now.saturating_add(millis(self.config.want_timeout));
-                    let asked = self.wants.ask(candidate, &author, &take, deadline, since);
-                    self.outbox.want(candidate, &author, &asked);
-                }
-                if ids.is_empty() || !untried_only {
-                    break;
-                }
+            self.ask_of(&candidates, &author, &mut ids, true, now, since);
+            if !ids.is_empty() {
                 // Every peer that has these ids has had its turn: a new round of turns.
-                for (_, candidate) in &candidates {
+                for candidate in &candidates {
                     if let Some(state) = self.peers.get_mut(candidate) {
                         state.tried.forget(&author, &ids);
                     }
                 }
+                self.ask_of(&candidates, &author, &mut ids, false, now, since);
             }
             if !ids.is_empty() {
                 rest.insert(author, ids);
             }
         }
         rest
+    }
+
+    /// Asks `candidates`, in order, for what of `ids` each has (and did not refuse, nor, if
+    /// `untried_only`, fail for), within its want budget; what they take leaves `ids`.
+    fn ask_of(
+        &mut self,
+        candidates: &[P],
+        author: &PublicKey,
+        ids: &mut RangeSet,
+        untried_only: bool,
+        now: Millis,
+        since: Millis,
+    ) {
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
+        for candidate in candidates {
+            if ids.is_empty() {
+                return;
+            }
+            let state = &self.peers[candidate];
+            let Some(has) = state.has.get(author) else {
+                continue;
+            };
+            let mut take = ids.intersection(has);
+            if let Some(refused) = state.refused.get(author) {
+                take = take.difference(refused);
+            }
+            if untried_only && let Some(tried) = state.tried.get(author) {
+                take = take.difference(tried);
+            }
+            take.forget_lowest(self.wants.room(candidate));
+            if take.is_empty() {
+                continue;
+            }
+            *ids = ids.difference(&take);
+            let asked = self.wants.ask(candidate, author, &take, deadline, since);
+            self.outbox.want(candidate, author, &asked);
+        }
     }
 
     /// Wants given up on. Knowledge kept only because an author was being pulled goes too.

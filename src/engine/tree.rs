@@ -129,7 +129,7 @@ impl<P: Clone + Ord> Engine<P> {
                     continue;
                 }
                 missing = true;
-                self.want_from(&peer, &author, unknown, now);
+                self.want_from(&peer, &author, &unknown, now);
             }
             if missing && let Some(state) = self.peers.get_mut(&peer) {
                 state.eager = true;

@@ -12,9 +12,9 @@
 //! - a want that times out without progress gives its peer a *strike* (one per batch of
 //!   deadlines; one is forgiven each time a peer delivers everything asked of it). When wants
 //!   are moved to other peers, those known to have the ids that have not yet failed for
-//!   them are tried first, connections older than the pull first, then younger ones
-//!   oldest first, each by fewest strikes; each such peer has its turn before any has a second (the choice is in `pull.rs`
-//!   `reroute`).
+//!   them are tried first: connections older than the pull first, then younger ones oldest
+//!   first, each by fewest strikes; each such peer has its turn before any has a second
+//!   (the choice is in `pull.rs` `reroute`).
 
 use super::Millis;
 use crate::keys::PublicKey;

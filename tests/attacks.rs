@@ -8,20 +8,14 @@
 
 mod common;
 
+use common::now_ms;
 use common::raw::{Raw, Reading};
 use common::swarm::{Node, NodeEvent, connect};
 use secure_gossip::proto;
 use secure_gossip::{
     Bytes, Config, Digest, Envelope, Frame, Keypair, MessageId, PublicKey, RangeSet,
 };
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use std::time::{Duration, Instant};
 
 fn sign(keys: &Keypair, sequence: u64, timestamp: u64, payload: &[u8]) -> Envelope {
     Envelope::sign(keys, sequence, timestamp, payload.to_vec()).unwrap()

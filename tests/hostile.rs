@@ -3,12 +3,12 @@
 
 mod common;
 
+use common::now_ms;
 use common::swarm::{Node, NodeEvent, listen, new_swarm};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
 use secure_gossip::codec::encode_frame;
 use secure_gossip::{Config, Envelope, Frame, Keypair, PROTOCOL_NAME};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Connects a raw-stream peer to `node`, writes `bytes` on a gossip substream, and returns
 /// the violation the node reported.
@@ -48,13 +48,6 @@ async fn send_raw(node: &mut Node, bytes: Vec<u8>) -> String {
         .await;
     node.disconnected(hostile_id).await;
     violation
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

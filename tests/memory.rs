@@ -6,13 +6,13 @@
 
 mod common;
 
+use common::now_ms;
 use common::raw::{Raw, Reading};
 use common::swarm::{Node, NodeEvent};
 use secure_gossip::{Config, Digest, Envelope, Frame, Keypair, RangeSet};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 struct Counting;
 
@@ -56,13 +56,6 @@ static ALLOCATOR: Counting = Counting;
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// Heap in use now, and the peak since the last call.
 fn heap() -> (usize, usize) {

@@ -3,11 +3,12 @@
 
 mod common;
 
+use common::now_ms;
 use common::raw::{Raw, Reading};
 use common::swarm::{Node, connect};
 use secure_gossip::sim::{SimConfig, Simulation};
 use secure_gossip::{Config, Envelope, Frame, Keypair};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[test]
 fn one_authors_messages_cross_each_node_once_when_the_tree_has_formed() {
@@ -66,13 +67,6 @@ fn the_tree_repairs_after_a_node_fails_within_the_graft_timeout_and_a_round_trip
         "last delivery {} ms",
         after.last_delivery_ms
     );
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }
 
 /// A peer that never sends tree control and ignores it, as a v1 peer does.

@@ -15,3 +15,12 @@ pub fn seed_from_env(default: u64) -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
 }
+
+/// Wall-clock time in milliseconds since the Unix epoch: the timestamp real nodes sign
+/// with, so envelopes made by a test fall inside their time window.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}

@@ -1,0 +1,118 @@
+//! Whose turn a want is: liars that announce and never answer, reconnect, or forge cannot
+//! keep an id from an honest peer that has it.
+
+use crate::harness::*;
+use secure_gossip::Frame;
+
+/// A new author's message announced by an honest lazy peer (its announcement waits for the
+/// graft timer) while an eager peer pushes a forged out-of-window copy, announces the id and
+/// answers its want with the forgery again: the id is wanted of the honest peer and arrives.
+#[test]
+fn a_forging_eager_peer_cannot_hide_a_new_authors_message_announced_lazily() {
+    const HONEST: u8 = 1;
+    const FORGER: u8 = 2;
+    let mut v = engine_with(&[HONEST, FORGER]);
+    let (real, id, announce) = new_authors_message(T0);
+    let forged = sign(&new_author(), 1, 0, b"forged");
+    let prune = Frame {
+        prune: true,
+        ..Frame::default()
+    };
+    v.handle_frame(HONEST, prune, T0);
+    drain(&mut v, &id);
+
+    v.handle_frame(HONEST, announce.clone(), T0 + 1);
+    v.handle_frame(FORGER, push(vec![forged.clone()]), T0 + 2);
+    v.handle_frame(FORGER, announce, T0 + 3);
+    let (wanted_of, _) = drain(&mut v, &id);
+    assert_eq!(
+        wanted_of,
+        vec![FORGER],
+        "the eager announcer is asked first"
+    );
+    v.handle_frame(FORGER, push(vec![forged]), T0 + 4);
+    drain(&mut v, &id);
+
+    // The graft timer, then the want's deadline: the id goes to the honest announcer.
+    let mut now = T0 + 4;
+    let mut asked_honest = false;
+    while now < T0 + 10_000 && !asked_honest {
+        asked_honest = next_timeout(&mut v, &mut now, &id).contains(&HONEST);
+    }
+    assert!(asked_honest, "the honest announcer was never asked");
+    v.handle_frame(HONEST, push(vec![real]), now);
+    let (_, delivered) = drain(&mut v, &id);
+    assert_eq!(delivered, vec![id]);
+    v.check_invariants();
+}
+
+/// Two peers announce a new author's id and never answer; an honest peer that announced it
+/// too has more strikes than they do (it failed earlier wants). The id still reaches the
+/// honest peer after one want timeout per liar: each peer has its turn before any has a
+/// second.
+#[test]
+fn peers_that_never_answer_cannot_pass_a_want_between_them() {
+    let (mut v, mut now, real, id, _, mut asked) = announced_after_strikes();
+    assert_eq!(asked, vec![LIAR_A]);
+    let start = now;
+    while now < start + 60_000 && !asked.contains(&HONEST) {
+        asked.extend(next_timeout(&mut v, &mut now, &id));
+    }
+    honest_answers(&mut v, &asked, real, id, now);
+}
+
+/// The same, with liars that leave just before their want's deadline and reconnect (new
+/// connections, no strikes, no marks): connections younger than the pull are asked last, so
+/// the honest peer is asked after each liar's one turn.
+#[test]
+fn liars_that_reconnect_cannot_pass_a_want_between_them() {
+    let (mut v, mut now, real, id, announce, mut asked) = announced_after_strikes();
+    // Each liar in turn leaves just before its deadline and comes back with the same news.
+    for liar in [LIAR_A, LIAR_B] {
+        if asked.contains(&HONEST) {
+            break;
+        }
+        assert_eq!(asked.last(), Some(&liar));
+        now += 900;
+        v.disconnect(&liar, now);
+        asked.extend(drain(&mut v, &id).0);
+        v.connect(liar, now);
+        v.handle_frame(liar, announce.clone(), now);
+        asked.extend(drain(&mut v, &id).0);
+    }
+    honest_answers(&mut v, &asked, real, id, now);
+}
+
+/// The honest peer connected after the pull began and then earned a strike; the liars,
+/// there from the start, leave before their deadlines and reconnect. A reconnected liar is
+/// younger than the honest peer, so the honest peer is asked after each liar's first turn.
+#[test]
+fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
+    let mut v = engine_with(&[LIAR_A, LIAR_B]);
+    let (real, id, announce) = new_authors_message(T0);
+    for peer in [LIAR_A, LIAR_B] {
+        v.handle_frame(peer, announce.clone(), T0);
+    }
+    let mut asked = drain(&mut v, &id).0;
+    assert_eq!(asked, vec![LIAR_A]);
+
+    // The honest peer comes 10 ms into the pull, announces it, and fails a want of its own.
+    v.connect(HONEST, T0 + 10);
+    v.handle_frame(HONEST, announce.clone(), T0 + 10);
+    v.handle_frame(HONEST, unanswered().1, T0 + 10);
+    asked.extend(drain(&mut v, &id).0);
+
+    // Liar A leaves just before its deadline (the want goes to liar B) and comes back.
+    v.disconnect(&LIAR_A, T0 + 990);
+    asked.extend(drain(&mut v, &id).0);
+    v.connect(LIAR_A, T0 + 990);
+    v.handle_frame(LIAR_A, announce.clone(), T0 + 990);
+    asked.extend(drain(&mut v, &id).0);
+    // The honest peer's own want times out: a strike.
+    v.handle_timeout(T0 + 1_010);
+    asked.extend(drain(&mut v, &id).0);
+    // Liar B leaves just before its deadline.
+    v.disconnect(&LIAR_B, T0 + 1_980);
+    asked.extend(drain(&mut v, &id).0);
+    honest_answers(&mut v, &asked, real, id, T0 + 1_990);
+}

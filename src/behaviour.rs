@@ -1,8 +1,11 @@
 //! The [`NetworkBehaviour`]: drives an [`Engine<PeerId>`](crate::engine::Engine) with the
 //! swarm's connections, the handlers' frames and a timer. It makes no protocol decision.
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::{Engine, Millis, Output, PublishError, Stats, Validation, Violation};
+use crate::engine::{
+    Engine, Input, Millis, Output, PublishError, SharedFilter, Stats, Validation, Violation,
+};
 use crate::envelope::{Envelope, Message, MessageId};
 use crate::handler::{Handler, HandlerEvent, HandlerIn};
 use crate::keys::{Keypair, PublicKey};
@@ -20,7 +23,7 @@ use libp2p::swarm::{
 use prost::bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// What the behaviour reports to the swarm's owner.
 #[derive(Debug)]
@@ -73,29 +76,6 @@ pub enum Event {
     },
 }
 
-/// Wall-clock milliseconds that never go backwards: the Unix time at start plus a monotonic
-/// elapsed time.
-#[derive(Debug)]
-struct Clock {
-    start: Instant,
-    start_unix: Duration,
-}
-
-impl Clock {
-    fn new() -> Self {
-        Clock {
-            start: Instant::now(),
-            start_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default(),
-        }
-    }
-
-    fn now(&self) -> Millis {
-        (self.start_unix + self.start.elapsed()).as_millis() as Millis
-    }
-}
-
 /// Signed epidemic broadcast for a libp2p swarm. See the crate docs for an example.
 pub struct Behaviour {
     engine: Engine<PeerId>,
@@ -105,7 +85,10 @@ pub struct Behaviour {
     /// Peers already reported as not speaking the protocol.
     unsupported: HashSet<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
-    timer: Option<(Millis, Delay)>,
+    /// Frames the engine asked to send to a peer with no connection: handed back to it as
+    /// inputs once its outputs are drained.
+    not_sent: Vec<(PeerId, crate::frame::Frame)>,
+    timer: Timer,
     waker: Option<Waker>,
     /// Reading from peers is paused: `max_pending_validations` messages wait for verdicts.
     reading_paused: bool,
@@ -138,21 +121,19 @@ impl Behaviour {
     }
 
     /// A behaviour that publishes as `keys`.
-    pub fn new(keys: Keypair, mut config: Config) -> Self {
+    pub fn new(keys: Keypair, config: Config) -> Self {
         let clock = Clock::new();
-        if config.start_sequence.is_none() {
-            // `docs/PROTOCOL.md` §1: the current Unix time in microseconds.
-            config.start_sequence = Some((clock.start_unix.as_micros() as u64).max(1));
-        }
-        let checks = AheadChecks::new(&config, keys.public());
+        let filter = SharedFilter::new(keys.public(), config.author_filter().clone());
+        let checks = AheadChecks::new(&config, filter.clone(), clock);
         Behaviour {
             checks,
-            engine: Engine::new(keys, config, clock.now()),
+            engine: Engine::with_filter(keys, config, filter, clock.now()),
             clock,
             connections: HashMap::new(),
             unsupported: HashSet::new(),
             events: VecDeque::new(),
-            timer: None,
+            not_sent: Vec::new(),
+            timer: Timer::default(),
             waker: None,
             reading_paused: false,
             metrics: None,
@@ -175,14 +156,12 @@ impl Behaviour {
     /// Accepts `author`'s messages from now on: unblocks it, and adds it to an allow-list.
     pub fn allow_author(&mut self, author: PublicKey) {
         self.engine.allow_author(author);
-        self.checks.allow(author);
     }
 
     /// Refuses `author`'s messages from now on (before their signature is checked), and
     /// drops what this node held of it.
     pub fn block_author(&mut self, author: &PublicKey) {
         self.engine.block_author(*author);
-        self.checks.block(*author);
         self.wake();
     }
 
@@ -315,7 +294,7 @@ impl Behaviour {
                         handler: NotifyHandler::One(connection),
                         event: HandlerIn::Send(frame),
                     }),
-                    None => self.engine.frame_dropped(&peer, &frame),
+                    None => self.not_sent.push((peer, frame)),
                 }
             }
             Output::Deliver { message, from } => {
@@ -368,31 +347,47 @@ impl Behaviour {
         let Some(deadline) = self.engine.poll_timeout() else {
             return false;
         };
-        let now = self.clock.now();
-        if deadline > now {
-            let wait = Duration::from_millis(deadline - now);
-            match &mut self.timer {
-                // A timer that fires at or before the deadline stays: setting a timer costs a
-                // round trip to the timer thread, and deadlines move often. If it fires early,
-                // nothing is due yet and it is set again.
-                Some((at, _)) if *at <= deadline && *at > 0 => {}
-                Some((at, delay)) => {
-                    delay.reset(wait);
-                    *at = deadline;
-                }
-                None => self.timer = Some((deadline, Delay::new(wait))),
+        loop {
+            let now = self.clock.now();
+            if deadline <= now {
+                self.engine.handle_timeout(now);
+                return true;
             }
-            let (at, delay) = self.timer.as_mut().expect("set above");
-            if delay.poll_unpin(cx).is_pending() {
+            if !self.timer.wait(deadline, now, cx) {
                 return false;
             }
-            // Fired: used up until set again.
-            *at = 0;
-            if self.clock.now() < deadline {
-                return self.poll_timer(cx);
-            }
         }
-        self.engine.handle_timeout(self.clock.now());
+    }
+}
+
+/// The driver's one timer, armed for the engine's next deadline.
+#[derive(Default)]
+struct Timer {
+    /// The deadline the delay is set for, until it fires.
+    armed: Option<(Millis, Delay)>,
+}
+
+impl Timer {
+    /// Waits for `deadline` (later than `now`): returns whether the delay fired (the caller
+    /// checks the clock again), else it is registered with `cx`.
+    fn wait(&mut self, deadline: Millis, now: Millis, cx: &mut Context<'_>) -> bool {
+        let wait = Duration::from_millis(deadline - now);
+        match &mut self.armed {
+            // A delay that fires at or before the deadline stays: setting one costs a round
+            // trip to the timer thread, and deadlines move often. If it fires early, nothing
+            // is due yet and it is set again.
+            Some((at, _)) if *at <= deadline => {}
+            Some((at, delay)) => {
+                delay.reset(wait);
+                *at = deadline;
+            }
+            None => self.armed = Some((deadline, Delay::new(wait))),
+        }
+        let (_, delay) = self.armed.as_mut().expect("armed above");
+        if delay.poll_unpin(cx).is_pending() {
+            return false;
+        }
+        self.armed = None;
         true
     }
 }
@@ -443,12 +438,12 @@ impl NetworkBehaviour for Behaviour {
         event: THandlerOutEvent<Self>,
     ) {
         match event {
-            HandlerEvent::Frame(frame, len, verdicts) => {
+            HandlerEvent::Frame(frame, len) => {
                 if let Some(metrics) = &self.metrics {
                     metrics.bytes_read(len);
                 }
                 self.engine
-                    .handle_checked_frame(peer, frame, &verdicts, self.clock.now());
+                    .handle(Input::Verified { peer, frame }, self.clock.now());
             }
             HandlerEvent::Written(len) => {
                 if let Some(metrics) = &self.metrics {
@@ -511,6 +506,13 @@ impl NetworkBehaviour for Behaviour {
             }
             if let Some(output) = self.engine.poll_output() {
                 self.on_output(output);
+                continue;
+            }
+            if !self.not_sent.is_empty() {
+                let now = self.clock.now();
+                for (peer, frame) in std::mem::take(&mut self.not_sent) {
+                    self.engine.handle(Input::FrameNotSent { peer, frame }, now);
+                }
                 continue;
             }
             if self.poll_timer(cx) {

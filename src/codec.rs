@@ -86,6 +86,7 @@ pub fn encode_frame(frame: &Frame) -> Vec<u8> {
 }
 
 /// Decodes exactly one whole framed frame from `bytes` (prefix, body, nothing after).
+#[cfg(any(test, feature = "test-utils"))]
 pub fn decode_framed(bytes: &[u8], limits: &FrameLimits) -> Result<Frame, FrameError> {
     let mut prefix = PrefixDecoder::new(limits.max_frame_size);
     for (i, &byte) in bytes.iter().enumerate() {
@@ -106,6 +107,7 @@ pub fn decode_framed(bytes: &[u8], limits: &FrameLimits) -> Result<Frame, FrameE
 }
 
 /// Reads one frame. `Ok(None)` when the stream ends cleanly between frames.
+#[cfg(any(test, feature = "test-utils"))]
 pub async fn read_frame<R: AsyncRead + Unpin>(
     reader: &mut R,
     limits: &FrameLimits,

@@ -225,7 +225,7 @@ impl Config {
     /// Whether an envelope with `timestamp`, received at `now` (ms), is inside the time window
     /// `[now - max_age, now + max_clock_skew]`.
     pub(crate) fn in_window(&self, timestamp: u64, now: u64) -> bool {
-        let ms = |d: Duration| d.as_millis().min(u128::from(u64::MAX)) as u64;
+        let ms = crate::engine::millis;
         timestamp.saturating_add(ms(self.max_age)) >= now
             && timestamp <= now.saturating_add(ms(self.max_clock_skew))
     }

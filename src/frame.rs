@@ -156,6 +156,90 @@ impl Frame {
     }
 }
 
+/// Room a sender keeps in every frame it packs for the frame's own field tags and flags
+/// (`complete`, `prune`, `graft`: two bytes each).
+pub(crate) const FRAME_SLACK: usize = 16;
+
+/// Room an answer to a want keeps beyond [`FRAME_SLACK`]: the answer's envelopes go in a
+/// frame of their own, and the answerer stops before one would come within this much of
+/// `max_frame_size`.
+pub(crate) const ANSWER_SLACK: usize = 64;
+
+/// What more fits in one frame being packed: bytes and envelopes. Every packer (the batcher,
+/// the answer to a want, the push that answers a complete digest) counts with one, so the
+/// receiver's guess of whether an answer was cut short ([`FrameBudget::is_full_answer`])
+/// follows from the same numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameBudget {
+    bytes: usize,
+    messages: usize,
+}
+
+impl FrameBudget {
+    /// A frame the batcher packs: the limits less [`FRAME_SLACK`].
+    pub(crate) fn frame(limits: &FrameLimits) -> Self {
+        FrameBudget {
+            bytes: limits.max_frame_size.saturating_sub(FRAME_SLACK),
+            messages: limits.max_messages,
+        }
+    }
+
+    /// The envelopes of an answer to a want: the limits less [`ANSWER_SLACK`].
+    pub(crate) fn answer(limits: &FrameLimits) -> Self {
+        FrameBudget {
+            bytes: limits.max_frame_size.saturating_sub(ANSWER_SLACK),
+            messages: limits.max_messages,
+        }
+    }
+
+    /// The envelopes pushed in answer to a complete digest: half a frame (the rest is
+    /// announced, so the peer pulls it at its own pace).
+    pub(crate) fn catch_up(limits: &FrameLimits) -> Self {
+        FrameBudget {
+            bytes: limits.max_frame_size / 2,
+            messages: limits.max_messages,
+        }
+    }
+
+    /// Bytes left.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes room for an envelope of `len` bytes, if it fits.
+    pub(crate) fn take(&mut self, len: usize) -> bool {
+        if len > self.bytes || self.messages == 0 {
+            return false;
+        }
+        self.bytes -= len;
+        self.messages -= 1;
+        true
+    }
+
+    /// Takes room for an envelope that goes in whether it fits or not (the first of a frame:
+    /// a config's frame always fits one envelope).
+    pub(crate) fn force(&mut self, len: usize) {
+        self.bytes = self.bytes.saturating_sub(len);
+        self.messages = self.messages.saturating_sub(1);
+    }
+
+    /// Whether envelopes that were asked for and newly accepted, `count` of them in `bytes`,
+    /// fill a frame as an answer does when the answerer stopped for room ([`Self::answer`]):
+    /// more of what was asked may follow. `largest` is the largest envelope the config
+    /// allows. The receiver leaves the answerer's slack twice over: envelopes of the answer
+    /// it does not count (duplicates, unasked ones) take room too.
+    pub(crate) fn is_full_answer(
+        limits: &FrameLimits,
+        largest: usize,
+        count: usize,
+        bytes: usize,
+    ) -> bool {
+        count > 0
+            && (count >= limits.max_messages
+                || bytes + largest + 2 * ANSWER_SLACK > limits.max_frame_size)
+    }
+}
+
 /// The encoded size of an envelope inside a frame, tag and length included.
 pub(crate) fn envelope_len(envelope: &Envelope) -> usize {
     let inner = envelope.encoded_len();
@@ -337,5 +421,46 @@ mod tests {
         let decoded = Frame::decode(&frame.encode_to_vec(), &limits).unwrap();
         assert_eq!(decoded.have.len(), 1);
         assert_eq!(decoded.have[0].ranges.to_wire(), vec![1, 3, 5, 6]);
+    }
+
+    #[test]
+    fn a_frame_budget_counts_bytes_and_envelopes() {
+        let limits = FrameLimits {
+            max_frame_size: 1_000,
+            max_messages: 3,
+            max_have_ranges: 10,
+            max_want_ranges: 10,
+        };
+        // (budget, envelope sizes taken in turn, which fit)
+        let table: [(FrameBudget, &[usize], &[bool]); 3] = [
+            (
+                FrameBudget::frame(&limits),
+                &[500, 484, 1],
+                &[true, true, false],
+            ),
+            (
+                FrameBudget::answer(&limits),
+                &[900, 30, 7],
+                &[true, true, false],
+            ),
+            (
+                FrameBudget::catch_up(&limits),
+                &[100, 100, 100, 100],
+                &[true, true, true, false],
+            ),
+        ];
+        for (i, (mut budget, sizes, fits)) in table.into_iter().enumerate() {
+            let got: Vec<bool> = sizes.iter().map(|&len| budget.take(len)).collect();
+            assert_eq!(got, fits, "row {i}");
+        }
+        let mut budget = FrameBudget::frame(&limits);
+        budget.force(2_000);
+        assert_eq!(budget.bytes(), 0);
+        // An answer of one frame's worth is full; a lone small envelope is not.
+        let largest = 200;
+        assert!(FrameBudget::is_full_answer(&limits, largest, 3, 30));
+        assert!(FrameBudget::is_full_answer(&limits, largest, 2, 700));
+        assert!(!FrameBudget::is_full_answer(&limits, largest, 1, 100));
+        assert!(!FrameBudget::is_full_answer(&limits, largest, 0, 0));
     }
 }

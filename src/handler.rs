@@ -47,9 +47,9 @@ pub enum HandlerIn {
 /// What a handler tells the behaviour.
 #[derive(Debug)]
 pub enum HandlerEvent {
-    /// A checked frame from the peer, the bytes it took on the wire, and the handler's
-    /// signature verdicts on its envelopes (`verify.rs`).
-    Frame(Frame, usize, crate::verify::Verdicts),
+    /// A checked frame from the peer with the handler's signature verdicts on its envelopes
+    /// (`verify.rs`), and the bytes it took on the wire.
+    Frame(crate::verify::VerifiedFrame, usize),
     /// A frame of this many bytes (prefix included) was written to the peer.
     Written(usize),
     /// The peer broke the protocol; the handler stopped reading.
@@ -238,12 +238,7 @@ impl Handler {
                 }
                 self.inbound = Some(self.read(stream));
                 // Signatures are checked here, on this connection's task.
-                let wall = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis() as u64;
-                let verdicts = self.checks.verify(&frame.messages, wall);
-                Some(HandlerEvent::Frame(frame, len, verdicts))
+                Some(HandlerEvent::Frame(self.checks.verify(frame), len))
             }
             Ok(None) => {
                 self.inbound = None;
@@ -464,7 +459,9 @@ mod tests {
             .max_queued_bytes(3 * len)
             .build()
             .unwrap();
-        let checks = AheadChecks::new(&config, Keypair::generate().public());
+        let me = Keypair::generate().public();
+        let filter = crate::engine::SharedFilter::new(me, Default::default());
+        let checks = AheadChecks::new(&config, filter, crate::clock::Clock::new());
         let mut handler = Handler::new(&config, checks);
         for _ in 0..5 {
             handler.on_behaviour_event(HandlerIn::Send(frame.clone()));

@@ -62,7 +62,11 @@
 
 mod behaviour;
 mod budget;
+mod clock;
+#[cfg(feature = "test-utils")]
 pub mod codec;
+#[cfg(not(feature = "test-utils"))]
+mod codec;
 mod config;
 pub mod engine;
 mod envelope;
@@ -71,12 +75,21 @@ mod handler;
 mod keys;
 mod metrics;
 mod ranges;
+/// A deterministic simulator of many engines (feature `test-utils`).
+#[cfg(feature = "test-utils")]
 pub mod sim;
 mod verify;
 
-/// The prost types of `proto/secure_gossip.proto` (package `secure_gossip.v1`).
+/// The prost types of `proto/secure_gossip.proto` (package `secure_gossip.v1`; feature
+/// `test-utils`, for tests that write raw frames).
+#[cfg(feature = "test-utils")]
 #[allow(missing_docs)]
 pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/secure_gossip.v1.rs"));
+}
+#[cfg(not(feature = "test-utils"))]
+#[allow(missing_docs, dead_code)]
+mod proto {
     include!(concat!(env!("OUT_DIR"), "/secure_gossip.v1.rs"));
 }
 

@@ -16,7 +16,7 @@ use crate::engine::{Engine, Violation};
 #[cfg(feature = "metrics")]
 mod enabled {
     use super::*;
-    use crate::engine::Stats;
+    use crate::engine::{Stats, ViolationKind};
     use prometheus_client::encoding::EncodeLabelSet;
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
@@ -137,8 +137,10 @@ mod enabled {
                 metrics.delivery_delay.clone(),
             );
             // Both kinds show from the start, at 0.
-            for kind in ["malformed", "invalid_signature"] {
-                drop(metrics.violations.get_or_create(&Kind { kind }));
+            for kind in ViolationKind::ALL {
+                drop(metrics.violations.get_or_create(&Kind {
+                    kind: kind.as_str(),
+                }));
             }
             metrics
         }
@@ -161,10 +163,7 @@ mod enabled {
         }
 
         pub(crate) fn violation(&self, violation: &Violation) {
-            let kind = match violation {
-                Violation::Malformed(_) => "malformed",
-                Violation::InvalidSignature { .. } => "invalid_signature",
-            };
+            let kind = violation.kind().as_str();
             self.violations.get_or_create(&Kind { kind }).inc();
         }
 

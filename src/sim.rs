@@ -712,9 +712,7 @@ impl Simulation {
     }
 }
 
-fn millis(d: std::time::Duration) -> Millis {
-    d.as_millis() as Millis
-}
+use crate::engine::millis;
 
 /// A standard fault scenario: loss throughout, a partition while both sides publish, churn
 /// (nodes leaving and returning, half of them without their state), then the faults stop and

@@ -8,8 +8,12 @@
 //! handler:
 //! - not among the ids the node accepted recently (the last [`RECENT_IDS`]), so a duplicate
 //!   is not verified in the normal case (a copy arriving on two connections at once may be);
-//! - inside the time window and the payload limit;
-//! - of an author the filter permits.
+//! - the engine's own checks that need no state beyond the config, the node's one author
+//!   filter and the node's one clock ([`check_before_signature`]: the time window, the
+//!   payload limit, the filter).
+//!
+//! The verdicts travel with their frame as a [`VerifiedFrame`], which only this module can
+//! build, so no caller of the engine can hand it verdicts that were never computed.
 //!
 //! A wrong hint costs one verification or leaves it to the engine; acceptance is unchanged.
 //! The verdict is `verify_strict`'s, as the engine's would be. A frame is verified no
@@ -17,82 +21,101 @@
 //! connection the node does not gossip on. What a peer can make a handler verify is bounded
 //! by its inbound envelope budget, as the engine's own verifications are.
 
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::Filter;
+use crate::engine::{Millis, SharedFilter, check_before_signature};
 use crate::envelope::{Envelope, MessageId};
-use crate::keys::PublicKey;
+use crate::frame::Frame;
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// How many recently accepted ids the handlers know of (40 bytes each, twice).
 pub(crate) const RECENT_IDS: usize = 65_536;
 
-/// A handler's verdicts on a frame's envelopes: `Some(valid)` where it checked.
-pub(crate) type Verdicts = Vec<Option<bool>>;
+/// A frame from a peer with the verdicts of this crate's handlers on its envelopes'
+/// signatures (`Some(valid)` where they checked, by `verify_strict`, in the order of
+/// `messages`; the engine verifies the others if they get that far). Only the handlers can
+/// build one.
+#[derive(Debug)]
+pub struct VerifiedFrame {
+    frame: Frame,
+    verdicts: Vec<Option<bool>>,
+}
+
+impl VerifiedFrame {
+    /// The frame and its verdicts.
+    pub(crate) fn into_parts(self) -> (Frame, Vec<Option<bool>>) {
+        (self.frame, self.verdicts)
+    }
+
+    /// The frame.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+}
 
 #[derive(Debug)]
-struct Inner {
-    recent: HashSet<MessageId>,
+struct Recent {
+    ids: HashSet<MessageId>,
     order: VecDeque<MessageId>,
-    filter: Filter,
 }
 
 /// What the handlers need to know to verify ahead, shared with the behaviour.
 #[derive(Clone, Debug)]
 pub(crate) struct AheadChecks {
-    inner: Arc<Mutex<Inner>>,
+    recent: Arc<Mutex<Recent>>,
+    filter: SharedFilter,
+    clock: Clock,
     config: Arc<Config>,
 }
 
 impl AheadChecks {
-    pub(crate) fn new(config: &Config, me: PublicKey) -> Self {
+    /// Checks with the engine's `filter`, on the node's `clock`.
+    pub(crate) fn new(config: &Config, filter: SharedFilter, clock: Clock) -> Self {
         AheadChecks {
-            inner: Arc::new(Mutex::new(Inner {
-                recent: HashSet::new(),
+            recent: Arc::new(Mutex::new(Recent {
+                ids: HashSet::new(),
                 order: VecDeque::new(),
-                filter: Filter::new(me, config.author_filter().clone()),
             })),
+            filter,
+            clock,
             config: Arc::new(config.clone()),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The node accepted (or holds for validation) `id`.
     pub(crate) fn known(&self, id: MessageId) {
-        let mut inner = self.lock();
-        if inner.recent.insert(id) {
-            inner.order.push_back(id);
-            if inner.order.len() > RECENT_IDS
-                && let Some(old) = inner.order.pop_front()
+        let mut recent = self.lock();
+        if recent.ids.insert(id) {
+            recent.order.push_back(id);
+            if recent.order.len() > RECENT_IDS
+                && let Some(old) = recent.order.pop_front()
             {
-                inner.recent.remove(&old);
+                recent.ids.remove(&old);
             }
         }
     }
 
-    pub(crate) fn allow(&self, author: PublicKey) {
-        self.lock().filter.allow(author);
+    /// Verifies, with `verify_strict`, the envelopes of `frame` that would reach the engine's
+    /// signature check, now.
+    pub(crate) fn verify(&self, frame: Frame) -> VerifiedFrame {
+        let verdicts = self.verdicts(&frame.messages, self.clock.now());
+        VerifiedFrame { frame, verdicts }
     }
 
-    pub(crate) fn block(&self, author: PublicKey) {
-        self.lock().filter.block(author);
-    }
-
-    /// Verifies, with `verify_strict`, the envelopes of a frame received at `now` (ms) that
-    /// would reach the engine's signature check.
-    pub(crate) fn verify(&self, envelopes: &[Envelope], now: u64) -> Verdicts {
+    fn verdicts(&self, envelopes: &[Envelope], now: Millis) -> Vec<Option<bool>> {
         let ahead: Vec<bool> = {
-            let inner = self.lock();
+            let recent = self.lock();
+            let filter = self.filter.read();
             envelopes
                 .iter()
                 .map(|e| {
-                    !inner.recent.contains(&e.id())
-                        && e.payload().len() <= self.config.max_payload_size()
-                        && self.config.in_window(e.timestamp(), now)
-                        && inner.filter.permits(e.author())
+                    !recent.ids.contains(&e.id())
+                        && check_before_signature(&self.config, &filter, e, now).is_ok()
                 })
                 .collect()
         };
@@ -121,7 +144,8 @@ mod tests {
     #[test]
     fn only_envelopes_that_would_reach_the_signature_check_are_verified_ahead() {
         let me = Keypair::generate();
-        let checks = AheadChecks::new(&Config::default(), me.public());
+        let filter = SharedFilter::new(me.public(), Default::default());
+        let checks = AheadChecks::new(&Config::default(), filter.clone(), Clock::new());
         let now = 1_750_000_000_000;
         let keys = Keypair::generate();
         let fresh = Envelope::sign(&keys, 1, now, b"a".to_vec()).unwrap();
@@ -130,8 +154,8 @@ mod tests {
         let blocked_keys = Keypair::generate();
         let blocked = Envelope::sign(&blocked_keys, 1, now, b"d".to_vec()).unwrap();
         checks.known(known.id());
-        checks.block(blocked_keys.public());
-        let verdicts = checks.verify(&[fresh, known, old, blocked], now);
+        filter.block(blocked_keys.public());
+        let verdicts = checks.verdicts(&[fresh, known, old, blocked], now);
         assert_eq!(verdicts, vec![Some(true), None, None, None]);
     }
 }

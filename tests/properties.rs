@@ -29,6 +29,26 @@ fn any_sequence_of_engine_inputs_keeps_every_invariant() {
     }
 }
 
+/// A run's recorded inputs, replayed on a new engine, bring it to the same state: the
+/// recording is complete and the engine deterministic, so a failing run can be kept as its
+/// inputs.
+#[test]
+fn recorded_engine_inputs_replay_to_the_same_state() {
+    let seed = seed_from_env(3);
+    for case in 0..100u64 {
+        let mut rng = Rng::new(seed.wrapping_mul(7_919).wrapping_add(case));
+        let data = random_bytes(&mut rng, 4096);
+        let (trace, stats) = common::ops::run(&data);
+        let replayed = common::ops::replay(&trace);
+        assert_eq!(
+            replayed.stats(),
+            stats,
+            "case {case} (SEED={seed}): {} steps replayed differently",
+            trace.len()
+        );
+    }
+}
+
 #[test]
 fn frame_decoding_never_panics_and_round_trips() {
     let seed = seed_from_env(2);

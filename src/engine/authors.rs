@@ -149,15 +149,15 @@ impl<P: Clone + Ord> Authors<P> {
         self.authors.get(author).and_then(|a| a.introducer.clone())
     }
 
-    /// The ids of `author` this node will not ask for: its known ids, or what its tombstone
-    /// covers.
-    pub(crate) fn not_wanted(&self, author: &PublicKey) -> Option<RangeSet> {
+    /// Of `ids` of `author`, those this node does not know: not among its known ids, nor
+    /// covered by its tombstone. Only these are ever asked for.
+    pub(crate) fn unknown(&self, author: &PublicKey, ids: &RangeSet) -> RangeSet {
         match self.authors.get(author) {
-            Some(a) => Some(a.known.clone()),
-            None => self
-                .tombstones
-                .get(author)
-                .map(|t| RangeSet::from_range(1, t.highest)),
+            Some(a) => ids.difference(&a.known),
+            None => match self.tombstones.get(author) {
+                Some(t) => ids.difference(&RangeSet::from_range(1, t.highest)),
+                None => ids.clone(),
+            },
         }
     }
 
@@ -339,6 +339,7 @@ impl<P: Clone + Ord> Authors<P> {
     }
 
     /// Panics if the table's indexes disagree with it.
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         assert!(
             self.authors.len() <= self.max_authors.max(1),

@@ -6,9 +6,13 @@
 //! and nothing is kept of what peers know of it. Blocking an author drops what the node held
 //! of it; its ids already known stay known, so unblocking it never delivers a message twice.
 //! This node's own key is never filtered.
+//!
+//! There is one filter per node: [`SharedFilter`], held by the engine and read by the
+//! connection handlers that check envelopes ahead (`verify.rs`), so both always agree.
 
 use crate::keys::PublicKey;
 use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Which authors' messages a node accepts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,5 +74,39 @@ impl Filter {
         let was = self.permits(&author);
         self.blocked.insert(author);
         was && author != self.me
+    }
+}
+
+/// The node's one [`Filter`], shared by the engine and the handlers.
+#[derive(Clone, Debug)]
+pub(crate) struct SharedFilter(Arc<RwLock<Filter>>);
+
+impl SharedFilter {
+    pub(crate) fn new(me: PublicKey, filter: AuthorFilter) -> Self {
+        SharedFilter(Arc::new(RwLock::new(Filter::new(me, filter))))
+    }
+
+    /// The filter, to read (a poisoned lock still holds a consistent filter: every change is
+    /// one set operation).
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Filter> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Filter> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn permits(&self, author: &PublicKey) -> bool {
+        self.read().permits(author)
+    }
+
+    /// See [`Filter::allow`].
+    pub(crate) fn allow(&self, author: PublicKey) {
+        self.write().allow(author);
+    }
+
+    /// See [`Filter::block`].
+    pub(crate) fn block(&self, author: PublicKey) -> bool {
+        self.write().block(author)
     }
 }

@@ -15,10 +15,16 @@
 //!   it falls in (the only way an id is sent twice on one connection).
 //!
 //! Memory per connection is therefore at most `max_ranges_per_peer` ranges (16 bytes each)
-//! plus one map entry per author.
+//! plus one map entry per author, for each of a peer's two sets ([`Beliefs`]): what it has,
+//! and what it sent that this node dropped unverified (*refused*: outside the time window,
+//! too large), which is never asked of that peer again. Refusals are kept per peer, so one
+//! peer's unverified claim never stops the node from pulling a valid copy from another.
+//!
+//! [`Beliefs`] is also the engine's list of connected peers: a peer is connected exactly
+//! while it has an entry here.
 
 use super::authors::Authors;
-use super::filter::Filter;
+use super::filter::SharedFilter;
 use super::wants::Wants;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
@@ -28,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 /// node permits and tracks or is pulling. Of any other author a peer's claims are forgotten
 /// at once, so made-up authors cost a connection nothing.
 pub(crate) fn worth_knowing<P: Clone + Ord>(
-    filter: &Filter,
+    filter: &SharedFilter,
     authors: &Authors<P>,
     wants: &Wants<P>,
     author: &PublicKey,
@@ -158,6 +164,7 @@ impl Knowledge {
     }
 
     /// Panics if the indexes disagree with the sets.
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self, limits: KnowledgeLimits) {
         let ranges: usize = self.sets.values().map(RangeSet::range_count).sum();
         assert_eq!(ranges, self.ranges, "range count");
@@ -170,6 +177,126 @@ impl Knowledge {
                 "per-author bound"
             );
             assert!(self.by_size.contains(&(set.range_count(), *author)));
+        }
+    }
+}
+
+/// What the node believes one connected peer knows.
+#[derive(Debug, Default)]
+pub(crate) struct PeerKnowledge {
+    /// Ids the peer has: announced by it, sent by it, or sent to it.
+    pub(crate) has: Knowledge,
+    /// Ids the peer sent and this node dropped unverified: not asked of it again.
+    pub(crate) refused: Knowledge,
+}
+
+impl PeerKnowledge {
+    /// Of `ids` of `author`, those the peer is believed to have and did not refuse: what it
+    /// can be asked for.
+    pub(crate) fn offers(&self, author: &PublicKey, ids: &RangeSet) -> RangeSet {
+        let Some(has) = self.has.get(author) else {
+            return RangeSet::new();
+        };
+        let take = ids.intersection(has);
+        match self.refused.get(author) {
+            Some(refused) => take.difference(refused),
+            None => take,
+        }
+    }
+}
+
+/// The connected peers, and what each is believed to know.
+#[derive(Debug)]
+pub(crate) struct Beliefs<P> {
+    peers: BTreeMap<P, PeerKnowledge>,
+    limits: KnowledgeLimits,
+}
+
+impl<P: Clone + Ord> Beliefs<P> {
+    pub(crate) fn new(limits: KnowledgeLimits) -> Self {
+        Beliefs {
+            peers: BTreeMap::new(),
+            limits,
+        }
+    }
+
+    pub(crate) fn limits(&self) -> KnowledgeLimits {
+        self.limits
+    }
+
+    /// `peer` is connected, knowing nothing yet (as far as this node can tell).
+    pub(crate) fn connected(&mut self, peer: &P) {
+        self.peers.insert(peer.clone(), PeerKnowledge::default());
+    }
+
+    /// Forgets `peer`; returns whether it was connected.
+    pub(crate) fn disconnected(&mut self, peer: &P) -> bool {
+        self.peers.remove(peer).is_some()
+    }
+
+    pub(crate) fn contains(&self, peer: &P) -> bool {
+        self.peers.contains_key(peer)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// The connected peers, in order.
+    pub(crate) fn peers(&self) -> impl Iterator<Item = &P> {
+        self.peers.keys()
+    }
+
+    pub(crate) fn get(&self, peer: &P) -> Option<&PeerKnowledge> {
+        self.peers.get(peer)
+    }
+
+    pub(crate) fn get_mut(&mut self, peer: &P) -> Option<&mut PeerKnowledge> {
+        self.peers.get_mut(peer)
+    }
+
+    /// Every connected peer's knowledge, in order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&P, &mut PeerKnowledge)> {
+        self.peers.iter_mut()
+    }
+
+    /// `peer` has `sequence` of `author` (the caller checked [`worth_knowing`]).
+    pub(crate) fn learn_one(&mut self, peer: &P, author: &PublicKey, sequence: u64) {
+        let limits = self.limits;
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.has.learn_one(author, sequence, limits);
+        }
+    }
+
+    /// `peer` has `ids` of `author` (the caller checked [`worth_knowing`]).
+    pub(crate) fn learn(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet) {
+        let limits = self.limits;
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.has.learn(author, ids, limits);
+        }
+    }
+
+    /// `peer` sent `sequence` of `author` and it was dropped unverified.
+    pub(crate) fn refuse_one(&mut self, peer: &P, author: &PublicKey, sequence: u64) {
+        let limits = self.limits;
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.refused.learn_one(author, sequence, limits);
+        }
+    }
+
+    /// Forgets what every peer is believed to know of `author`.
+    pub(crate) fn forget_author(&mut self, author: &PublicKey) {
+        for state in self.peers.values_mut() {
+            state.has.remove_author(author);
+            state.refused.remove_author(author);
+        }
+    }
+
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn check_invariants(&self) {
+        for state in self.peers.values() {
+            state.has.check_invariants(self.limits);
+            state.refused.check_invariants(self.limits);
         }
     }
 }

@@ -5,38 +5,52 @@
 //!
 //! # Call contract
 //!
-//! - Inputs: [`Engine::connect`] when a connection to a peer is up (or replaced),
-//!   [`Engine::disconnect`] when the last one is gone, [`Engine::handle_frame`] for each
-//!   checked frame from a peer, [`Engine::handle_violation`] when a peer's bytes broke the
-//!   protocol before they became a frame, [`Engine::frame_dropped`] when the driver could not
-//!   send a frame, [`Engine::peer_drained`] when its queue is empty again,
-//!   [`Engine::publish`], [`Engine::gossip`] (one round by hand), and
-//!   [`Engine::handle_timeout`] once [`Engine::poll_timeout`]'s time has come.
-//! - After any input, drain [`Engine::poll_output`] until `None`: frames to send, messages to
-//!   deliver, violations (close the peer's connections), equivocations. Then ask
-//!   [`Engine::poll_timeout`] again: any input may change it.
-//! - Before a connection to a peer starts gossiping, ask [`Engine::is_banned`]: a peer that
-//!   just broke the protocol is not gossiped with for `violation_ban`.
+//! Two classes of calls, each ending with the same step (what the call queued is packed into
+//! frames and appended to the outputs):
+//!
+//! - **Inputs** from the network and the clock, one door: [`Engine::handle`] with an
+//!   [`Input`]: a connection up or gone, a frame from a peer (verified here, or by the
+//!   driver's handlers as a [`VerifiedFrame`]), a peer's bytes that broke the protocol before
+//!   they became a frame, a frame the driver could not send and the queue that drained again,
+//!   one round by hand, and the timers ([`Input::Timeout`] once [`Engine::poll_timeout`]'s
+//!   time has come). The methods named after the inputs ([`Engine::connect`],
+//!   [`Engine::handle_frame`], [`Engine::handle_timeout`], …) are shorthands for them.
+//! - **Commands** from the application: [`Engine::publish`],
+//!   [`Engine::report_validation`], [`Engine::allow_author`], [`Engine::block_author`],
+//!   [`Engine::set_gossip_interval`].
+//!
+//! After any call, drain [`Engine::poll_output`] until `None`: frames to send, messages to
+//! deliver, violations, equivocations. A frame the driver cannot send is handed back as
+//! [`Input::FrameNotSent`] after the drain, never from inside it. Then ask
+//! [`Engine::poll_timeout`] again: any call may change it. Before a connection to a peer
+//! starts gossiping, ask [`Engine::is_banned`].
 //!
 //! The libp2p [`Behaviour`](crate::Behaviour) is one driver; the simulator is another.
 //!
 //! # Where each rule lives
 //!
-//! `receive.rs`: the order of checks for a received envelope and what happens to an accepted
-//! message. `pull.rs`: the have/want exchange (answers to complete digests, wants, answers,
-//! retries). `round.rs`: rounds. `authors.rs`: which authors are tracked and which ids are
-//! known. `store.rs`: retention. `knowledge.rs`: what a peer is believed to know.
-//! `wants.rs`: outstanding wants. `violators.rs`: peers that broke the protocol.
-//! `outbox.rs`: frame sizes.
+//! Components that own their state, one file each, whose headers list their rules:
+//! `tree.rs` (eager and lazy links, grafts, lazy announcements), `wants.rs` (outstanding
+//! wants, backlogs and whom a want goes to next), `round.rs` (rounds and what each peer is
+//! announced), `knowledge.rs` (the connected peers and what each is believed to know),
+//! `congestion.rs` (peers whose queue overflowed), `resync.rs` (the resync budget),
+//! `authors.rs` (tracked authors, known ids, tombstones), `store.rs` (retention),
+//! `validation.rs` (messages awaiting the application's verdict), `violators.rs` (bans),
+//! `filter.rs` (which authors are accepted), `batch.rs` (packing frames). The engine routes
+//! inputs between them: `receive.rs` (the order of checks for a received envelope and what
+//! happens to an accepted message) and `pull.rs` (when a `have` draws wants or an answer, how
+//! a `want` is answered, when a want is retried or moved).
 
 mod authors;
+mod batch;
+mod congestion;
 mod filter;
+mod ids;
 mod knowledge;
-mod outbox;
 mod output;
-mod peer;
 mod pull;
 mod receive;
+mod resync;
 mod round;
 mod store;
 mod tree;
@@ -44,25 +58,29 @@ mod validation;
 mod violators;
 mod wants;
 
+pub use crate::verify::VerifiedFrame;
 pub use filter::AuthorFilter;
-pub use output::{Output, PublishError, Stats, Violation};
+pub use output::{Output, PublishError, Stats, Violation, ViolationKind};
 pub use validation::Validation;
 
 use crate::config::Config;
 use crate::envelope::{Envelope, MessageId};
 use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
-use crate::ranges::RangeSet;
 use authors::Authors;
-pub(crate) use filter::Filter;
-use knowledge::KnowledgeLimits;
-use outbox::Outbox;
-use peer::{Ids, Peer};
+use batch::Batcher;
+use congestion::Congestion;
+pub(crate) use filter::SharedFilter;
+use knowledge::{Beliefs, KnowledgeLimits};
 use prost::bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+pub(crate) use receive::check_before_signature;
+use resync::Resyncs;
+use round::Rounds;
+use std::collections::VecDeque;
 use std::{fmt, time::Duration};
 use store::{Retention, Store};
-use validation::Pending;
+use tree::{Tree, TreeConfig};
+use validation::Validations;
 use violators::Violators;
 use wants::Wants;
 
@@ -72,6 +90,100 @@ pub type Millis = u64;
 /// Outputs the queue keeps room for once drained.
 const IDLE_OUTPUT_CAPACITY: usize = 64;
 
+/// An input from the network or the clock ([`Engine::handle`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Input<P> {
+    /// A connection to `peer` is up (or was replaced): it is sent the complete digest. Any
+    /// state about an earlier connection to it is dropped. A banned peer is ignored.
+    Connected {
+        /// The peer.
+        peer: P,
+    },
+    /// The last connection to `peer` is gone. What was asked of it is asked of other peers
+    /// known to have it.
+    Disconnected {
+        /// The peer.
+        peer: P,
+    },
+    /// A frame from `peer`; the engine verifies the signatures that need it. Envelopes come
+    /// first (each through the checks of `docs/PROTOCOL.md` §3.1), then `have`, then `want`. A
+    /// violation stops the frame and is reported; what was accepted before it stays.
+    Frame {
+        /// The peer.
+        peer: P,
+        /// The frame.
+        frame: Frame,
+    },
+    /// A frame from `peer` whose signatures this crate's connection handlers already checked
+    /// (on their own tasks). Only the crate can build a [`VerifiedFrame`].
+    Verified {
+        /// The peer.
+        peer: P,
+        /// The frame and its verdicts.
+        frame: VerifiedFrame,
+    },
+    /// `peer`'s bytes broke the protocol before they became a frame (the driver decodes): it
+    /// is removed and reported like any other violation.
+    Violation {
+        /// The peer.
+        peer: P,
+        /// What it did.
+        violation: Violation,
+    },
+    /// A frame the driver could not send to `peer` (its queue was full, or it had no
+    /// connection): what it carried is no longer assumed known there and is announced again.
+    /// Wants it carried stay outstanding and are asked again at their deadline. Until
+    /// [`Input::QueueDrained`], the peer is only sent announcements and wants.
+    FrameNotSent {
+        /// The peer.
+        peer: P,
+        /// The frame.
+        frame: Frame,
+    },
+    /// The driver's queue to `peer` is empty again after a frame was not sent: it is sent
+    /// messages again, starting with announcements of what it missed.
+    QueueDrained {
+        /// The peer.
+        peer: P,
+    },
+    /// Run one gossip round now (as the round timer would).
+    Round,
+    /// Whatever timer is due at `now` fires ([`Engine::poll_timeout`]).
+    Timeout,
+}
+
+/// The engine's timers, in the order in which those due fire. Each is owned by one
+/// component, which reports its deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Timer {
+    /// The next gossip round (`round.rs`).
+    Round,
+    /// Announcements queued for lazy links (`tree.rs`, `announce_delay`).
+    LazyAnnounce,
+    /// The earliest want deadline (`wants.rs`).
+    Want,
+    /// The earliest graft deadline of a lazy peer's deferred announcements (`tree.rs`).
+    Graft,
+    /// The next held message to age out (`store.rs`).
+    Expiry,
+    /// The next verdict past `validation_timeout` (`validation.rs`).
+    Validation,
+}
+
+impl Timer {
+    /// Every timer, in firing order.
+    pub const ALL: [Timer; 6] = [
+        Timer::Round,
+        Timer::LazyAnnounce,
+        Timer::Want,
+        Timer::Graft,
+        Timer::Expiry,
+        Timer::Validation,
+    ];
+}
+
 /// The protocol state of one node. `P` names peers (a libp2p `PeerId`, or an index in a
 /// simulation); iteration over peers follows `P`'s order, so runs are deterministic.
 pub struct Engine<P> {
@@ -79,21 +191,22 @@ pub struct Engine<P> {
     keys: Keypair,
     me: PublicKey,
     next_sequence: Option<u64>,
+    // What the node knows and holds.
     authors: Authors<P>,
     store: Store<P>,
-    peers: BTreeMap<P, Peer>,
-    wants: Wants<P>,
+    validations: Validations<P>,
+    filter: SharedFilter,
     violators: Violators<P>,
-    filter: Filter,
-    pending: Pending<P>,
-    /// `(when, peer)`: deferred announcements of lazy peers (`tree.rs`).
-    graft_timers: std::collections::BTreeSet<(Millis, P)>,
-    /// Lazy peers with announcements queued, and when they are sent (`tree.rs`).
-    lazy_due: std::collections::BTreeSet<P>,
-    next_announce: Option<Millis>,
-    outbox: Outbox<P>,
+    // The connected peers, one component per concern.
+    beliefs: Beliefs<P>,
+    wants: Wants<P>,
+    tree: Tree<P>,
+    rounds: Rounds<P>,
+    congestion: Congestion<P>,
+    resyncs: Resyncs<P>,
+    // What goes out.
+    batcher: Batcher<P>,
     outputs: VecDeque<Output<P>>,
-    next_round: Option<Millis>,
     stats: Stats,
 }
 
@@ -101,11 +214,18 @@ impl<P: Clone + Ord> fmt::Debug for Engine<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
             .field("me", &self.me)
-            .field("peers", &self.peers.len())
+            .field("peers", &self.beliefs.len())
             .field("stored", &self.store.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
+}
+
+/// The first sequence of an author that starts at `now` with no `start_sequence` configured:
+/// the Unix time in microseconds (`docs/PROTOCOL.md` §1), so a restarted author never reuses
+/// a number.
+pub(crate) fn start_sequence(now: Millis) -> u64 {
+    now.saturating_mul(1000).max(1)
 }
 
 impl<P: Clone + Ord> Engine<P> {
@@ -113,14 +233,25 @@ impl<P: Clone + Ord> Engine<P> {
     /// `now` in microseconds (`docs/PROTOCOL.md` §1), so a restarted author never reuses a
     /// number.
     pub fn new(keys: Keypair, config: Config, now: Millis) -> Self {
+        let filter = SharedFilter::new(keys.public(), config.author_filter.clone());
+        Self::with_filter(keys, config, filter, now)
+    }
+
+    /// A node whose author filter is `filter` (shared with the driver's handlers).
+    pub(crate) fn with_filter(
+        keys: Keypair,
+        config: Config,
+        filter: SharedFilter,
+        now: Millis,
+    ) -> Self {
         let me = keys.public();
-        let next_sequence = Some(
-            config
-                .start_sequence
-                .unwrap_or_else(|| now.saturating_mul(1000).max(1)),
-        );
+        let next_sequence = Some(config.start_sequence.unwrap_or_else(|| start_sequence(now)));
         let max_age_ms = millis(config.max_age);
-        let mut engine = Engine {
+        let limits = KnowledgeLimits {
+            per_author: config.max_ranges_per_author,
+            per_peer: config.max_ranges_per_peer,
+        };
+        Engine {
             authors: Authors::new(
                 me,
                 config.max_tracked_authors,
@@ -133,36 +264,37 @@ impl<P: Clone + Ord> Engine<P> {
                 max_messages: config.max_stored_messages,
                 max_ranges: config.max_ranges_per_author,
             }),
-            wants: Wants::new(config.max_want_ranges_per_frame),
-            violators: Violators::new(millis(config.violation_ban)),
-            filter: Filter::new(me, config.author_filter.clone()),
-            graft_timers: std::collections::BTreeSet::new(),
-            lazy_due: std::collections::BTreeSet::new(),
-            next_announce: None,
-            pending: Pending::new(
+            validations: Validations::new(
                 config.max_pending_validations,
                 millis(config.validation_timeout),
             ),
-            next_round: None,
+            filter,
+            violators: Violators::new(millis(config.violation_ban)),
+            beliefs: Beliefs::new(limits),
+            wants: Wants::new(config.max_want_ranges_per_frame, limits),
+            tree: Tree::new(TreeConfig {
+                eager_push: config.eager_push,
+                broadcast_tree: config.broadcast_tree,
+                grace: millis(config.want_timeout),
+                graft_timeout: millis(config.graft_timeout),
+                announce_delay: millis(config.announce_delay),
+                max_deferred_ranges: config.max_ranges_per_peer,
+            }),
+            rounds: Rounds::new(
+                config.gossip_interval.map(millis),
+                config.max_have_ranges_per_frame,
+                now,
+            ),
+            congestion: Congestion::new(),
+            resyncs: Resyncs::new(millis(config.min_resync_interval)),
+            batcher: Batcher::new(),
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
             config,
             keys,
             me,
             next_sequence,
-            peers: BTreeMap::new(),
-            outbox: Outbox::new(),
-            outputs: VecDeque::new(),
-            stats: Stats::default(),
-        };
-        engine.schedule_round(now);
-        engine
-    }
-
-    /// The next round is one interval from `now` (none without an interval).
-    fn schedule_round(&mut self, now: Millis) {
-        self.next_round = self
-            .config
-            .gossip_interval
-            .map(|i| now.saturating_add(millis(i)));
+        }
     }
 
     /// The author key this node signs with.
@@ -208,12 +340,12 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// How many peers are connected.
     pub fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.beliefs.len()
     }
 
     /// The connected peers.
     pub fn peers(&self) -> impl Iterator<Item = &P> {
-        self.peers.keys()
+        self.beliefs.peers()
     }
 
     /// Whether `peer` broke the protocol within the last `violation_ban`: it is not gossiped
@@ -222,91 +354,40 @@ impl<P: Clone + Ord> Engine<P> {
         self.violators.banned(peer, now)
     }
 
-    /// The application's verdict on a message held for validation (`validate_messages`).
-    /// Returns `false` if no message with this id is waiting (unknown, decided, or timed
-    /// out).
-    pub fn report_validation(
-        &mut self,
-        id: &MessageId,
-        validation: Validation,
-        now: Millis,
-    ) -> bool {
-        let decided = self.decide(id, validation, now);
-        self.flush();
-        decided
-    }
-
-    fn decide(&mut self, id: &MessageId, validation: Validation, now: Millis) -> bool {
-        let Some((envelope, from)) = self.pending.take(id) else {
-            return false;
-        };
-        match validation {
-            Validation::Accept => {
-                self.stats.accepted += 1;
-                self.accept(envelope, Some(&from), now, false);
-            }
-            Validation::Reject | Validation::Ignore => {
-                if validation == Validation::Reject {
-                    self.stats.rejected += 1;
-                    self.wants.strike(&from);
-                } else {
-                    self.stats.ignored += 1;
-                }
-                // Known, so never delivered again; not stored, so never forwarded.
-                self.authors
-                    .accepted(&id.author, id.sequence, envelope.timestamp(), now);
-            }
-        }
-        true
-    }
-
     /// How many messages wait for the application's verdict.
     pub fn pending_validations(&self) -> usize {
-        self.pending.len()
+        self.validations.len()
     }
 
     /// Whether `max_pending_validations` messages wait: the driver should stop reading from
     /// peers until verdicts come.
     pub fn validation_full(&self) -> bool {
-        self.pending.is_full()
+        self.validations.is_full()
     }
 
-    /// Accepts `author`'s messages from now on (unblocks it; adds it to an allow-list).
-    pub fn allow_author(&mut self, author: PublicKey) {
-        self.filter.allow(author);
-    }
-
-    /// Refuses `author`'s messages from now on, and drops what is held of it. Its ids already
-    /// known stay known.
-    pub fn block_author(&mut self, author: PublicKey) {
-        if self.filter.block(author) {
-            self.forget_author(&author);
-            for peer in self.peers.keys().cloned().collect::<Vec<_>>() {
-                self.wants.take_author(&peer, &author);
-            }
+    /// When `timer` is next due, if it is armed.
+    pub fn timer(&self, timer: Timer) -> Option<Millis> {
+        match timer {
+            Timer::Round => self.rounds.next_round(),
+            Timer::LazyAnnounce => self.tree.next_announce(),
+            Timer::Want => self.wants.next_deadline(),
+            Timer::Graft => self.tree.next_graft(),
+            Timer::Expiry => self.store.next_expiry(),
+            Timer::Validation => self.validations.next_deadline(),
         }
     }
 
-    /// Changes the round interval; `None` stops periodic rounds ([`Engine::gossip`] still
-    /// runs one). An interval under a millisecond is taken as one millisecond.
-    pub fn set_gossip_interval(&mut self, interval: Option<Duration>, now: Millis) {
-        self.config.gossip_interval = interval.map(|i| i.max(Duration::from_millis(1)));
-        self.schedule_round(now);
+    /// The earliest armed timer, and when it is due.
+    pub fn next_timer(&self) -> Option<(Millis, Timer)> {
+        Timer::ALL
+            .into_iter()
+            .filter_map(|t| Some((self.timer(t)?, t)))
+            .min()
     }
 
-    /// The earliest time at which [`Engine::handle_timeout`] has work to do.
+    /// The earliest time at which [`Input::Timeout`] has work to do.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        [
-            self.next_round,
-            self.wants.next_deadline(),
-            self.store.next_expiry(),
-            self.pending.next_deadline(),
-            self.next_graft(),
-            self.next_announce,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.next_timer().map(|(at, _)| at)
     }
 
     /// The next output, if any.
@@ -319,57 +400,105 @@ impl<P: Clone + Ord> Engine<P> {
         output
     }
 
-    /// A connection to `peer` is up (or was replaced): send it the complete digest. Any state
-    /// about an earlier connection to it is dropped. A banned peer is ignored.
-    pub fn connect(&mut self, peer: P, now: Millis) {
-        self.remove_peer(&peer, now);
-        if self.violators.banned(&peer, now) {
-            return;
-        }
-        let mut state = Peer::default();
-        state.connected_at = now;
-        state.eager = true;
-        state.tree_grace_until = now.saturating_add(millis(self.config.want_timeout));
-        self.peers.insert(peer.clone(), state);
-        self.wants.add_peer(&peer);
-        self.outbox.complete(&peer, self.digest());
-        self.flush();
-    }
-
-    /// The connection to `peer` is gone. What was asked of it is asked of other peers known
-    /// to have it.
-    pub fn disconnect(&mut self, peer: &P, now: Millis) {
-        self.remove_peer(peer, now);
-        self.flush();
-    }
-
-    /// `peer`'s bytes broke the protocol before they became a frame (the driver decodes):
-    /// the peer is removed and reported like any other violation.
-    pub fn handle_violation(&mut self, peer: P, violation: Violation, now: Millis) {
-        self.violation(peer, violation, now);
-        self.flush();
-    }
-
-    fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
-        self.remove_peer(&peer, now);
-        self.violators.record(&peer, now);
-        self.outputs
-            .push_back(Output::Violation { peer, violation });
-    }
-
-    /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of
-    /// the other peers known to have the ids.
-    fn remove_peer(&mut self, peer: &P, now: Millis) {
-        // What this input queued for it (a prune for a duplicate before the frame's forged
-        // envelope, say) is not sent.
-        self.outbox.forget(peer);
-        if let Some(state) = self.peers.remove(peer) {
-            if let Some(at) = state.graft_at {
-                self.graft_timers.remove(&(at, peer.clone()));
+    /// Takes one input at `now`. See the call contract in the module docs.
+    pub fn handle(&mut self, input: Input<P>, now: Millis) {
+        match input {
+            Input::Connected { peer } => self.on_connected(peer, now),
+            Input::Disconnected { peer } => self.remove_peer(&peer, now),
+            Input::Frame { peer, frame } => self.on_frame(peer, frame, &[], now),
+            Input::Verified { peer, frame } => {
+                let (frame, verdicts) = frame.into_parts();
+                self.on_frame(peer, frame, &verdicts, now);
             }
-            self.lazy_due.remove(peer);
-            let asked = self.wants.remove_peer(peer);
-            self.move_wants(asked, peer, now);
+            Input::Violation { peer, violation } => self.violation(peer, violation, now),
+            Input::FrameNotSent { peer, frame } => self.on_frame_not_sent(&peer, &frame),
+            Input::QueueDrained { peer } => self.on_queue_drained(&peer),
+            Input::Round => self.round(),
+            Input::Timeout => self.on_timeout(now),
+        }
+        self.end_of_input();
+    }
+
+    /// [`Input::Connected`].
+    pub fn connect(&mut self, peer: P, now: Millis) {
+        self.handle(Input::Connected { peer }, now);
+    }
+
+    /// [`Input::Disconnected`].
+    pub fn disconnect(&mut self, peer: &P, now: Millis) {
+        self.handle(Input::Disconnected { peer: peer.clone() }, now);
+    }
+
+    /// [`Input::Frame`].
+    pub fn handle_frame(&mut self, peer: P, frame: Frame, now: Millis) {
+        self.handle(Input::Frame { peer, frame }, now);
+    }
+
+    /// [`Input::Violation`].
+    pub fn handle_violation(&mut self, peer: P, violation: Violation, now: Millis) {
+        self.handle(Input::Violation { peer, violation }, now);
+    }
+
+    /// [`Input::FrameNotSent`] (which needs no time).
+    pub fn frame_dropped(&mut self, peer: &P, frame: &Frame) {
+        self.on_frame_not_sent(peer, frame);
+        self.end_of_input();
+    }
+
+    /// [`Input::QueueDrained`] (which needs no time).
+    pub fn peer_drained(&mut self, peer: &P) {
+        self.on_queue_drained(peer);
+        self.end_of_input();
+    }
+
+    /// [`Input::Round`].
+    pub fn gossip(&mut self, now: Millis) {
+        self.handle(Input::Round, now);
+    }
+
+    /// [`Input::Timeout`].
+    pub fn handle_timeout(&mut self, now: Millis) {
+        self.handle(Input::Timeout, now);
+    }
+
+    /// The end of every input and command: lazy announcements that go at once, then what
+    /// was queued for each peer, packed into frames.
+    fn end_of_input(&mut self) {
+        if self.tree.announces_at_once() {
+            self.announce_to_lazy();
+        }
+        self.batcher
+            .flush(&self.config.frame_limits(), &mut self.outputs);
+    }
+
+    /// Fires every timer due at `now`, in [`Timer::ALL`]'s order.
+    fn on_timeout(&mut self, now: Millis) {
+        for timer in Timer::ALL {
+            if self.timer(timer).is_some_and(|t| t <= now) {
+                self.fire(timer, now);
+            }
+        }
+    }
+
+    fn fire(&mut self, timer: Timer, now: Millis) {
+        match timer {
+            Timer::Round => {
+                self.round();
+                self.rounds.ran(now);
+            }
+            Timer::LazyAnnounce => self.announce_to_lazy(),
+            Timer::Want => self.retry_wants(now),
+            Timer::Graft => self.graft_due(now),
+            Timer::Expiry => {
+                for id in self.store.expire(now) {
+                    self.authors.aged_out(&id.author, id.sequence);
+                }
+            }
+            Timer::Validation => {
+                for id in self.validations.overdue(now) {
+                    self.decide(&id, Validation::Ignore, now);
+                }
+            }
         }
     }
 
@@ -394,170 +523,160 @@ impl<P: Clone + Ord> Engine<P> {
             Envelope::sign(&self.keys, sequence, now, payload).expect("sequence is at least 1");
         let id = envelope.id();
         self.stats.published += 1;
-        self.accept(envelope, None, now, true);
-        self.flush();
+        self.store_and_forward(envelope, None, now);
+        self.end_of_input();
         Ok(id)
     }
 
-    /// Runs one gossip round now (as the timer would).
-    pub fn gossip(&mut self, now: Millis) {
-        let _ = now; // A round needs no time; kept for symmetry with every other input.
-        self.round();
-        self.flush();
+    /// The application's verdict on a message held for validation (`validate_messages`).
+    /// Returns `false` if no message with this id is waiting (unknown, decided, or timed
+    /// out).
+    pub fn report_validation(
+        &mut self,
+        id: &MessageId,
+        validation: Validation,
+        now: Millis,
+    ) -> bool {
+        let decided = self.decide(id, validation, now);
+        self.end_of_input();
+        decided
     }
 
-    /// Does whatever is due at `now`: a round, wants to ask again, messages to expire.
-    pub fn handle_timeout(&mut self, now: Millis) {
-        if self.next_round.is_some_and(|t| t <= now) {
-            self.round();
-            self.schedule_round(now);
+    fn decide(&mut self, id: &MessageId, validation: Validation, now: Millis) -> bool {
+        let Some((envelope, from)) = self.validations.take(id) else {
+            return false;
+        };
+        match validation {
+            Validation::Accept => {
+                self.stats.accepted += 1;
+                self.store_and_forward(envelope, Some(&from), now);
+            }
+            Validation::Reject | Validation::Ignore => {
+                if validation == Validation::Reject {
+                    self.stats.rejected += 1;
+                    self.wants.strike(&from);
+                } else {
+                    self.stats.ignored += 1;
+                }
+                // Known, so never delivered again; not stored, so never forwarded.
+                self.authors
+                    .accepted(&id.author, id.sequence, envelope.timestamp(), now);
+            }
         }
-        if self.next_announce.is_some_and(|t| t <= now) {
-            self.announce_to_lazy();
-        }
-        self.retry_wants(now);
-        self.graft_due(now);
-        for id in self.store.expire(now) {
-            self.authors.aged_out(&id.author, id.sequence);
-        }
-        for id in self.pending.overdue(now) {
-            self.decide(&id, Validation::Ignore, now);
-        }
-        self.flush();
+        true
     }
 
-    /// A frame the driver could not deliver to `peer` (its queue was full): what it carried
-    /// is no longer assumed known there, and the next round announces it again. Wants it
-    /// carried stay outstanding and are asked again when their retry deadline passes. Until
-    /// [`Engine::peer_drained`], the peer is only sent announcements and wants.
-    ///
-    /// A peer that reads slowly therefore costs one frame's work per drained queue, however
-    /// many wants it sends.
-    pub fn frame_dropped(&mut self, peer: &P, frame: &Frame) {
-        let Some(state) = self.peers.get_mut(peer) else {
+    /// Accepts `author`'s messages from now on (unblocks it; adds it to an allow-list).
+    pub fn allow_author(&mut self, author: PublicKey) {
+        self.filter.allow(author);
+    }
+
+    /// Refuses `author`'s messages from now on, and drops what is held of it. Its ids already
+    /// known stay known.
+    pub fn block_author(&mut self, author: PublicKey) {
+        if self.filter.block(author) {
+            self.forget_author(&author);
+            for peer in self.beliefs.peers().cloned().collect::<Vec<_>>() {
+                self.wants.take_author(&peer, &author);
+            }
+        }
+        self.end_of_input();
+    }
+
+    /// Changes the round interval; `None` stops periodic rounds ([`Input::Round`] still
+    /// runs one). An interval under a millisecond is taken as one millisecond.
+    pub fn set_gossip_interval(&mut self, interval: Option<Duration>, now: Millis) {
+        self.config.gossip_interval = interval.map(|i| i.max(Duration::from_millis(1)));
+        self.rounds
+            .set_interval(self.config.gossip_interval.map(millis), now);
+    }
+
+    fn on_connected(&mut self, peer: P, now: Millis) {
+        self.remove_peer(&peer, now);
+        if self.violators.banned(&peer, now) {
+            return;
+        }
+        self.beliefs.connected(&peer);
+        self.wants.add_peer(&peer, now);
+        self.tree.connected(&peer, now);
+        self.rounds.connected(&peer);
+        self.batcher.complete(&peer, self.digest());
+    }
+
+    fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
+        self.remove_peer(&peer, now);
+        self.violators.record(&peer, now);
+        self.outputs
+            .push_back(Output::Violation { peer, violation });
+    }
+
+    /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of
+    /// the other peers known to have the ids.
+    fn remove_peer(&mut self, peer: &P, now: Millis) {
+        // What this input queued for it (a prune for a duplicate before the frame's forged
+        // envelope, say) is not sent.
+        self.batcher.forget(peer);
+        if self.beliefs.disconnected(peer) {
+            self.tree.disconnected(peer);
+            self.rounds.disconnected(peer);
+            self.congestion.disconnected(peer);
+            self.resyncs.disconnected(peer);
+            let asked = self.wants.remove_peer(peer);
+            self.move_wants(asked, peer, now);
+        }
+    }
+
+    fn on_frame_not_sent(&mut self, peer: &P, frame: &Frame) {
+        if !self.beliefs.contains(peer) {
+            return;
+        }
+        self.congestion
+            .dropped(peer, frame.complete, frame.prune || frame.graft);
+        let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };
-        state.congested = true;
-        // A lost complete digest, and lost tree control, are sent again once the queue drains.
-        state.resend_complete |= frame.complete;
-        state.resend_tree |= frame.prune || frame.graft;
-        let limits = self.config.max_have_ranges_per_frame;
         for envelope in &frame.messages {
             let (author, s) = (envelope.author(), envelope.sequence());
-            state.has.forget(author, &RangeSet::from_range(s, s));
+            state
+                .has
+                .forget(author, &crate::ranges::RangeSet::from_range(s, s));
             if self.store.holds(author, s) {
-                state.queue_announce(author, Ids::One(s), &self.store, limits);
+                self.rounds
+                    .queue(peer, author, ids::Ids::One(s), &self.store);
             }
         }
         for digest in &frame.have {
             if let Some(held) = self.store.held(&digest.author) {
                 let again = digest.ranges.intersection(held);
-                state.queue_announce(&digest.author, Ids::Ranges(&again), &self.store, limits);
+                self.rounds
+                    .queue(peer, &digest.author, ids::Ids::Ranges(&again), &self.store);
             }
         }
     }
 
-    /// The driver's queue to `peer` is empty again after a dropped frame: it is sent
-    /// messages again, starting with announcements of what it missed.
-    pub fn peer_drained(&mut self, peer: &P) {
-        let Some(state) = self.peers.get_mut(peer) else {
+    fn on_queue_drained(&mut self, peer: &P) {
+        let Some(resend) = self.congestion.drained(peer) else {
             return;
         };
-        if !std::mem::take(&mut state.congested) {
-            return;
+        if resend.complete {
+            self.batcher.complete(peer, self.digest());
         }
-        let complete = std::mem::take(&mut state.resend_complete);
-        let tree = std::mem::take(&mut state.resend_tree).then_some(state.eager);
-        if complete {
-            self.outbox.complete(peer, self.digest());
-        }
-        match tree {
-            Some(true) => self.outbox.graft(peer),
-            Some(false) => self.outbox.prune(peer),
-            None => {}
+        if resend.tree {
+            match self.tree.role(peer) {
+                Some(tree::Role::Eager) => self.batcher.graft(peer),
+                Some(tree::Role::Lazy) => self.batcher.prune(peer),
+                None => {}
+            }
         }
         self.round_peer(peer);
-        self.flush();
-    }
-
-    /// A frame from `peer`. Envelopes come first (each through the checks in `receive`),
-    /// then `have`, then `want`. A violation stops the frame and is reported; what was
-    /// accepted before it stays accepted.
-    pub fn handle_frame(&mut self, peer: P, frame: Frame, now: Millis) {
-        self.handle_checked_frame(peer, frame, &[], now);
-    }
-
-    /// A frame from `peer` whose envelopes' signatures the driver already checked where
-    /// `verdicts` says (`Some(valid)`, by `verify_strict`, in the order of `messages`; a
-    /// missing or `None` entry is verified here if it gets that far). A driver that verifies
-    /// on other cores uses this; the order of checks and what is accepted are unchanged.
-    /// The verdicts are trusted: only a driver that ran `verify_strict` on exactly these
-    /// envelopes may pass them.
-    pub fn handle_checked_frame(
-        &mut self,
-        peer: P,
-        frame: Frame,
-        verdicts: &[Option<bool>],
-        now: Millis,
-    ) {
-        if !self.peers.contains_key(&peer) {
-            return;
-        }
-        let Frame {
-            messages,
-            have,
-            want,
-            complete,
-            prune,
-            graft,
-        } = frame;
-        self.on_tree_control(&peer, prune, graft);
-        // What this frame delivered of what was asked of the peer: its authors, and how much.
-        let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
-        for (i, envelope) in messages.into_iter().enumerate() {
-            let len = crate::frame::envelope_len(&envelope);
-            let verdict = verdicts.get(i).copied().flatten();
-            match self.receive(&peer, envelope, verdict, now) {
-                Ok(Some(author)) => {
-                    count += 1;
-                    bytes += len;
-                    self.wants.progress(&peer, &author, len);
-                    if progress.last() != Some(&author) {
-                        progress.push(author);
-                    }
-                }
-                Ok(None) => {}
-                Err(violation) => {
-                    self.violation(peer, violation, now);
-                    self.flush();
-                    return;
-                }
-            }
-        }
-        if pull::is_full_answer(count, bytes, &self.config) {
-            progress.sort();
-            progress.dedup();
-            self.ask_rest(&peer, &progress);
-        }
-        self.on_have(&peer, have, complete, now);
-        self.on_want(&peer, want);
-        self.top_up(&peer, now);
-        if let Some(state) = self.peers.get_mut(&peer)
-            && !state.synced
-        {
-            state.synced = true;
-            if std::mem::take(&mut state.round_due) {
-                self.round_peer(&peer);
-            }
-        }
-        self.flush();
     }
 
     /// Every id this node knows, of every author it accepts: the body of a complete `have`.
     fn digest(&self) -> Vec<crate::frame::Digest> {
+        let filter = self.filter.read();
         self.authors
             .all_known()
-            .filter(|(author, _)| self.filter.permits(author))
+            .filter(|(author, _)| filter.permits(author))
             .map(|(author, known)| crate::frame::Digest {
                 author: *author,
                 ranges: known.clone(),
@@ -565,47 +684,67 @@ impl<P: Clone + Ord> Engine<P> {
             .collect()
     }
 
-    fn flush(&mut self) {
-        if self.next_announce.is_some() && self.config.announce_delay.is_zero() {
-            self.announce_to_lazy();
+    /// One round: every peer is announced what was queued for it ([`Engine::round_peer`]).
+    fn round(&mut self) {
+        let peers: Vec<P> = self.beliefs.peers().cloned().collect();
+        for peer in peers {
+            self.round_peer(&peer);
         }
-        self.outbox
-            .flush(&self.config.frame_limits(), &mut self.outputs);
     }
 
-    fn knowledge_limits(&self) -> KnowledgeLimits {
-        KnowledgeLimits {
-            per_author: self.config.max_ranges_per_author,
-            per_peer: self.config.max_ranges_per_peer,
+    /// `peer`'s round (`round.rs`): a `have` of the queued ids it is not known to have and
+    /// that are still held.
+    fn round_peer(&mut self, peer: &P) {
+        let Some(queued) = self.rounds.take_round(peer) else {
+            return;
+        };
+        let Some(state) = self.beliefs.get(peer) else {
+            return;
+        };
+        for (author, ids) in queued {
+            let Some(held) = self.store.held(&author) else {
+                continue;
+            };
+            let lacking = state.has.lacking(&author, &ids.intersection(held));
+            if !lacking.is_empty() {
+                self.batcher.have(peer, &author, &lacking);
+            }
+        }
+    }
+
+    /// Sends the announcements queued for lazy peers (`tree.rs`).
+    fn announce_to_lazy(&mut self) {
+        for peer in self.tree.take_announcements() {
+            self.round_peer(&peer);
         }
     }
 
     /// Panics if the engine's bookkeeping disagrees with itself. For tests, fuzzing and
-    /// simulations.
-    #[doc(hidden)]
+    /// simulations (feature `test-utils`).
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn check_invariants(&self) {
         self.authors.check_invariants();
         self.store.check_invariants();
         self.wants.check_invariants();
         self.violators.check_invariants();
-        self.pending.check_invariants();
-        let limits = self.knowledge_limits();
-        for state in self.peers.values() {
-            state.check_invariants(limits);
-        }
+        self.validations.check_invariants();
+        self.beliefs.check_invariants();
+        self.tree.check_invariants();
+        self.rounds.check_invariants();
         for author in self.store.authors_holding() {
             assert!(self.authors.is_tracked(author), "held but not tracked");
         }
         assert_eq!(
-            self.wants.peers().count(),
-            self.peers.len(),
+            self.wants.peer_count(),
+            self.beliefs.len(),
             "wants kept for exactly the connected peers"
         );
     }
 }
 
-/// Milliseconds in `d`, rounded up, so a positive duration is never 0 ms.
-fn millis(d: Duration) -> Millis {
+/// Milliseconds in `d`, rounded up, so a positive duration is never 0 ms. The crate's one
+/// conversion of a duration to the engine's time.
+pub(crate) fn millis(d: Duration) -> Millis {
     let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     ms.min(u128::from(u64::MAX)) as u64
 }

@@ -22,8 +22,8 @@ pub enum Output<P> {
         /// The peer it came from.
         from: P,
     },
-    /// `peer` broke the protocol: close its connection. Messages it sent before the violation
-    /// were kept.
+    /// `peer` broke the protocol: the engine no longer gossips with it (for `violation_ban`);
+    /// the driver closes its gossip. Messages it sent before the violation were kept.
     Violation {
         /// The peer.
         peer: P,
@@ -52,6 +52,45 @@ pub enum Violation {
         /// The envelope's id.
         id: MessageId,
     },
+}
+
+/// What kind of rule a [`Violation`] broke, for metrics labels and for matching in tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ViolationKind {
+    /// [`Violation::Malformed`].
+    Malformed,
+    /// [`Violation::InvalidSignature`].
+    InvalidSignature,
+}
+
+impl ViolationKind {
+    /// Every kind.
+    pub const ALL: [ViolationKind; 2] = [ViolationKind::Malformed, ViolationKind::InvalidSignature];
+
+    /// The kind's name in snake case (the `kind` label of the violations metric).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ViolationKind::Malformed => "malformed",
+            ViolationKind::InvalidSignature => "invalid_signature",
+        }
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Violation {
+    /// What kind of rule this broke.
+    pub fn kind(&self) -> ViolationKind {
+        match self {
+            Violation::Malformed(_) => ViolationKind::Malformed,
+            Violation::InvalidSignature { .. } => ViolationKind::InvalidSignature,
+        }
+    }
 }
 
 impl fmt::Display for Violation {

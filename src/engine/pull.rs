@@ -1,56 +1,41 @@
-//! The have/want exchange: what a `have` draws (an answer to a complete digest, wants after
-//! announcements), how a `want` is answered, and how unanswered wants are retried or moved.
+//! The have/want exchange, as the engine routes it: what a `have` draws (an answer to a
+//! complete digest, wants after announcements), how a `want` is answered, and *when* an
+//! unanswered want is retried or moved. *Whom* a want goes to is `wants.rs`'s rule; how often
+//! a complete digest is answered is `resync.rs`'s; whether announcements wait for a pushed
+//! copy is `tree.rs`'s.
 //!
 //! Bounds, all here:
-//! - a complete digest is answered at most once per `min_resync_interval` per peer (the
-//!   first always); a later one within it is read as announcements only;
-//! - a `want` is answered with at most one frame, and never with an envelope already sent
-//!   on this connection (unless a frame to the peer was dropped): a peer draws at most what
-//!   it lacks;
-//! - wants are re-sent at once only after a frame full of asked, new envelopes (a large
-//!   catch-up, paced one frame per round trip), so a peer that answers with one small
-//!   envelope at a time cannot make this node repeat its wants per envelope; re-sending never
-//!   moves a deadline;
+//! - a `want` is answered with at most one frame ([`FrameBudget::answer`]), and never with
+//!   an envelope already sent on this connection (unless a frame to the peer was dropped): a
+//!   peer draws at most what it lacks;
+//! - wants are re-sent at once only after a frame full of asked, new envelopes
+//!   ([`FrameBudget::is_full_answer`]: a large catch-up, paced one frame per round trip), so a
+//!   peer that answers with one small envelope at a time cannot make this node repeat its
+//!   wants per envelope; re-sending never moves a deadline;
 //! - at a want's deadline it stays with its peer only if a frame's worth of that author's
-//!   asked envelopes arrived since; otherwise the peer gets a strike (one per deadline batch)
-//!   and the ids go at once to other peers known to have them, fewest strikes first;
-//! - announced ids beyond a peer's want budget wait in its backlog and are asked as room
-//!   frees up.
+//!   asked envelopes arrived since; otherwise the peer gets a strike (one per deadline batch),
+//!   is marked as tried for the ids, and they go at once to other peers known to have them
+//!   (`wants.rs`); what no one else has is asked of the same peer again with a doubled
+//!   timeout, until `max_want_attempts`, then given up (a later announcement or digest asks
+//!   again);
+//! - announced ids beyond a peer's want budget wait in its backlog (`wants.rs`) and are asked
+//!   as room frees up.
 
+use super::ids::{IdSets, Ids};
 use super::knowledge::worth_knowing;
-use super::peer::Ids;
-use super::wants::{IdSets, Want};
+use super::wants::{Asks, Want};
 use super::{Engine, Millis, millis};
-use crate::config::{Config, ENVELOPE_OVERHEAD};
-use crate::frame::{Digest, envelope_len};
+use crate::frame::{Digest, FrameBudget, envelope_len};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
-use std::ops::Bound;
-
-/// Whether envelopes that were asked for and newly accepted, `count` of them in `bytes`,
-/// fill a frame as an answer to a want does when the sender stopped for room: more of what
-/// was asked may follow. Duplicates and unasked envelopes do not count.
-pub(super) fn is_full_answer(count: usize, bytes: usize, config: &Config) -> bool {
-    // The answerer keeps a little room for the frame's own fields.
-    let largest = config.max_payload_size + ENVELOPE_OVERHEAD + 128;
-    count > 0 && (count >= config.max_messages_per_frame || bytes + largest > config.max_frame_size)
-}
 
 impl<P: Clone + Ord> Engine<P> {
     /// A `have` from `peer`. Its ids are recorded as known there (for tracked or pulled
     /// authors). A complete one, if the resync budget allows, is answered with what the peer
     /// lacks; otherwise the announced ids this node lacks are wanted.
     pub(super) fn on_have(&mut self, peer: &P, have: Vec<Digest>, complete: bool, now: Millis) {
-        let min_interval = millis(self.config.min_resync_interval);
-        let Some(state) = self.peers.get_mut(peer) else {
-            return;
-        };
-        let answer = complete
-            && state
-                .last_resync
-                .is_none_or(|t| now >= t.saturating_add(min_interval));
+        let answer = complete && self.resyncs.allow(peer, now);
         if answer {
-            state.last_resync = Some(now);
             self.stats.resyncs += 1;
         } else if complete {
             self.stats.resyncs_limited += 1;
@@ -64,13 +49,13 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// Wants the announced ids this node lacks and has asked no one for, within `peer`'s
-    /// want budget; the rest waits in the peer's backlog. Either way they are recorded as
-    /// known there.
+    /// want budget (the rest waits in its backlog), or, over a lazy link, defers them for the
+    /// graft timer (`tree.rs`). Either way they are recorded as known there.
     fn want_announced(&mut self, peer: &P, have: &[Digest], now: Millis) {
-        let defer = self.defers_announcements(peer);
+        let defer = self.tree.defers(peer);
         for d in have {
             if defer {
-                self.defer_announced(peer, &d.author, d.ranges.clone(), now);
+                self.defer_announced(peer, &d.author, &d.ranges, now);
                 self.record_announced(peer, &d.author, &d.ranges);
             } else {
                 self.want_from(peer, &d.author, &d.ranges, now);
@@ -78,15 +63,44 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
+    /// Keeps ids `peer` announced for the graft timer: those of an author this node accepts,
+    /// that it does not know yet.
+    fn defer_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) {
+        if !self.filter.permits(author) {
+            return;
+        }
+        let ids = self.authors.unknown(author, ids);
+        if !ids.is_empty() {
+            self.tree.defer(peer, author, &ids, now);
+        }
+    }
+
+    /// The graft timer: deferred announcements whose time has come. What is still missing
+    /// is wanted from its announcer, and the announcer is grafted (`tree.rs`).
+    pub(super) fn graft_due(&mut self, now: Millis) {
+        for (peer, deferred) in self.tree.due_grafts(now) {
+            let mut missing = false;
+            for (author, ids) in deferred {
+                let unknown = self.authors.unknown(&author, &ids);
+                if unknown.is_empty() {
+                    continue;
+                }
+                missing = true;
+                self.want_from(&peer, &author, &unknown, now);
+            }
+            if missing {
+                self.tree.grafted(&peer, now);
+                self.stats.grafts += 1;
+                self.batcher.graft(&peer);
+            }
+        }
+    }
+
     /// `peer` announced `ids` of `author`: they are known there, if the author is one this
     /// node keeps knowledge of.
     fn record_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet) {
-        if !worth_knowing(&self.filter, &self.authors, &self.wants, author) {
-            return;
-        }
-        let limits = self.knowledge_limits();
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.has.learn(author, ids, limits);
+        if worth_knowing(&self.filter, &self.authors, &self.wants, author) {
+            self.beliefs.learn(peer, author, ids);
         }
     }
 
@@ -115,17 +129,14 @@ impl<P: Clone + Ord> Engine<P> {
         {
             return false;
         }
-        let mut missing = ids.clone();
-        if let Some(not_wanted) = self.authors.not_wanted(author) {
-            missing = missing.difference(&not_wanted);
-        }
-        if let Some(pending) = self.pending.ids(author) {
+        let mut missing = self.authors.unknown(author, ids);
+        if let Some(pending) = self.validations.ids(author) {
             missing = missing.difference(pending);
         }
         if self.wants.wants_author(author) {
             missing = missing.difference(&self.wants.wanted_within(author, &missing));
         }
-        let Some(state) = self.peers.get_mut(peer) else {
+        let Some(state) = self.beliefs.get(peer) else {
             return false;
         };
         if let Some(refused) = state.refused.get(author) {
@@ -139,14 +150,14 @@ impl<P: Clone + Ord> Engine<P> {
         missing.forget_lowest(room);
         later = later.difference(&missing);
         if !later.is_empty() {
-            state.add_backlog(author, &later, self.config.max_ranges_per_peer);
+            self.wants.add_backlog(peer, author, &later);
         }
         if missing.is_empty() {
             return false;
         }
         let deadline = now.saturating_add(millis(self.config.want_timeout));
         let asked = self.wants.ask(peer, author, &missing, deadline, now);
-        self.outbox.want(peer, author, &asked);
+        self.batcher.want(peer, author, &asked);
         !asked.is_empty()
     }
 
@@ -155,28 +166,21 @@ impl<P: Clone + Ord> Engine<P> {
         if self.wants.room(peer) == 0 {
             return;
         }
-        let Some(state) = self.peers.get_mut(peer) else {
-            return;
-        };
-        for (author, ids) in state.take_backlog() {
+        for (author, ids) in self.wants.take_backlog(peer) {
             self.want_from(peer, &author, &ids, now);
         }
     }
 
-    /// Answers a complete digest: what the peer lacks is pushed (eager mode; up to one frame,
-    /// the rest announced so the peer pulls it at its own pace) or queued for the next
-    /// round's announcement.
+    /// Answers a complete digest: what the peer lacks is pushed (eager mode; up to half a
+    /// frame, [`FrameBudget::catch_up`], the rest announced so the peer pulls it at its own
+    /// pace) or queued for the next round's announcement.
     fn answer_complete(&mut self, peer: &P) {
-        let limits = self.knowledge_limits();
-        let frame_limits = self.config.frame_limits();
-        let eager = self.config.eager_push;
-        let max_announce = self.config.max_have_ranges_per_frame;
-        let Some(state) = self.peers.get_mut(peer) else {
+        let limits = self.beliefs.limits();
+        let eager = self.config.eager_push && !self.congestion.is_congested(peer);
+        let mut budget = FrameBudget::catch_up(&self.config.frame_limits());
+        let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };
-        let eager = eager && !state.congested;
-        let mut room = frame_limits.max_frame_size / 2;
-        let mut count = frame_limits.max_messages;
         let authors: Vec<PublicKey> = self.store.authors_holding().copied().collect();
         for author in authors {
             let Some(held) = self.store.held(&author) else {
@@ -189,22 +193,20 @@ impl<P: Clone + Ord> Engine<P> {
             if eager {
                 let mut sent = RangeSet::new();
                 for envelope in self.store.held_in(&author, &lacking) {
-                    let len = envelope_len(envelope);
-                    if len > room || count == 0 {
+                    if !budget.take(envelope_len(envelope)) {
                         break;
                     }
-                    room -= len;
-                    count -= 1;
                     sent.insert(envelope.sequence());
-                    self.outbox.message(peer, envelope.clone());
+                    self.batcher.message(peer, envelope.clone());
                 }
                 state.has.learn(&author, &sent, limits);
                 lacking = lacking.difference(&sent);
                 if !lacking.is_empty() {
-                    self.outbox.have(peer, &author, &lacking);
+                    self.batcher.have(peer, &author, &lacking);
                 }
             } else {
-                state.queue_announce(&author, Ids::Ranges(&lacking), &self.store, max_announce);
+                self.rounds
+                    .queue(peer, &author, Ids::Ranges(&lacking), &self.store);
             }
         }
     }
@@ -214,30 +216,24 @@ impl<P: Clone + Ord> Engine<P> {
     /// Not answered while the peer's queue is congested, nor for an author its knowledge
     /// cannot record (what is sent must be remembered as sent).
     pub(super) fn on_want(&mut self, peer: &P, want: Vec<Digest>) {
-        let limits = self.knowledge_limits();
-        let frame_limits = self.config.frame_limits();
-        let Some(state) = self.peers.get_mut(peer) else {
+        let limits = self.beliefs.limits();
+        let congested = self.congestion.is_congested(peer);
+        let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };
-        if state.congested {
+        if congested {
             // Nothing is sent that would be dropped again; what it asked for is announced
             // once its queue drains, and it asks again.
-            let max_announce = self.config.max_have_ranges_per_frame;
             for d in want {
                 if let Some(held) = self.store.held(&d.author) {
                     let lacking = state.has.lacking(&d.author, &d.ranges.intersection(held));
-                    state.queue_announce(
-                        &d.author,
-                        Ids::Ranges(&lacking),
-                        &self.store,
-                        max_announce,
-                    );
+                    self.rounds
+                        .queue(peer, &d.author, Ids::Ranges(&lacking), &self.store);
                 }
             }
             return;
         }
-        let mut room = frame_limits.max_frame_size.saturating_sub(64);
-        let mut count = frame_limits.max_messages;
+        let mut budget = FrameBudget::answer(&self.config.frame_limits());
         'digests: for d in want {
             if !state.has.can_record(&d.author, limits) {
                 continue;
@@ -245,15 +241,12 @@ impl<P: Clone + Ord> Engine<P> {
             let lacking = state.has.lacking(&d.author, &d.ranges);
             let mut sent = RangeSet::new();
             for envelope in self.store.held_in(&d.author, &lacking) {
-                let len = envelope_len(envelope);
-                if len > room || count == 0 {
+                if !budget.take(envelope_len(envelope)) {
                     state.has.learn(&d.author, &sent, limits);
                     break 'digests;
                 }
-                room -= len;
-                count -= 1;
                 sent.insert(envelope.sequence());
-                self.outbox.message(peer, envelope.clone());
+                self.batcher.message(peer, envelope.clone());
             }
             state.has.learn(&d.author, &sent, limits);
         }
@@ -264,12 +257,12 @@ impl<P: Clone + Ord> Engine<P> {
     /// this paces a large catch-up). Deadlines do not move: that is the deadline's rule.
     pub(super) fn ask_rest(&mut self, peer: &P, authors: &[PublicKey]) {
         for author in authors {
-            let Some(want) = self.wants.peer(peer).and_then(|a| a.wants().get(author)) else {
+            let Some(want) = self.wants.want(peer, author) else {
                 continue;
             };
-            let rest = self.still_wanted(IdSets::from([(*author, want.ids.clone())]));
-            for (author, ids) in rest {
-                self.outbox.want(peer, &author, &ids);
+            let rest = self.authors.unknown(author, &want.ids);
+            if !rest.is_empty() {
+                self.batcher.want(peer, author, &rest);
             }
         }
     }
@@ -281,14 +274,14 @@ impl<P: Clone + Ord> Engine<P> {
             let asked = self.wants.ask(peer, &author, &ids, deadline, since);
             if !asked.is_empty() {
                 self.wants.rearm(peer, &author, deadline, attempts);
-                self.outbox.want(peer, &author, &asked);
+                self.batcher.want(peer, &author, &asked);
             }
         }
     }
 
     /// `ids` without those `peer` sent unverified before.
     fn not_refused_by(&self, peer: &P, ids: IdSets) -> IdSets {
-        let Some(state) = self.peers.get(peer) else {
+        let Some(state) = self.beliefs.get(peer) else {
             return IdSets::new();
         };
         ids.into_iter()
@@ -306,29 +299,26 @@ impl<P: Clone + Ord> Engine<P> {
     fn still_wanted(&self, ids: IdSets) -> IdSets {
         ids.into_iter()
             .filter_map(|(author, ids)| {
-                let ids = match self.authors.not_wanted(&author) {
-                    Some(known) => ids.difference(&known),
-                    None => ids,
-                };
+                let ids = self.authors.unknown(&author, &ids);
                 (!ids.is_empty()).then_some((author, ids))
             })
             .collect()
     }
 
-    /// Wants whose deadline passed. One that made a frame's worth of progress since stays
-    /// with its peer, with a new deadline. Otherwise the peer gets a strike (one per batch)
-    /// and the ids are asked at once of other peers known to have them; what no one else has
-    /// is asked of the same peer again with a doubled timeout, until `max_want_attempts`,
-    /// then given up (a later announcement or digest asks again).
+    /// The want timer: wants whose deadline passed. One that made a frame's worth of
+    /// progress since stays with its peer, with a new deadline. Otherwise the peer gets a
+    /// strike (one per batch), the ids go to other peers (`wants.rs` says whom), and what
+    /// no one else has is asked of the same peer again with a doubled timeout, until
+    /// `max_want_attempts`, then given up.
     pub(super) fn retry_wants(&mut self, now: Millis) {
         let timeout = millis(self.config.want_timeout);
         let mut touched = Vec::new();
         for (peer, author) in self.wants.due(now) {
-            let Some(want) = self.wants.peer(&peer).and_then(|a| a.wants().get(&author)) else {
+            let Some(want) = self.wants.want(&peer, &author) else {
                 continue;
             };
             let (count, bytes) = want.progress;
-            if is_full_answer(count, bytes, &self.config) {
+            if self.is_full_answer(count, bytes) {
                 self.wants
                     .rearm(&peer, &author, now.saturating_add(timeout), 1);
                 continue;
@@ -342,7 +332,7 @@ impl<P: Clone + Ord> Engine<P> {
             };
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
             let rest = self.reroute(ids.clone(), &peer, now, want.since);
-            self.mark_tried(&peer, &ids, &rest);
+            self.wants.mark_tried(&peer, &ids, &rest);
             if want.attempts >= self.config.max_want_attempts {
                 self.abandon(rest);
                 continue;
@@ -357,110 +347,23 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// `failed` did not answer for `ids`, and those not in `rest` went to other peers: it is
-    /// not asked for them again before every other peer known to have them had its turn.
-    fn mark_tried(&mut self, failed: &P, ids: &IdSets, rest: &IdSets) {
-        let limits = self.knowledge_limits();
-        let Some(state) = self.peers.get_mut(failed) else {
-            return;
+    /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the peers the
+    /// want turns name (`wants.rs`), each for what it is believed to have and did not refuse.
+    /// Returns what no other peer could take.
+    fn reroute(&mut self, ids: IdSets, failed: &P, now: Millis, since: Millis) -> IdSets {
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
+        let beliefs = &self.beliefs;
+        let offers = |peer: &P, author: &PublicKey, ids: &RangeSet| {
+            beliefs
+                .get(peer)
+                .map_or_else(RangeSet::new, |k| k.offers(author, ids))
         };
-        for (author, ids) in ids {
-            let moved = match rest.get(author) {
-                Some(kept) => ids.difference(kept),
-                None => ids.clone(),
-            };
-            if !moved.is_empty() {
-                state.tried.learn(author, &moved, limits);
-            }
-        }
-    }
-
-    /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the connected
-    /// peers known to have them, each within its want budget: first those that have not
-    /// failed for them yet, connections older than the pull first, then younger ones oldest
-    /// first, each by fewest strikes, then in turn after `failed`; if none of those can take them, every peer's turn
-    /// is over (their marks for these ids are cleared) and the others are asked in the same
-    /// order. Returns what no other peer could take.
-    ///
-    /// So k peers that announce ids and never answer delay them by at most k want timeouts
-    /// before an honest peer that has them is asked, whatever their strikes: a liar that
-    /// reconnects (or a fresh identity) is a connection younger than the pull and than every
-    /// honest peer already connected, asked after them.
-    pub(super) fn reroute(
-        &mut self,
-        ids: IdSets,
-        failed: &P,
-        now: Millis,
-        since: Millis,
-    ) -> IdSets {
-        if ids.is_empty() {
-            return ids;
-        }
-        let after = self
-            .peers
-            .range((Bound::Excluded(failed), Bound::Unbounded))
-            .chain(self.peers.range(..failed.clone()))
-            .map(|(p, _)| p.clone());
-        let mut candidates: Vec<P> = after.filter(|p| self.wants.room(p) > 0).collect();
-        // Connections older than the pull rank alike; younger ones by age, oldest first.
-        candidates.sort_by_cached_key(|p| {
-            let age = self.peers[p].connected_at.max(since);
-            (age, self.wants.peer(p).map_or(0, |a| a.strikes))
-        });
-        let mut rest = IdSets::new();
-        for (author, mut ids) in ids {
-            self.ask_of(&candidates, &author, &mut ids, true, now, since);
-            if !ids.is_empty() {
-                // Every peer that has these ids has had its turn: a new round of turns.
-                for candidate in &candidates {
-                    if let Some(state) = self.peers.get_mut(candidate) {
-                        state.tried.forget(&author, &ids);
-                    }
-                }
-                self.ask_of(&candidates, &author, &mut ids, false, now, since);
-            }
-            if !ids.is_empty() {
-                rest.insert(author, ids);
-            }
+        let (asks, rest): (Asks<P>, IdSets) =
+            self.wants.reroute(failed, ids, since, deadline, offers);
+        for (peer, author, ids) in asks {
+            self.batcher.want(&peer, &author, &ids);
         }
         rest
-    }
-
-    /// Asks `candidates`, in order, for what of `ids` each has (and did not refuse, nor, if
-    /// `untried_only`, fail for), within its want budget; what they take leaves `ids`.
-    fn ask_of(
-        &mut self,
-        candidates: &[P],
-        author: &PublicKey,
-        ids: &mut RangeSet,
-        untried_only: bool,
-        now: Millis,
-        since: Millis,
-    ) {
-        let deadline = now.saturating_add(millis(self.config.want_timeout));
-        for candidate in candidates {
-            if ids.is_empty() {
-                return;
-            }
-            let state = &self.peers[candidate];
-            let Some(has) = state.has.get(author) else {
-                continue;
-            };
-            let mut take = ids.intersection(has);
-            if let Some(refused) = state.refused.get(author) {
-                take = take.difference(refused);
-            }
-            if untried_only && let Some(tried) = state.tried.get(author) {
-                take = take.difference(tried);
-            }
-            take.forget_lowest(self.wants.room(candidate));
-            if take.is_empty() {
-                continue;
-            }
-            *ids = ids.difference(&take);
-            let asked = self.wants.ask(candidate, author, &take, deadline, since);
-            self.outbox.want(candidate, author, &asked);
-        }
     }
 
     /// Wants given up on. Knowledge kept only because an author was being pulled goes too.
@@ -469,11 +372,8 @@ impl<P: Clone + Ord> Engine<P> {
             if worth_knowing(&self.filter, &self.authors, &self.wants, author) {
                 continue;
             }
-            for state in self.peers.values_mut() {
-                state.has.remove_author(author);
-                state.refused.remove_author(author);
-                state.tried.remove_author(author);
-            }
+            self.beliefs.forget_author(author);
+            self.wants.forget_tried(author);
         }
     }
 

@@ -1,16 +1,124 @@
 //! The order of checks for a received envelope, cheapest first (`docs/PROTOCOL.md` §3.1),
-//! and what happens to a message once it is accepted: store, deliver, forward.
+//! and what happens to a message once it is accepted: deliver, store, forward.
+//!
+//! The checks that need nothing but the config, the author filter and the time are one
+//! function, [`check_before_signature`], which the connection handlers also call before they
+//! verify signatures ahead (`verify.rs`), so both apply the same rule.
 
 use super::authors::Admission;
+use super::filter::Filter;
+use super::ids::Ids;
 use super::knowledge::worth_knowing;
+use super::tree::Route;
 use super::{Engine, Millis, Output, Violation};
+use crate::config::Config;
 use crate::envelope::{Envelope, MessageId};
+use crate::frame::{Frame, FrameBudget, envelope_len};
 use crate::keys::PublicKey;
 
+/// Why an envelope is dropped before its signature is checked, by [`check_before_signature`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Skip {
+    /// Its timestamp is outside `[now − max_age, now + max_clock_skew]`.
+    OutOfWindow,
+    /// Its payload is over `max_payload_size`.
+    Oversize,
+    /// The author filter refuses its author.
+    Filtered,
+}
+
+/// The checks of an envelope received at `now` that need no state but the config and the
+/// filter (`docs/PROTOCOL.md` §3.1 steps 1, 3 and 4, in that order; step 2, the known-id
+/// check, needs the node's tables and comes between them in the engine).
+pub(crate) fn check_before_signature(
+    config: &Config,
+    filter: &Filter,
+    envelope: &Envelope,
+    now: Millis,
+) -> Result<(), Skip> {
+    if !config.in_window(envelope.timestamp(), now) {
+        return Err(Skip::OutOfWindow);
+    }
+    if envelope.payload().len() > config.max_payload_size {
+        return Err(Skip::Oversize);
+    }
+    if !filter.permits(envelope.author()) {
+        return Err(Skip::Filtered);
+    }
+    Ok(())
+}
+
 impl<P: Clone + Ord> Engine<P> {
-    /// The checks for one received envelope, cheapest first. Returns its author if the
-    /// envelope was newly accepted and had been asked of `from` (progress on a want).
-    pub(super) fn receive(
+    /// A frame from `peer`, with the handlers' signature verdicts where they checked.
+    pub(super) fn on_frame(
+        &mut self,
+        peer: P,
+        frame: Frame,
+        verdicts: &[Option<bool>],
+        now: Millis,
+    ) {
+        if !self.beliefs.contains(&peer) {
+            return;
+        }
+        let Frame {
+            messages,
+            have,
+            want,
+            complete,
+            prune,
+            graft,
+        } = frame;
+        self.tree.on_control(&peer, prune, graft);
+        // What this frame delivered of what was asked of the peer: its authors, and how much.
+        let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
+        for (i, envelope) in messages.into_iter().enumerate() {
+            let (id, len) = (envelope.id(), envelope_len(&envelope));
+            let verdict = verdicts.get(i).copied().flatten();
+            let received = self.receive(&peer, envelope, verdict, now);
+            if received.is_ok() {
+                // Whatever the outcome short of a violation, the sender has the id (recorded
+                // if its author is one the node keeps knowledge of, by then).
+                self.peer_has(&peer, &id);
+            }
+            match received {
+                Ok(Some(author)) => {
+                    count += 1;
+                    bytes += len;
+                    self.wants.progress(&peer, &author, len);
+                    if progress.last() != Some(&author) {
+                        progress.push(author);
+                    }
+                }
+                Ok(None) => {}
+                Err(violation) => {
+                    self.violation(peer, violation, now);
+                    return;
+                }
+            }
+        }
+        if self.is_full_answer(count, bytes) {
+            progress.sort();
+            progress.dedup();
+            self.ask_rest(&peer, &progress);
+        }
+        self.on_have(&peer, have, complete, now);
+        self.on_want(&peer, want);
+        self.top_up(&peer, now);
+        if self.rounds.first_frame(&peer) {
+            self.round_peer(&peer);
+        }
+    }
+
+    /// Whether `count` asked envelopes in `bytes` fill an answer (see [`FrameBudget`]).
+    pub(super) fn is_full_answer(&self, count: usize, bytes: usize) -> bool {
+        let largest = self.config.max_payload_size + crate::config::ENVELOPE_OVERHEAD;
+        FrameBudget::is_full_answer(&self.config.frame_limits(), largest, count, bytes)
+    }
+
+    /// One received envelope: the checks, cheapest first, then what an accepted one does.
+    /// Returns its author if it was newly accepted and had been asked of `from` (progress on
+    /// a want).
+    fn receive(
         &mut self,
         from: &P,
         envelope: Envelope,
@@ -18,40 +126,45 @@ impl<P: Clone + Ord> Engine<P> {
         now: Millis,
     ) -> Result<Option<PublicKey>, Violation> {
         let id = envelope.id();
-        self.peer_has(from, &id);
-        // 1. Sizes (field lengths were checked when the frame was decoded).
-        let oversize = envelope.payload().len() > self.config.max_payload_size;
         // 2. A known id is dropped unverified, unless it proves an equivocation not yet
-        //    proven.
-        if self.authors.knows(&id.author, id.sequence) || self.pending.contains(&id) {
+        //    proven. (1, sizes: field lengths were checked when the frame was decoded, the
+        //    payload limit comes with the window.)
+        if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
             self.stats.duplicates += 1;
             // A duplicate that answers this node's own want is no sign of a redundant path.
-            if self.wants.received(&id.author, id.sequence).as_ref() != Some(from) {
-                self.tree_duplicate_from(from, now);
+            if self.wants.received(&id.author, id.sequence).as_ref() != Some(from)
+                && self.tree.on_duplicate(from, now)
+            {
+                self.stats.prunes += 1;
+                self.batcher.prune(from);
             }
             return self.duplicate(from, envelope).map(|()| None);
         }
-        // 3. The time window (and the payload limit): not a violation, dropped quietly and
+        // 3. The time window and the payload limit: not a violation, dropped quietly and
         //    unverified. It is not a known id (a relay could censor an author's next message
         //    with a forged copy), only an id not to ask of this peer again.
-        let timestamp = envelope.timestamp();
-        if !self.config.in_window(timestamp, now) || oversize {
-            tracing::trace!(message = %id, timestamp, now, oversize, "dropped: outside the window");
-            self.stats.out_of_window += 1;
-            self.refused(from, &id);
-            return Ok(None);
+        // 4. The author filter.
+        let checked = check_before_signature(&self.config, &self.filter.read(), &envelope, now);
+        match checked {
+            Ok(()) => {}
+            Err(skip @ (Skip::OutOfWindow | Skip::Oversize)) => {
+                let timestamp = envelope.timestamp();
+                tracing::trace!(message = %id, timestamp, now, ?skip, "dropped unverified");
+                self.stats.out_of_window += 1;
+                self.refused(from, &id);
+                return Ok(None);
+            }
+            Err(Skip::Filtered) => {
+                tracing::trace!(message = %id, "dropped: author filtered");
+                self.stats.filtered += 1;
+                return Ok(None);
+            }
         }
-        // 4. The author filter; room for the author (only a table of this node's own key
-        //    alone has none), and
-        //    for the id: one that would give its author more than `max_ranges_per_author`
-        //    ranges of known ids waits until the gaps around it fill (so a relay cannot
-        //    make the node treat an author's unseen ids as known by sending the others out
-        //    of order).
-        if !self.filter.permits(&id.author) {
-            tracing::trace!(message = %id, "dropped: author filtered");
-            self.stats.filtered += 1;
-            return Ok(None);
-        }
+        // 4, continued. Room for the author (only a table of this node's own key alone has
+        //    none), and for the id: one that would give its author more than
+        //    `max_ranges_per_author` ranges of known ids waits until the gaps around it fill
+        //    (so a relay cannot make the node treat an author's unseen ids as known by
+        //    sending the others out of order).
         let introducer = Some(from.clone());
         if !self.authors.can_admit(&id.author, &introducer, now) {
             tracing::debug!(message = %id, "dropped: no room to track a new author");
@@ -63,38 +176,46 @@ impl<P: Clone + Ord> Engine<P> {
             self.stats.too_fragmented += 1;
             return Ok(None);
         }
-        // 5. The strict signature (checked ahead by the driver, on another core, if it says).
+        // 5. The strict signature (checked ahead by the handlers, on other cores, if they did).
         self.stats.verified += 1;
         let valid = verdict.unwrap_or_else(|| envelope.verify().is_ok());
         if !valid {
             return Err(Violation::InvalidSignature { id });
         }
-        // 6. Track the author, then store, deliver, forward.
+        // 6. Track the author, then deliver, and store and forward (7: after the
+        //    application's verdict, with `validate_messages`; `validation.rs`).
         if let Ok(Admission::Displaced(author)) = self.authors.admit(&id.author, &introducer, now) {
             self.stats.authors_displaced += 1;
             self.forget_author(&author);
         }
-        let author = id.author;
-        let asked_of = if self.config.validate_messages {
-            // 7. Held for the application's verdict (`validation.rs`).
+        self.deliver(&envelope, from);
+        let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
-            self.stats.delivered += 1;
-            self.outputs.push_back(Output::Deliver {
-                message: envelope.to_message(),
-                from: from.clone(),
-            });
-            self.pending.hold(envelope, from.clone(), now);
+            self.validations.hold(envelope, from.clone(), now);
             asked_of
         } else {
-            self.accept(envelope, Some(from), now, true)
+            self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from);
         if !answered {
             // Pushed unasked: the link that delivers first is eager (an answer to a want
             // leaves the link as it is; a graft said so explicitly).
-            self.tree_delivered_by(from);
+            self.tree.on_first_copy(from);
         }
-        Ok(answered.then_some(author))
+        Ok(answered.then_some(id.author))
+    }
+
+    /// A new message from `from` goes to the application, unless this node wrote it (in an
+    /// earlier run).
+    fn deliver(&mut self, envelope: &Envelope, from: &P) {
+        if *envelope.author() == self.me {
+            return;
+        }
+        self.stats.delivered += 1;
+        self.outputs.push_back(Output::Deliver {
+            message: envelope.to_message(),
+            from: from.clone(),
+        });
     }
 
     /// A copy of a known id. If it differs from the held copy and this id's equivocation is
@@ -126,84 +247,65 @@ impl<P: Clone + Ord> Engine<P> {
     /// `from` sent `id` unverified and dropped: it is not asked of `from` again. If it was
     /// asked of `from`, it stays asked until its deadline, then goes to other peers.
     fn refused(&mut self, from: &P, id: &MessageId) {
-        if !worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
-            return;
-        }
-        let limits = self.knowledge_limits();
-        if let Some(state) = self.peers.get_mut(from) {
-            state.refused.learn_one(&id.author, id.sequence, limits);
+        if worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
+            self.beliefs.refuse_one(from, &id.author, id.sequence);
         }
     }
 
     /// Records that `peer` has `id`, if its author is one this node tracks or is pulling
     /// (nothing is kept for other authors).
     fn peer_has(&mut self, peer: &P, id: &MessageId) {
-        if !worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
-            return;
-        }
-        let limits = self.knowledge_limits();
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.has.learn_one(&id.author, id.sequence, limits);
+        if worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
+            self.beliefs.learn_one(peer, &id.author, id.sequence);
         }
     }
 
-    /// An author no longer tracked: its messages and every peer's knowledge of it go.
+    /// An author no longer tracked: its messages and everything each component keeps of it
+    /// go.
     pub(super) fn forget_author(&mut self, author: &PublicKey) {
         self.store.remove_author(author);
-        for state in self.peers.values_mut() {
-            state.forget_author(author);
-        }
+        self.beliefs.forget_author(author);
+        self.wants.forget_author(author);
+        self.rounds.forget_author(author);
+        self.tree.forget_author(author);
     }
 
-    /// Stores a new verified message (its author tracked), delivers it (if `deliver`, and
-    /// unless this node wrote it) and pushes it to the peers not known to have it. Returns
-    /// the peer it had been asked of, if any.
-    pub(super) fn accept(
+    /// Stores a new verified message (its author tracked) and pushes it to the peers not
+    /// known to have it over eager links, announcing it to the others. Returns the peer it
+    /// had been asked of, if any.
+    pub(super) fn store_and_forward(
         &mut self,
         envelope: Envelope,
         from: Option<&P>,
         now: Millis,
-        deliver: bool,
     ) -> Option<P> {
         let id = envelope.id();
         self.authors
             .accepted(&id.author, id.sequence, envelope.timestamp(), now);
         let asked_of = self.wants.received(&id.author, id.sequence);
-        if id.author == self.me {
-            // Our own message from an earlier run: never reuse its sequence.
-            if self.next_sequence.is_some_and(|n| n <= id.sequence) {
-                self.next_sequence = id.sequence.checked_add(1);
-            }
-        } else if let Some(from) = from
-            && deliver
-        {
-            self.stats.delivered += 1;
-            self.outputs.push_back(Output::Deliver {
-                message: envelope.to_message(),
-                from: from.clone(),
-            });
-        }
-        if let Some(from) = from {
-            self.peer_has(from, &id);
+        // Our own message from an earlier run: never reuse its sequence.
+        if id.author == self.me && self.next_sequence.is_some_and(|n| n <= id.sequence) {
+            self.next_sequence = id.sequence.checked_add(1);
         }
         let group = self.authors.introducer(&id.author);
         self.store.insert(envelope.clone(), &group);
-        let limits = self.knowledge_limits();
-        let eager_push = self.config.eager_push;
+        let limits = self.beliefs.limits();
         let mut lazy = Vec::new();
-        for (peer, state) in &mut self.peers {
+        for (peer, state) in self.beliefs.iter_mut() {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
                 continue;
             }
-            if eager_push && state.eager && !state.congested {
+            if self.tree.route(peer) == Route::Push && !self.congestion.is_congested(peer) {
                 state.has.learn_one(&id.author, id.sequence, limits);
-                self.outbox.message(peer, envelope.clone());
+                self.batcher.message(peer, envelope.clone());
             } else {
                 lazy.push(peer.clone());
             }
         }
         for peer in lazy {
-            self.announce_new(&peer, &id.author, id.sequence, now);
+            self.rounds
+                .queue(&peer, &id.author, Ids::One(id.sequence), &self.store);
+            self.tree.announce_later(&peer, now);
         }
         asked_of
     }

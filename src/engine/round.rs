@@ -1,36 +1,226 @@
-//! Rounds (lazy push): what a node announces to each peer, and why an idle network sends
-//! nothing.
+//! Rounds (lazy push): what a node announces to each peer, when, and why an idle network
+//! sends nothing. [`Rounds`] owns the round timer ([`Timer::Round`](super::Timer::Round)),
+//! each peer's queue of ids to announce, and whether the peer's first frame has come.
+//!
+//! Rules, all here:
+//! - a round runs every `gossip_interval` (none without one; [`Engine::gossip`] runs one by
+//!   hand); the next is one interval after the last;
+//! - each peer has a queue of ids accepted since its last round that it may lack. A round
+//!   sends it a `have` of those it is not known to have and that are still held. Nothing
+//!   new, nothing sent: the work is proportional to what is new;
+//! - a peer whose first frame (its complete digest) has not arrived is skipped: the digest
+//!   is on its way and would make the announcements redundant. The skipped round runs when
+//!   that frame arrives ([`Sync::Awaiting`]);
+//! - a queue that grows past `max_have_ranges_per_frame` (rounds stopped, or far apart) is
+//!   cut down to what the node still holds, which the store bounds; the next cut waits until
+//!   the queue has doubled, so cutting costs O(1) per id queued.
+//!
+//! [`Engine::gossip`]: super::Engine::gossip
 
-use super::Engine;
+use super::Millis;
+use super::ids::{IdSets, Ids};
+use super::store::Store;
+use crate::keys::PublicKey;
+use std::collections::BTreeMap;
 
-impl<P: Clone + Ord> Engine<P> {
-    /// One round: to every peer, a `have` of the ids accepted since its last round that it
-    /// is not known to have and that are still held. Nothing new, nothing sent. The work is
-    /// proportional to what is new. A peer whose first frame (its complete digest) has not
-    /// arrived gets its round when that frame arrives.
-    pub(super) fn round(&mut self) {
-        let peers: Vec<P> = self.peers.keys().cloned().collect();
-        for peer in peers {
-            self.round_peer(&peer);
+/// Whether a peer's first frame has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sync {
+    /// Not yet; `round_due` if a round skipped the peer meanwhile.
+    Awaiting { round_due: bool },
+    /// Its first frame came: rounds include it.
+    Synced,
+}
+
+#[derive(Debug)]
+struct PeerRound {
+    sync: Sync,
+    /// Ids to announce at the peer's next round.
+    announce: IdSets,
+    ranges: usize,
+    /// The size at which the queue is next cut down to what is held.
+    cut_at: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Rounds<P> {
+    peers: BTreeMap<P, PeerRound>,
+    interval: Option<Millis>,
+    next_round: Option<Millis>,
+    /// Queue size (ranges) below which it is never cut.
+    max_ranges: usize,
+}
+
+impl<P: Clone + Ord> Rounds<P> {
+    /// Rounds every `interval` from `now`; queues cut at `max_ranges`.
+    pub(crate) fn new(interval: Option<Millis>, max_ranges: usize, now: Millis) -> Self {
+        let mut rounds = Rounds {
+            peers: BTreeMap::new(),
+            interval: None,
+            next_round: None,
+            max_ranges,
+        };
+        rounds.set_interval(interval, now);
+        rounds
+    }
+
+    /// Changes the interval; the next round is one interval from `now` (none without one).
+    pub(crate) fn set_interval(&mut self, interval: Option<Millis>, now: Millis) {
+        self.interval = interval;
+        self.schedule(now);
+    }
+
+    fn schedule(&mut self, now: Millis) {
+        self.next_round = self.interval.map(|i| now.saturating_add(i));
+    }
+
+    /// When the next round is due.
+    pub(crate) fn next_round(&self) -> Option<Millis> {
+        self.next_round
+    }
+
+    /// A round runs at `now` (the timer fired): the next is scheduled.
+    pub(crate) fn ran(&mut self, now: Millis) {
+        self.schedule(now);
+    }
+
+    /// A connection to `peer` is up: its first frame is awaited, nothing is queued.
+    pub(crate) fn connected(&mut self, peer: &P) {
+        self.peers.insert(
+            peer.clone(),
+            PeerRound {
+                sync: Sync::Awaiting { round_due: false },
+                announce: IdSets::new(),
+                ranges: 0,
+                cut_at: 0,
+            },
+        );
+    }
+
+    pub(crate) fn disconnected(&mut self, peer: &P) {
+        self.peers.remove(peer);
+    }
+
+    /// `peer`'s first frame came. Returns whether a round skipped it meanwhile (run it now).
+    pub(crate) fn first_frame(&mut self, peer: &P) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(state) => match std::mem::replace(&mut state.sync, Sync::Synced) {
+                Sync::Awaiting { round_due } => round_due,
+                Sync::Synced => false,
+            },
+            None => false,
         }
     }
 
-    pub(super) fn round_peer(&mut self, peer: &P) {
+    /// Queues `ids` of `author` for `peer`'s next round, cutting the queue down to what
+    /// `store` holds when it has grown too large.
+    pub(crate) fn queue<X: Clone + Ord>(
+        &mut self,
+        peer: &P,
+        author: &PublicKey,
+        ids: Ids<'_>,
+        store: &Store<X>,
+    ) {
+        let max = self.max_ranges;
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
-        if !state.synced {
-            state.round_due = true;
-            return;
+        let set = state.announce.entry(*author).or_default();
+        state.ranges -= set.range_count();
+        match ids {
+            Ids::One(sequence) => {
+                set.insert(sequence);
+            }
+            Ids::Ranges(ranges) => set.union_with(ranges),
         }
-        for (author, ids) in state.take_announce() {
-            let Some(held) = self.store.held(&author) else {
-                continue;
-            };
-            let lacking = state.has.lacking(&author, &ids.intersection(held));
-            if !lacking.is_empty() {
-                self.outbox.have(peer, &author, &lacking);
+        state.ranges += set.range_count();
+        if state.ranges > state.cut_at.max(max) {
+            state
+                .announce
+                .retain(|author, set| match store.held(author) {
+                    Some(held) => {
+                        *set = set.intersection(held);
+                        !set.is_empty()
+                    }
+                    None => false,
+                });
+            state.ranges = state.announce.values().map(|s| s.range_count()).sum();
+            state.cut_at = state.ranges.saturating_mul(2);
+        }
+    }
+
+    /// `peer`'s round: what is queued for it, taken. `None` (and the round remembered) if its
+    /// first frame has not come; the engine announces what the peer lacks of the rest.
+    pub(crate) fn take_round(&mut self, peer: &P) -> Option<IdSets> {
+        let state = self.peers.get_mut(peer)?;
+        if let Sync::Awaiting { round_due } = &mut state.sync {
+            *round_due = true;
+            return None;
+        }
+        state.ranges = 0;
+        Some(std::mem::take(&mut state.announce))
+    }
+
+    /// `author` is forgotten: nothing of it is announced.
+    pub(crate) fn forget_author(&mut self, author: &PublicKey) {
+        for state in self.peers.values_mut() {
+            if let Some(set) = state.announce.remove(author) {
+                state.ranges -= set.range_count();
             }
         }
+    }
+
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn check_invariants(&self) {
+        for state in self.peers.values() {
+            let ranges: usize = state.announce.values().map(|s| s.range_count()).sum();
+            assert_eq!(ranges, state.ranges, "announce range count");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    #[test]
+    fn a_round_before_the_first_frame_is_kept_for_it() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let store = Store::<u8>::new(super::super::store::Retention {
+            max_age_ms: 1_000,
+            max_bytes: 1 << 20,
+            max_messages: 100,
+            max_ranges: 64,
+        });
+        let mut r = Rounds::<u8>::new(Some(100), 16, 0);
+        r.connected(&1);
+        r.queue(&1, &author, Ids::One(7), &store);
+        // (step, result)
+        assert_eq!(r.take_round(&1), None, "awaiting the first frame");
+        assert!(r.first_frame(&1), "the skipped round is due");
+        assert!(!r.first_frame(&1), "once");
+        let queued = r.take_round(&1).expect("synced");
+        assert_eq!(queued[&author].to_wire(), vec![7, 7]);
+        assert_eq!(r.take_round(&1), Some(IdSets::new()), "nothing new");
+        r.check_invariants();
+    }
+
+    #[test]
+    fn the_round_timer_follows_the_interval() {
+        // (interval, now, next round)
+        let table = [
+            (Some(100), 0, Some(100)),
+            (Some(5), 40, Some(45)),
+            (None, 50, None),
+        ];
+        let mut r = Rounds::<u8>::new(Some(100), 16, 0);
+        for (i, (interval, now, next)) in table.into_iter().enumerate() {
+            r.set_interval(interval, now);
+            assert_eq!(r.next_round(), next, "row {i}");
+        }
+        r.set_interval(Some(10), 0);
+        r.ran(25);
+        assert_eq!(r.next_round(), Some(35));
     }
 }

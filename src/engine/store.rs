@@ -247,6 +247,7 @@ impl<P: Clone + Ord> Store<P> {
     }
 
     /// Panics if the store's own bookkeeping disagrees with itself.
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         assert_eq!(self.by_age.len(), self.messages.len(), "age index size");
         let bytes: usize = self.messages.values().map(stored_size).sum();

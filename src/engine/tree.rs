@@ -1,180 +1,450 @@
 //! The broadcast tree (Plumtree, with eager push on): which peers get new messages pushed
-//! (*eager* links) and which only get them announced (*lazy* links).
+//! (*eager* links) and which only get them announced (*lazy* links), and the two tree timers
+//! ([`Timer::LazyAnnounce`](super::Timer::LazyAnnounce), [`Timer::Graft`](super::Timer::Graft)).
+//!
+//! [`Tree`] owns every piece of tree state: each link's role, its grace period, the ids a
+//! lazy peer announced while they wait for a pushed copy, the graft deadlines, and the lazy
+//! announcement schedule. The engine asks it and carries out what it answers (sending
+//! `prune`, `graft`, wants and announcements); nothing else changes a link's role.
 //!
 //! Rules, all here:
-//! - every new connection starts eager; a link that delivers a new message first is eager;
-//! - a duplicate pushed by an eager peer shows a redundant path: the peer becomes lazy and is
-//!   sent `prune` (so it stops pushing to this node too). Not within `want_timeout` of a
-//!   connection or a graft, when duplicates are expected (a catch-up, answers in flight);
-//! - `prune` from a peer makes it lazy; `graft` makes it eager;
-//! - new messages are pushed to eager peers and announced (`have`) to lazy ones at once,
-//!   in the same flush;
-//! - ids a lazy peer announces are not asked for at once: an eager copy usually follows.
-//!   After `graft_timeout`, those still missing are wanted from it and it is grafted (it
-//!   becomes eager, and is sent `graft`), which repairs the tree after a link or node
-//!   failure within `graft_timeout` and one round trip. The announcer is grafted even when
+//! - the tree is *on* with `eager_push` and `broadcast_tree`; off, no link is ever pruned by
+//!   this node and announcements are not deferred (without eager push every message goes in
+//!   rounds; without the tree it is pushed to every eager link, which is every link unless
+//!   the peer sent `prune`);
+//! - every new connection starts eager, with grace for `want_timeout`; a link that delivers
+//!   a new message first is eager ([`Tree::on_first_copy`]);
+//! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
+//!   the peer is sent `prune` (so it stops pushing to this node too), unless the link is in
+//!   its grace period (a catch-up or an answer to a graft may still be in flight)
+//!   ([`Tree::on_duplicate`]);
+//! - `prune` from a peer makes its link lazy; `graft` makes it eager ([`Tree::on_control`]),
+//!   with the tree on or off;
+//! - new messages are pushed to eager links ([`Tree::route`]) and announced to lazy ones
+//!   within `announce_delay` ([`Tree::announce_later`]); with no delay, at the end of the same
+//!   input. Waiting a little lets the peer's own announcement of the same id arrive first,
+//!   so a lazy link mostly carries one announcement per message, not one each way;
+//! - ids a lazy peer announces are not asked for at once: an eager copy usually follows
+//!   ([`Tree::defers`], [`Tree::defer`]). After `graft_timeout`, those still missing are
+//!   wanted from it and it is grafted (it becomes eager with grace, and is sent `graft`),
+//!   which repairs the tree after a link or node failure within `graft_timeout` and one
+//!   round trip ([`Tree::due_grafts`], [`Tree::grafted`]). The announcer is grafted even when
 //!   the ids are already wanted from another peer: no pushed copy came, so the tree is
-//!   broken here (and the peer they are wanted from may announce without ever pushing);
+//!   broken here (and the peer they are wanted from may announce without ever pushing).
 //!
 //! What a peer sends here only changes how this node sends to that same peer: a false
 //! `graft` draws each message at most once per connection (as any push), a false `prune`
 //! only stops its own pushes, and false announcements go through the want rules
 //! (`wants.rs`), which move ids to other peers that have them.
+//!
+//! Bounds: one [`Link`] per connected peer; deferred ids at most `max_ranges_per_peer`
+//! ranges per link (the lowest ids of an author, then whole authors, are forgotten beyond
+//! it); one graft deadline per link.
 
-use super::peer::Ids;
-use super::{Engine, Millis, millis};
+use super::Millis;
+use super::ids::{IdSets, RangeQueue};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-impl<P: Clone + Ord> Engine<P> {
-    /// Whether the tree is on: with eager push and `broadcast_tree`. Without eager push
-    /// every message is announced in rounds; without the tree it is pushed to every peer.
-    pub(super) fn tree_mode(&self) -> bool {
+/// What a link does with a new message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// New messages are pushed to the peer.
+    Eager,
+    /// New messages are announced to the peer.
+    Lazy,
+}
+
+/// How a new message goes to a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Send the envelope.
+    Push,
+    /// Announce its id.
+    Announce,
+}
+
+/// The tree's view of one connected peer.
+#[derive(Debug)]
+struct Link {
+    role: Role,
+    /// Until then a duplicate over this link does not prune it.
+    grace_until: Millis,
+    /// Ids the peer announced while lazy, waiting `graft_timeout` for a pushed copy.
+    deferred: RangeQueue,
+    /// When the deferred ids are due.
+    graft_at: Option<Millis>,
+}
+
+/// The tree's settings, from the config.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TreeConfig {
+    pub(crate) eager_push: bool,
+    pub(crate) broadcast_tree: bool,
+    /// Grace after a connection or a graft (`want_timeout`).
+    pub(crate) grace: Millis,
+    pub(crate) graft_timeout: Millis,
+    pub(crate) announce_delay: Millis,
+    /// Deferred ranges per link (`max_ranges_per_peer`).
+    pub(crate) max_deferred_ranges: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tree<P> {
+    config: TreeConfig,
+    links: BTreeMap<P, Link>,
+    /// `(when, peer)` of every armed graft deadline.
+    graft_timers: BTreeSet<(Millis, P)>,
+    /// Lazy peers with announcements queued for the next lazy announcement.
+    lazy_due: BTreeSet<P>,
+    /// When the queued lazy announcements are sent.
+    next_announce: Option<Millis>,
+}
+
+impl<P: Clone + Ord> Tree<P> {
+    pub(crate) fn new(config: TreeConfig) -> Self {
+        Tree {
+            config,
+            links: BTreeMap::new(),
+            graft_timers: BTreeSet::new(),
+            lazy_due: BTreeSet::new(),
+            next_announce: None,
+        }
+    }
+
+    /// Whether the tree is on: with eager push and `broadcast_tree`.
+    pub(crate) fn is_on(&self) -> bool {
         self.config.eager_push && self.config.broadcast_tree
     }
 
-    /// `peer` just delivered a new message: its link is eager.
-    pub(super) fn tree_delivered_by(&mut self, peer: &P) {
-        if let Some(state) = self.peers.get_mut(peer) {
-            state.eager = true;
+    /// A connection to `peer` is up: an eager link with grace. Whatever was kept about an
+    /// earlier connection to it is gone.
+    pub(crate) fn connected(&mut self, peer: &P, now: Millis) {
+        self.disconnected(peer);
+        self.links.insert(
+            peer.clone(),
+            Link {
+                role: Role::Eager,
+                grace_until: now.saturating_add(self.config.grace),
+                deferred: RangeQueue::default(),
+                graft_at: None,
+            },
+        );
+    }
+
+    /// The connection to `peer` is gone.
+    pub(crate) fn disconnected(&mut self, peer: &P) {
+        if let Some(link) = self.links.remove(peer)
+            && let Some(at) = link.graft_at
+        {
+            self.graft_timers.remove(&(at, peer.clone()));
+        }
+        self.lazy_due.remove(peer);
+    }
+
+    /// The role of `peer`'s link, if it is connected.
+    pub(crate) fn role(&self, peer: &P) -> Option<Role> {
+        self.links.get(peer).map(|l| l.role)
+    }
+
+    /// How a new message goes to `peer`: pushed over an eager link with eager push on,
+    /// else announced. (A congested peer is only announced to; that is the engine's rule.)
+    pub(crate) fn route(&self, peer: &P) -> Route {
+        if self.config.eager_push && self.role(peer) == Some(Role::Eager) {
+            Route::Push
+        } else {
+            Route::Announce
         }
     }
 
-    /// `peer` pushed a message this node already had.
-    pub(super) fn tree_duplicate_from(&mut self, peer: &P, now: Millis) {
-        if !self.tree_mode() {
-            return;
-        }
-        let Some(state) = self.peers.get_mut(peer) else {
-            return;
-        };
-        if state.eager && now >= state.tree_grace_until {
-            state.eager = false;
-            self.stats.prunes += 1;
-            self.outbox.prune(peer);
+    /// `peer` delivered a new message first (pushed, not asked for): its link is eager.
+    pub(crate) fn on_first_copy(&mut self, peer: &P) {
+        if let Some(link) = self.links.get_mut(peer) {
+            link.role = Role::Eager;
         }
     }
 
-    /// A frame's tree control flags.
-    pub(super) fn on_tree_control(&mut self, peer: &P, prune: bool, graft: bool) {
-        let Some(state) = self.peers.get_mut(peer) else {
+    /// `peer` pushed a message this node already had (not in answer to this node's want).
+    /// Returns whether the link was pruned: the engine sends `prune`.
+    pub(crate) fn on_duplicate(&mut self, peer: &P, now: Millis) -> bool {
+        if !self.is_on() {
+            return false;
+        }
+        match self.links.get_mut(peer) {
+            Some(link) if link.role == Role::Eager && now >= link.grace_until => {
+                link.role = Role::Lazy;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A frame's tree control flags from `peer`.
+    pub(crate) fn on_control(&mut self, peer: &P, prune: bool, graft: bool) {
+        let Some(link) = self.links.get_mut(peer) else {
             return;
         };
         if graft {
-            state.eager = true;
+            link.role = Role::Eager;
         } else if prune {
-            state.eager = false;
+            link.role = Role::Lazy;
         }
     }
 
-    /// Whether ids a peer announces should wait for an eager copy first: the tree is on and
-    /// the peer is lazy.
-    pub(super) fn defers_announcements(&self, peer: &P) -> bool {
-        self.tree_mode() && self.peers.get(peer).is_some_and(|s| !s.eager)
+    /// Whether ids `peer` announces wait for a pushed copy first: the tree is on and the link
+    /// is lazy.
+    pub(crate) fn defers(&self, peer: &P) -> bool {
+        self.is_on() && self.role(peer) == Some(Role::Lazy)
     }
 
-    /// Keeps ids `peer` announced for `graft_timeout`: those of an author this node accepts,
-    /// that it does not know yet.
-    pub(super) fn defer_announced(
-        &mut self,
-        peer: &P,
-        author: &PublicKey,
-        ids: RangeSet,
-        now: Millis,
-    ) {
-        if !self.filter.permits(author) {
-            return;
-        }
-        let ids = match self.authors.not_wanted(author) {
-            Some(known) => ids.difference(&known),
-            None => ids,
-        };
-        if ids.is_empty() {
-            return;
-        }
-        let max = self.config.max_ranges_per_peer;
-        let timeout = millis(self.config.graft_timeout);
-        let Some(state) = self.peers.get_mut(peer) else {
+    /// Keeps `ids` of `author` that `peer` announced (the engine passes only those it
+    /// lacks, of an author it accepts) until `graft_timeout` from `now`.
+    pub(crate) fn defer(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) {
+        let (max, timeout) = (self.config.max_deferred_ranges, self.config.graft_timeout);
+        let Some(link) = self.links.get_mut(peer) else {
             return;
         };
-        state.defer(author, &ids, max);
-        if state.graft_at.is_none() {
+        link.deferred.add(author, ids, max);
+        if link.graft_at.is_none() {
             let at = now.saturating_add(timeout);
-            state.graft_at = Some(at);
+            link.graft_at = Some(at);
             self.graft_timers.insert((at, peer.clone()));
         }
     }
 
-    /// Deferred announcements whose time has come: what is still missing is wanted from its
-    /// announcer, and the announcer is grafted. It is grafted even if the ids are already
-    /// wanted from another peer: no pushed copy came, so the tree is broken here, and the
-    /// peer wanted from may be one that announces and never pushes.
-    pub(super) fn graft_due(&mut self, now: Millis) {
+    /// The next graft deadline.
+    pub(crate) fn next_graft(&self) -> Option<Millis> {
+        self.graft_timers.first().map(|(at, _)| *at)
+    }
+
+    /// The deferred announcements whose graft deadline has come, per peer, earliest first.
+    /// For each, the engine wants what is still missing and, if anything was, calls
+    /// [`Tree::grafted`].
+    pub(crate) fn due_grafts(&mut self, now: Millis) -> Vec<(P, IdSets)> {
+        let mut due = Vec::new();
         while let Some((at, peer)) = self.graft_timers.first().cloned() {
             if at > now {
                 break;
             }
             self.graft_timers.pop_first();
-            let Some(state) = self.peers.get_mut(&peer) else {
-                continue;
-            };
-            state.graft_at = None;
-            let mut missing = false;
-            for (author, ids) in state.take_deferred() {
-                let unknown = match self.authors.not_wanted(&author) {
-                    Some(known) => ids.difference(&known),
-                    None => ids,
-                };
-                if unknown.is_empty() {
-                    continue;
-                }
-                missing = true;
-                self.want_from(&peer, &author, &unknown, now);
+            if let Some(link) = self.links.get_mut(&peer) {
+                link.graft_at = None;
+                due.push((peer, link.deferred.take()));
             }
-            if missing && let Some(state) = self.peers.get_mut(&peer) {
-                state.eager = true;
-                state.tree_grace_until = now.saturating_add(millis(self.config.want_timeout));
-                self.stats.grafts += 1;
-                self.outbox.graft(&peer);
-            }
+        }
+        due
+    }
+
+    /// `peer` announced ids that no pushed copy brought within `graft_timeout`: its link is
+    /// eager, with grace. The engine sends `graft`.
+    pub(crate) fn grafted(&mut self, peer: &P, now: Millis) {
+        if let Some(link) = self.links.get_mut(peer) {
+            link.role = Role::Eager;
+            link.grace_until = now.saturating_add(self.config.grace);
         }
     }
 
-    /// The next deferred announcement's time.
-    pub(super) fn next_graft(&self) -> Option<Millis> {
-        self.graft_timers.first().map(|(at, _)| *at)
-    }
-
-    /// Sends the announcements queued for lazy peers (when `announce_delay` has passed, or at
-    /// the end of the input with no delay).
-    pub(super) fn announce_to_lazy(&mut self) {
-        self.next_announce = None;
-        for peer in std::mem::take(&mut self.lazy_due) {
-            self.round_peer(&peer);
-        }
-    }
-
-    /// Queues `sequence` of `author` for `peer`'s announcement: sent within `announce_delay`
-    /// when the tree is on (else in the next round). Waiting a little lets the peer's own
-    /// announcement of the same id arrive first, so a lazy link mostly carries one
-    /// announcement per message, not one each way.
-    pub(super) fn announce_new(
-        &mut self,
-        peer: &P,
-        author: &PublicKey,
-        sequence: u64,
-        now: Millis,
-    ) {
-        let max = self.config.max_have_ranges_per_frame;
-        let Some(state) = self.peers.get_mut(peer) else {
+    /// A new message was queued for `peer`'s announcement: with eager push, it is sent at the
+    /// next lazy announcement, within `announce_delay` of `now` (without eager push, in the
+    /// next round).
+    pub(crate) fn announce_later(&mut self, peer: &P, now: Millis) {
+        if !self.config.eager_push {
             return;
-        };
-        state.queue_announce(author, Ids::One(sequence), &self.store, max);
-        if self.config.eager_push {
-            self.lazy_due.insert(peer.clone());
-            if self.next_announce.is_none() {
-                self.next_announce = Some(now.saturating_add(millis(self.config.announce_delay)));
-            }
         }
+        self.lazy_due.insert(peer.clone());
+        if self.next_announce.is_none() {
+            self.next_announce = Some(now.saturating_add(self.config.announce_delay));
+        }
+    }
+
+    /// When the queued lazy announcements are due.
+    pub(crate) fn next_announce(&self) -> Option<Millis> {
+        self.next_announce
+    }
+
+    /// Whether lazy announcements are queued and go at the end of this input
+    /// (`announce_delay` is zero).
+    pub(crate) fn announces_at_once(&self) -> bool {
+        self.next_announce.is_some() && self.config.announce_delay == 0
+    }
+
+    /// The peers whose queued announcements are due now; the schedule is cleared.
+    pub(crate) fn take_announcements(&mut self) -> BTreeSet<P> {
+        self.next_announce = None;
+        std::mem::take(&mut self.lazy_due)
+    }
+
+    /// `author` is forgotten: its deferred ids go.
+    pub(crate) fn forget_author(&mut self, author: &PublicKey) {
+        for link in self.links.values_mut() {
+            link.deferred.remove_author(author);
+        }
+    }
+
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn check_invariants(&self) {
+        let armed = self.links.values().filter(|l| l.graft_at.is_some()).count();
+        assert_eq!(
+            armed,
+            self.graft_timers.len(),
+            "one graft timer per armed link"
+        );
+        for (at, peer) in &self.graft_timers {
+            assert_eq!(self.links[peer].graft_at, Some(*at), "graft timer mirrored");
+        }
+        for link in self.links.values() {
+            link.deferred
+                .check_invariants(self.config.max_deferred_ranges);
+        }
+        assert!(
+            self.lazy_due.iter().all(|p| self.links.contains_key(p)),
+            "announcements only for connected peers"
+        );
+        assert!(self.lazy_due.is_empty() || self.next_announce.is_some());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    fn tree(eager_push: bool, broadcast_tree: bool) -> Tree<u8> {
+        Tree::new(TreeConfig {
+            eager_push,
+            broadcast_tree,
+            grace: 1_000,
+            graft_timeout: 100,
+            announce_delay: 20,
+            max_deferred_ranges: 4,
+        })
+    }
+
+    fn ids(list: &[u64]) -> RangeSet {
+        list.iter().copied().collect()
+    }
+
+    /// Input → the link's role and whether a prune is sent, over one link.
+    #[test]
+    fn roles_follow_first_copies_duplicates_and_control() {
+        use Role::*;
+        // (input, time, expected role after, expected prune)
+        enum In {
+            Dup,
+            First,
+            Prune,
+            Graft,
+        }
+        let table = [
+            (In::Dup, 500, Eager, false),  // in grace: kept
+            (In::Dup, 1_000, Lazy, true),  // grace over: pruned
+            (In::Dup, 1_001, Lazy, false), // already lazy: nothing more
+            (In::First, 1_002, Eager, false),
+            (In::Prune, 1_003, Lazy, false),
+            (In::Graft, 1_004, Eager, false),
+            (In::Dup, 1_005, Lazy, true),
+        ];
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        for (i, (input, now, role, prune)) in table.into_iter().enumerate() {
+            let pruned = match input {
+                In::Dup => t.on_duplicate(&1, now),
+                In::First => {
+                    t.on_first_copy(&1);
+                    false
+                }
+                In::Prune => {
+                    t.on_control(&1, true, false);
+                    false
+                }
+                In::Graft => {
+                    t.on_control(&1, false, true);
+                    false
+                }
+            };
+            assert_eq!((t.role(&1), pruned), (Some(role), prune), "row {i}");
+            t.check_invariants();
+        }
+    }
+
+    #[test]
+    fn with_the_tree_off_nothing_is_pruned_or_deferred_but_control_is_obeyed() {
+        for (eager_push, broadcast_tree) in [(true, false), (false, true)] {
+            let mut t = tree(eager_push, broadcast_tree);
+            t.connected(&1, 0);
+            assert!(!t.on_duplicate(&1, 5_000));
+            t.on_control(&1, true, false);
+            assert_eq!(t.role(&1), Some(Role::Lazy));
+            assert!(!t.defers(&1));
+            assert_eq!(t.route(&1), Route::Announce);
+        }
+        let mut t = tree(false, true);
+        t.connected(&1, 0);
+        assert_eq!(
+            t.route(&1),
+            Route::Announce,
+            "no eager push: always announced"
+        );
+    }
+
+    #[test]
+    fn deferred_ids_come_due_at_the_graft_timeout_and_a_graft_gives_grace() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.connected(&2, 0);
+        t.on_control(&1, true, false);
+        assert!(t.defers(&1) && !t.defers(&2));
+        t.defer(&1, &author, &ids(&[1, 2]), 2_000);
+        t.defer(&1, &author, &ids(&[3]), 2_050); // the deadline does not move
+        assert_eq!(t.next_graft(), Some(2_100));
+        assert!(t.due_grafts(2_099).is_empty());
+        let due = t.due_grafts(2_100);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].0, 1);
+        assert_eq!(due[0].1[&author], ids(&[1, 2, 3]));
+        assert_eq!(t.next_graft(), None);
+        t.grafted(&1, 2_100);
+        assert_eq!(t.role(&1), Some(Role::Eager));
+        assert!(!t.on_duplicate(&1, 3_099), "grace after a graft");
+        assert!(t.on_duplicate(&1, 3_100));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn a_peer_that_leaves_takes_its_timers_and_announcements_with_it() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.on_control(&1, true, false);
+        t.defer(&1, &author, &ids(&[1]), 10);
+        t.announce_later(&1, 10);
+        assert_eq!((t.next_graft(), t.next_announce()), (Some(110), Some(30)));
+        t.disconnected(&1);
+        assert_eq!(t.next_graft(), None);
+        assert!(t.take_announcements().is_empty());
+        t.check_invariants();
+    }
+
+    #[test]
+    fn lazy_announcements_are_batched_over_the_announce_delay() {
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.connected(&2, 0);
+        t.announce_later(&1, 100);
+        t.announce_later(&2, 115); // joins the batch due at 120
+        assert_eq!(t.next_announce(), Some(120));
+        assert!(!t.announces_at_once());
+        assert_eq!(t.take_announcements(), BTreeSet::from([1, 2]));
+        assert_eq!(t.next_announce(), None);
+        let mut rounds_only = tree(false, false);
+        rounds_only.connected(&1, 0);
+        rounds_only.announce_later(&1, 100);
+        assert_eq!(
+            rounds_only.next_announce(),
+            None,
+            "without eager push: in rounds"
+        );
     }
 }

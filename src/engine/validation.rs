@@ -6,10 +6,12 @@
 //!   [`Validation::Accept`]; a copy arriving meanwhile is a duplicate;
 //! - [`Validation::Reject`] and [`Validation::Ignore`] make the id known (never delivered
 //!   again) without storing or forwarding the message; `Reject` also counts against the
-//!   peer it came from (a strike: it is asked for wants last);
+//!   peer it came from (a strike, which ranks it later in the want turns, `wants.rs`);
+//! - this node's own messages (from an earlier run) are never held: it signed them;
 //! - at most `max_pending_validations` messages wait; the driver stops reading from peers
 //!   while the bound is reached, rather than dropping accepted input;
-//! - a message not decided within `validation_timeout` is treated as `Ignore`.
+//! - a message not decided within `validation_timeout` is treated as `Ignore`
+//!   ([`Timer::Validation`](super::Timer::Validation)).
 
 use super::Millis;
 use crate::envelope::{Envelope, MessageId};
@@ -37,7 +39,7 @@ struct Held<P> {
 }
 
 #[derive(Debug)]
-pub(crate) struct Pending<P> {
+pub(crate) struct Validations<P> {
     held: BTreeMap<MessageId, Held<P>>,
     ids: BTreeMap<PublicKey, RangeSet>,
     by_deadline: BTreeSet<(Millis, MessageId)>,
@@ -45,9 +47,9 @@ pub(crate) struct Pending<P> {
     timeout_ms: Millis,
 }
 
-impl<P: Clone + Ord> Pending<P> {
+impl<P: Clone + Ord> Validations<P> {
     pub(crate) fn new(max: usize, timeout_ms: Millis) -> Self {
-        Pending {
+        Validations {
             held: BTreeMap::new(),
             ids: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
@@ -115,6 +117,7 @@ impl<P: Clone + Ord> Pending<P> {
         self.by_deadline.first().map(|(t, _)| *t)
     }
 
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         assert_eq!(self.held.len(), self.by_deadline.len());
         let ids: u64 = self.ids.values().map(RangeSet::len).sum();

@@ -49,6 +49,7 @@ impl<P: Clone + Ord> Violators<P> {
         self.until.get(peer).is_some_and(|t| *t > now)
     }
 
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         assert!(self.until.len() <= MAX_REMEMBERED);
         assert!(self.order.len() >= self.until.len());

@@ -1,28 +1,41 @@
-//! Outstanding wants: which ids this node has asked for, of whom, and until when.
+//! Outstanding wants: which ids this node has asked for, of whom, until when, and whom a
+//! want goes to next ("want turns").
 //!
 //! Rules, all here:
 //! - every wanted id is asked of exactly one peer at a time, so a message is never pulled
 //!   twice at once, and finding who an arriving id was asked of is O(log n);
 //! - one peer has at most `max_want_ranges_per_frame` ranges outstanding (one frame's worth);
-//!   an id arriving from inside a range splits it only within that budget;
+//!   an id arriving from inside a range splits it only within that budget. Announced ids
+//!   beyond a peer's budget wait in its *backlog* (at most `max_ranges_per_peer` ranges) and
+//!   are asked as room frees up;
 //! - each (peer, author) want has its own deadline, and counts the asked envelopes of that
 //!   author newly accepted since. At the deadline only a frame's worth of such progress keeps
-//!   the want with the peer (`pull.rs`), so a peer that answers other wants, or trickles
-//!   this one, cannot keep it pending;
+//!   the want with the peer (`pull.rs` decides *when* a want moves), so a peer that answers
+//!   other wants, or trickles this one, cannot keep it pending;
 //! - a want that times out without progress gives its peer a *strike* (one per batch of
-//!   deadlines; one is forgiven each time a peer delivers everything asked of it). When wants
-//!   are moved to other peers, those known to have the ids that have not yet failed for
-//!   them are tried first: connections older than the pull first, then younger ones oldest
-//!   first, each by fewest strikes; each such peer has its turn before any has a second
-//!   (the choice is in `pull.rs` `reroute`).
+//!   deadlines; one is forgiven each time a peer delivers everything asked of it), and the
+//!   peer is marked as *tried* for the ids that went elsewhere;
+//! - whom a want goes to ([`Wants::reroute`]): the connected peers that are believed to have
+//!   the ids and did not refuse them, in this order: first those not yet tried for them, then
+//!   (every such peer having had its turn, the marks cleared) the others; within each pass
+//!   connections older than the pull first (alike), then younger ones oldest first, each by
+//!   fewest strikes, then in turn after the peer the want left. So k peers that announce ids
+//!   and never answer delay them by at most k want timeouts before an honest peer that has
+//!   them is asked, whatever their strikes: a liar that reconnects (or a fresh identity) is a
+//!   connection younger than the pull and than every honest peer already connected, asked
+//!   after them.
+//!
+//! Bounds per connected peer: `max_want_ranges_per_frame` wanted ranges, and
+//! `max_ranges_per_peer` ranges each of backlog and tried marks (marks only for authors the
+//! node tracks or pulls, as the engine's knowledge of peers).
 
 use super::Millis;
+use super::ids::{IdSets, RangeQueue};
+use super::knowledge::{Knowledge, KnowledgeLimits};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Ids per author.
-pub(crate) type IdSets = BTreeMap<PublicKey, RangeSet>;
+use std::ops::Bound;
 
 /// The ids of one author asked of one peer.
 #[derive(Debug)]
@@ -34,24 +47,28 @@ pub(crate) struct Want {
     /// Asked envelopes newly accepted since the deadline was set: how many, how many bytes.
     pub(crate) progress: (usize, usize),
     /// When the pull of these ids began (they may have moved between peers since): peers
-    /// that connected later are asked for them last (`pull.rs` `reroute`).
+    /// that connected later are asked for them last ([`Wants::reroute`]).
     pub(crate) since: Millis,
 }
 
-/// What is asked of one peer.
-#[derive(Debug, Default)]
-pub(crate) struct Asked {
+/// What is asked of one peer, and its record in the want turns.
+#[derive(Debug)]
+struct Asked {
     wants: BTreeMap<PublicKey, Want>,
     ranges: usize,
     /// Timeouts with ids still outstanding, less one per complete delivery.
-    pub(crate) strikes: u32,
+    strikes: u32,
+    /// When the connection came up.
+    connected_at: Millis,
+    /// Ids wanted of the peer whose want failed and went to another peer: it is not asked
+    /// for them again until every peer known to have them has had its turn.
+    tried: Knowledge,
+    /// Ids the peer announced that this node lacks, beyond its want budget.
+    backlog: RangeQueue,
 }
 
-impl Asked {
-    pub(crate) fn wants(&self) -> &BTreeMap<PublicKey, Want> {
-        &self.wants
-    }
-}
+/// Whom a want was asked of, by [`Wants::reroute`]: the frames to send.
+pub(crate) type Asks<P> = Vec<(P, PublicKey, RangeSet)>;
 
 #[derive(Debug)]
 pub(crate) struct Wants<P> {
@@ -64,21 +81,33 @@ pub(crate) struct Wants<P> {
     /// Ranges outstanding, over all peers.
     total: usize,
     max_ranges: usize,
+    /// Bounds of tried marks and backlogs.
+    limits: KnowledgeLimits,
 }
 
 impl<P: Clone + Ord> Wants<P> {
-    pub(crate) fn new(max_ranges: usize) -> Self {
+    /// At most `max_ranges` wanted per peer; tried marks and backlogs within `limits`.
+    pub(crate) fn new(max_ranges: usize, limits: KnowledgeLimits) -> Self {
         Wants {
             by_id: BTreeMap::new(),
             peers: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             total: 0,
             max_ranges,
+            limits,
         }
     }
 
-    pub(crate) fn add_peer(&mut self, peer: &P) {
-        self.peers.entry(peer.clone()).or_default();
+    /// A connection to `peer` came up at `now`: nothing asked, no strikes, no marks.
+    pub(crate) fn add_peer(&mut self, peer: &P, now: Millis) {
+        self.peers.entry(peer.clone()).or_insert(Asked {
+            wants: BTreeMap::new(),
+            ranges: 0,
+            strikes: 0,
+            connected_at: now,
+            tried: Knowledge::default(),
+            backlog: RangeQueue::default(),
+        });
     }
 
     /// Forgets `peer`; returns what was asked of it.
@@ -88,8 +117,9 @@ impl<P: Clone + Ord> Wants<P> {
         ids
     }
 
-    pub(crate) fn peer(&self, peer: &P) -> Option<&Asked> {
-        self.peers.get(peer)
+    /// `peer`'s want of `author`.
+    pub(crate) fn want(&self, peer: &P, author: &PublicKey) -> Option<&Want> {
+        self.peers.get(peer)?.wants.get(author)
     }
 
     pub(crate) fn strike(&mut self, peer: &P) {
@@ -309,12 +339,165 @@ impl<P: Clone + Ord> Wants<P> {
         self.deadlines.first().map(|(t, _, _)| *t)
     }
 
-    /// The connected peers, in order.
-    pub(crate) fn peers(&self) -> impl Iterator<Item = (&P, &Asked)> {
-        self.peers.iter()
+    /// How many connected peers are kept.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Keeps announced ids of `author` to ask of `peer` when there is room.
+    pub(crate) fn add_backlog(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet) {
+        let max = self.limits.per_peer;
+        if let Some(asked) = self.peers.get_mut(peer) {
+            asked.backlog.add(author, ids, max);
+        }
+    }
+
+    /// Takes `peer`'s backlog.
+    pub(crate) fn take_backlog(&mut self, peer: &P) -> IdSets {
+        self.peers
+            .get_mut(peer)
+            .map(|a| a.backlog.take())
+            .unwrap_or_default()
+    }
+
+    /// `failed` did not answer for `ids`, and those not in `rest` went to other peers: it is
+    /// not asked for them again before every other peer known to have them had its turn.
+    pub(crate) fn mark_tried(&mut self, failed: &P, ids: &IdSets, rest: &IdSets) {
+        let limits = self.limits;
+        let Some(asked) = self.peers.get_mut(failed) else {
+            return;
+        };
+        for (author, ids) in ids {
+            let moved = match rest.get(author) {
+                Some(kept) => ids.difference(kept),
+                None => ids.clone(),
+            };
+            if !moved.is_empty() {
+                asked.tried.learn(author, &moved, limits);
+            }
+        }
+    }
+
+    /// Forgets the tried marks of `author` (it is no longer tracked or pulled).
+    pub(crate) fn forget_tried(&mut self, author: &PublicKey) {
+        for asked in self.peers.values_mut() {
+            asked.tried.remove_author(author);
+        }
+    }
+
+    /// Forgets the tried marks and backlogs of `author` (its wants stay).
+    pub(crate) fn forget_author(&mut self, author: &PublicKey) {
+        for asked in self.peers.values_mut() {
+            asked.tried.remove_author(author);
+            asked.backlog.remove_author(author);
+        }
+    }
+
+    /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the other
+    /// connected peers, in the order of the module's rules, each within its want budget, with
+    /// `deadline`. `offers(peer, author, ids)` says which of `ids` a peer is believed to have
+    /// and did not refuse. Returns whom it asked for what (to send), and what no other peer
+    /// could take.
+    pub(crate) fn reroute(
+        &mut self,
+        failed: &P,
+        ids: IdSets,
+        since: Millis,
+        deadline: Millis,
+        offers: impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
+    ) -> (Asks<P>, IdSets) {
+        let mut asks = Vec::new();
+        if ids.is_empty() {
+            return (asks, ids);
+        }
+        let candidates = self.turn_order(failed, since);
+        let mut rest = IdSets::new();
+        for (author, mut ids) in ids {
+            self.ask_in_turn(
+                &candidates,
+                &author,
+                &mut ids,
+                true,
+                &offers,
+                (deadline, since),
+                &mut asks,
+            );
+            if !ids.is_empty() {
+                // Every peer that has these ids has had its turn: a new round of turns.
+                for candidate in &candidates {
+                    if let Some(asked) = self.peers.get_mut(candidate) {
+                        asked.tried.forget(&author, &ids);
+                    }
+                }
+                self.ask_in_turn(
+                    &candidates,
+                    &author,
+                    &mut ids,
+                    false,
+                    &offers,
+                    (deadline, since),
+                    &mut asks,
+                );
+            }
+            if !ids.is_empty() {
+                rest.insert(author, ids);
+            }
+        }
+        (asks, rest)
+    }
+
+    /// The peers a want leaving `failed` (pulled since `since`) may go to, in turn order:
+    /// those with room, connections older than the pull alike, younger ones by age, each by
+    /// fewest strikes, then in turn after `failed`.
+    fn turn_order(&self, failed: &P, since: Millis) -> Vec<P> {
+        let mut candidates: Vec<P> = self
+            .peers
+            .range((Bound::Excluded(failed), Bound::Unbounded))
+            .chain(self.peers.range(..failed.clone()))
+            .filter(|(p, _)| self.room(p) > 0)
+            .map(|(p, _)| p.clone())
+            .collect();
+        candidates.sort_by_cached_key(|p| {
+            let asked = &self.peers[p];
+            (asked.connected_at.max(since), asked.strikes)
+        });
+        candidates
+    }
+
+    /// Asks `candidates`, in order, for what of `ids` each offers (less, if `untried_only`,
+    /// what it was tried for), within its want budget; what they take leaves `ids`.
+    #[allow(clippy::too_many_arguments)]
+    fn ask_in_turn(
+        &mut self,
+        candidates: &[P],
+        author: &PublicKey,
+        ids: &mut RangeSet,
+        untried_only: bool,
+        offers: &impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
+        (deadline, since): (Millis, Millis),
+        asks: &mut Asks<P>,
+    ) {
+        for candidate in candidates {
+            if ids.is_empty() {
+                return;
+            }
+            let mut take = offers(candidate, author, ids);
+            if untried_only && let Some(tried) = self.peers[candidate].tried.get(author) {
+                take = take.difference(tried);
+            }
+            take.forget_lowest(self.room(candidate));
+            if take.is_empty() {
+                continue;
+            }
+            *ids = ids.difference(&take);
+            let asked = self.ask(candidate, author, &take, deadline, since);
+            asks.push((candidate.clone(), *author, asked));
+        }
     }
 
     /// Panics if the views of the wants disagree, or a bound is broken.
+    #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         let mut mirrored: BTreeMap<(P, PublicKey), RangeSet> = BTreeMap::new();
         for (author, map) in &self.by_id {
@@ -332,6 +515,8 @@ impl<P: Clone + Ord> Wants<P> {
         }
         let mut deadlines = 0;
         for (peer, asked) in &self.peers {
+            asked.tried.check_invariants(self.limits);
+            asked.backlog.check_invariants(self.limits.per_peer);
             let ranges: usize = asked.wants.values().map(|w| w.ids.range_count()).sum();
             assert_eq!(ranges, asked.ranges, "range count");
             assert!(asked.ranges <= self.max_ranges, "want budget");

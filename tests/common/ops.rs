@@ -4,11 +4,14 @@
 //! a few authors with any sequence and timestamp, digests with any ranges, raw frame bytes;
 //! connections come and go, frames are dropped, time moves. After every input the engine's
 //! invariants are checked, and every frame it sends must decode under its own limits.
+//!
+//! Every step is recorded as a [`Step`] (an engine [`Input`] or a command), so a run can be
+//! replayed exactly ([`replay`]) and printed.
 
 use secure_gossip::codec::decode_framed;
-use secure_gossip::engine::{Engine, Millis, Output};
+use secure_gossip::engine::{Engine, Input, Millis, Output};
 use secure_gossip::proto;
-use secure_gossip::{Bytes, Config, Digest, Envelope, Frame, Keypair, RangeSet};
+use secure_gossip::{Bytes, Config, Digest, Envelope, Frame, Keypair, RangeSet, Stats};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -16,9 +19,9 @@ use std::time::Duration;
 pub const T0: Millis = 1_750_000_000_000;
 
 /// Reads parameters from the input; runs out into zeros.
-struct Input<'a>(&'a [u8]);
+struct Reader<'a>(&'a [u8]);
 
-impl Input<'_> {
+impl Reader<'_> {
     fn u8(&mut self) -> u8 {
         match self.0.split_first() {
             Some((&b, rest)) => {
@@ -70,14 +73,14 @@ pub fn config() -> Config {
 }
 
 /// Sequences are small, so ranges collide and gaps form.
-fn sequence(input: &mut Input) -> u64 {
+fn sequence(input: &mut Reader) -> u64 {
     match input.u8() % 8 {
         0 => u64::MAX - u64::from(input.u8() % 4),
         _ => u64::from(input.u16() % 64) + 1,
     }
 }
 
-fn ranges(input: &mut Input) -> RangeSet {
+fn ranges(input: &mut Reader) -> RangeSet {
     let mut set = RangeSet::new();
     for _ in 0..input.u8() % 6 {
         let start = sequence(input);
@@ -87,28 +90,67 @@ fn ranges(input: &mut Input) -> RangeSet {
     set
 }
 
-/// Runs the engine inputs that `data` encodes. Panics if an invariant breaks.
-pub fn run(data: &[u8]) {
+/// One recorded step of a run, at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// An engine input (those a run makes are all cloneable).
+    Connected(u8),
+    Disconnected(u8),
+    Frame(u8, Frame),
+    FrameNotSent(u8, Frame),
+    Round,
+    Timeout,
+    /// The publish command.
+    Publish(Vec<u8>),
+}
+
+impl Step {
+    fn apply(&self, engine: &mut Engine<u8>, now: Millis) {
+        let input = match self.clone() {
+            Step::Connected(peer) => Input::Connected { peer },
+            Step::Disconnected(peer) => Input::Disconnected { peer },
+            Step::Frame(peer, frame) => Input::Frame { peer, frame },
+            Step::FrameNotSent(peer, frame) => Input::FrameNotSent { peer, frame },
+            Step::Round => Input::Round,
+            Step::Timeout => Input::Timeout,
+            Step::Publish(payload) => {
+                let _ = engine.publish(payload, now);
+                return;
+            }
+        };
+        engine.handle(input, now);
+    }
+}
+
+/// A new engine under test.
+fn engine() -> Engine<u8> {
+    Engine::new(Keypair::from_seed(&[0; 32]), config(), T0)
+}
+
+/// Runs the engine inputs that `data` encodes. Panics if an invariant breaks. Returns the
+/// steps it took, with their times, and the engine's counters at the end.
+pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
     let config = config();
     let authors: Vec<Keypair> = (1..=6u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
-    let mut engine = Engine::new(Keypair::from_seed(&[0; 32]), config.clone(), T0);
+    let mut engine = engine();
     let limits = config.frame_limits();
     let mut now = T0;
     let mut connected = BTreeSet::new();
     let mut sent: Vec<(u8, Frame)> = Vec::new();
-    let mut input = Input(data);
+    let mut input = Reader(data);
+    let mut trace = Vec::new();
     let mut steps = 0;
     while !input.done() && steps < 400 {
         steps += 1;
         let peer = input.u8() % 4;
-        match input.u8() % 11 {
+        let step = match input.u8() % 11 {
             0 => {
-                engine.connect(peer, now);
                 connected.insert(peer);
+                Step::Connected(peer)
             }
             1 => {
-                engine.disconnect(&peer, now);
                 connected.remove(&peer);
+                Step::Disconnected(peer)
             }
             2 | 3 => {
                 // Envelopes: valid, forged, any time.
@@ -138,7 +180,7 @@ pub fn run(data: &[u8]) {
                     messages,
                     ..Frame::default()
                 };
-                engine.handle_frame(peer, frame, now);
+                Step::Frame(peer, frame)
             }
             4 | 5 => {
                 let mut frame = Frame {
@@ -157,8 +199,9 @@ pub fn run(data: &[u8]) {
                         frame.want.push(digest);
                     }
                 }
-                if let Ok(checked) = Frame::decode(&frame.encode(), &limits) {
-                    engine.handle_frame(peer, checked, now);
+                match Frame::decode(&frame.encode(), &limits) {
+                    Ok(checked) => Step::Frame(peer, checked),
+                    Err(_) => continue,
                 }
             }
             6 => {
@@ -167,26 +210,28 @@ pub fn run(data: &[u8]) {
                 let mut framed = Vec::new();
                 secure_gossip::codec::encode_prefix(bytes.len() as u64, &mut framed);
                 framed.extend_from_slice(&bytes);
-                if let Ok(frame) = decode_framed(&framed, &limits) {
-                    engine.handle_frame(peer, frame, now);
+                match decode_framed(&framed, &limits) {
+                    Ok(frame) => Step::Frame(peer, frame),
+                    Err(_) => continue,
                 }
             }
-            7 => {
-                let _ = engine.publish(input.bytes(32), now);
-            }
-            8 => engine.gossip(now),
+            7 => Step::Publish(input.bytes(32)),
+            8 => Step::Round,
             9 => {
                 now += u64::from(input.u16() % 20_000);
-                engine.handle_timeout(now);
+                Step::Timeout
             }
             _ => {
                 // The driver could not deliver one of the frames sent so far.
-                if !sent.is_empty() {
-                    let (to, frame) = sent.swap_remove(input.u8() as usize % sent.len());
-                    engine.frame_dropped(&to, &frame);
+                if sent.is_empty() {
+                    continue;
                 }
+                let (to, frame) = sent.swap_remove(input.u8() as usize % sent.len());
+                Step::FrameNotSent(to, frame)
             }
-        }
+        };
+        step.apply(&mut engine, now);
+        trace.push((now, step));
         while let Some(output) = engine.poll_output() {
             match output {
                 Output::Send { peer, frame } => {
@@ -207,4 +252,17 @@ pub fn run(data: &[u8]) {
         }
         engine.check_invariants();
     }
+    (trace, engine.stats())
+}
+
+/// Replays recorded steps on a new engine, checking the invariants after each; returns the
+/// engine.
+pub fn replay(trace: &[(Millis, Step)]) -> Engine<u8> {
+    let mut engine = engine();
+    for (now, step) in trace {
+        step.apply(&mut engine, *now);
+        while engine.poll_output().is_some() {}
+        engine.check_invariants();
+    }
+    engine
 }

@@ -1,22 +1,22 @@
-//! Batches what one input makes a node send into as few frames as the limits allow.
+//! [`Batcher`]: what one input makes a node send, per peer, packed at the end of the input
+//! into as few frames as the limits allow (the frames then wait in the engine's outputs).
 //!
-//! The sender holds itself to the same [`FrameLimits`] it enforces on receipt, so a frame it
-//! sends is never a violation at a peer with the same config. A complete digest that does not
-//! fit one frame is sent as several incomplete ones (announcements only, `docs/PROTOCOL.md` §1).
+//! The sender holds itself to the same [`FrameLimits`] it enforces on receipt, counting with
+//! [`FrameBudget`], so a frame it sends is never a violation at a peer with the same config.
+//! A complete digest that does not fit one frame is sent as several incomplete ones
+//! (announcements only, `docs/PROTOCOL.md` §1). Tree control rides on the first frame.
 
 use super::Output;
-use super::wants::IdSets;
+use super::ids::IdSets;
 use crate::envelope::Envelope;
-use crate::frame::{Digest, Frame, FrameLimits, digest_len, envelope_len};
+use crate::frame::{Digest, Frame, FrameBudget, FrameLimits, digest_len, envelope_len};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, VecDeque};
 
-/// Room kept in every frame for its own field tags and the `complete` flag.
-const FRAME_SLACK: usize = 16;
-
+/// What waits for one peer until the end of the input.
 #[derive(Debug, Default)]
-struct Pending {
+struct Batch {
     complete: bool,
     prune: bool,
     graft: bool,
@@ -26,13 +26,13 @@ struct Pending {
 }
 
 #[derive(Debug)]
-pub(crate) struct Outbox<P> {
-    pending: BTreeMap<P, Pending>,
+pub(crate) struct Batcher<P> {
+    pending: BTreeMap<P, Batch>,
 }
 
-impl<P: Clone + Ord> Outbox<P> {
+impl<P: Clone + Ord> Batcher<P> {
     pub(crate) fn new() -> Self {
-        Outbox {
+        Batcher {
             pending: BTreeMap::new(),
         }
     }
@@ -168,11 +168,11 @@ impl<'a> DigestCutter<'a> {
     }
 }
 
-fn digest_frames(pending: &Pending, limits: &FrameLimits) -> Vec<Frame> {
+fn digest_frames(pending: &Batch, limits: &FrameLimits) -> Vec<Frame> {
     if pending.have.is_empty() && pending.want.is_empty() && !pending.complete {
         return Vec::new();
     }
-    let room = limits.max_frame_size.saturating_sub(FRAME_SLACK);
+    let room = FrameBudget::frame(limits).bytes();
     let mut frames = Vec::new();
     let mut have = DigestCutter::new(&pending.have);
     let mut want = DigestCutter::new(&pending.want);
@@ -205,19 +205,18 @@ fn digest_frames(pending: &Pending, limits: &FrameLimits) -> Vec<Frame> {
 }
 
 fn message_frames(messages: Vec<Envelope>, limits: &FrameLimits) -> Vec<Frame> {
-    let room = limits.max_frame_size.saturating_sub(FRAME_SLACK);
     let mut frames = Vec::new();
     let mut frame = Frame::default();
-    let mut bytes = 0;
+    let mut budget = FrameBudget::frame(limits);
     for envelope in messages {
         let len = envelope_len(&envelope);
-        if !frame.messages.is_empty()
-            && (bytes + len > room || frame.messages.len() >= limits.max_messages)
-        {
+        if frame.messages.is_empty() {
+            budget.force(len);
+        } else if !budget.take(len) {
             frames.push(std::mem::take(&mut frame));
-            bytes = 0;
+            budget = FrameBudget::frame(limits);
+            budget.force(len);
         }
-        bytes += len;
         frame.messages.push(envelope);
     }
     if !frame.messages.is_empty() {
@@ -268,7 +267,7 @@ mod tests {
         };
         let author = Keypair::from_seed(&[1; 32]).public();
         let ranges: RangeSet = (1..=100u64).map(|i| i * 2).collect();
-        let mut outbox = Outbox::new();
+        let mut outbox = Batcher::new();
         outbox.complete(
             &0u8,
             vec![Digest {

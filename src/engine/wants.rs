@@ -545,3 +545,138 @@ impl<P: Clone + Ord> Wants<P> {
         assert!(mirrored.is_empty(), "wants of unknown peers");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    const LIMITS: KnowledgeLimits = KnowledgeLimits {
+        per_author: 64,
+        per_peer: 256,
+    };
+
+    fn author() -> PublicKey {
+        Keypair::from_seed(&[1; 32]).public()
+    }
+
+    fn ids(list: &[u64]) -> RangeSet {
+        list.iter().copied().collect()
+    }
+
+    /// Peers `(name, connected at, strikes)`.
+    fn wants(peers: &[(u8, Millis, u32)]) -> Wants<u8> {
+        let mut w = Wants::new(4, LIMITS);
+        for &(peer, at, strikes) in peers {
+            w.add_peer(&peer, at);
+            for _ in 0..strikes {
+                w.strike(&peer);
+            }
+        }
+        w
+    }
+
+    /// Whom a want leaving peer 0 (pulled since 1,000) meets, in turn: connections older
+    /// than the pull alike by strikes, then ring order after the failed peer; younger ones by
+    /// age, oldest first, whatever their strikes.
+    #[test]
+    fn the_turn_order_of_a_want_that_failed() {
+        // (case, peers (name, connected at, strikes), expected order)
+        let table: [(&str, &[(u8, Millis, u32)], &[u8]); 5] = [
+            (
+                "older alike: fewest strikes first",
+                &[(0, 0, 0), (1, 0, 2), (2, 0, 0), (3, 0, 1)],
+                &[2, 3, 1],
+            ),
+            (
+                "older alike: ties in turn after the failed peer",
+                &[(0, 0, 0), (1, 0, 0), (2, 0, 0)],
+                &[1, 2],
+            ),
+            (
+                "a liar that reconnected comes after every older peer",
+                &[(0, 0, 0), (1, 1_500, 0), (2, 0, 3)],
+                &[2, 1],
+            ),
+            (
+                "younger ones by age, whatever their strikes",
+                &[(0, 0, 0), (1, 1_900, 0), (2, 1_200, 5), (3, 900, 9)],
+                &[3, 2, 1],
+            ),
+            (
+                "the same age: by strikes",
+                &[(0, 0, 0), (1, 1_200, 2), (2, 1_200, 1)],
+                &[2, 1],
+            ),
+        ];
+        for (case, peers, expected) in table {
+            let w = wants(peers);
+            assert_eq!(w.turn_order(&0, 1_000), expected, "{case}");
+        }
+    }
+
+    /// `reroute`: peers that were tried for the ids wait until every peer that has them had
+    /// its turn; a peer without room, or that does not offer the ids, is passed over.
+    #[test]
+    fn a_rerouted_want_goes_to_untried_peers_first_then_starts_a_new_round_of_turns() {
+        let a = author();
+        let wanted = ids(&[5, 6]);
+        // (case, peers that offer the ids, peers tried for them, peers without room, asked)
+        let table: [(&str, &[u8], &[u8], &[u8], Option<u8>); 5] = [
+            (
+                "the first in turn that has them",
+                &[1, 2, 3],
+                &[],
+                &[],
+                Some(1),
+            ),
+            ("a tried peer waits", &[1, 2, 3], &[1], &[], Some(2)),
+            (
+                "every one tried: a new round of turns",
+                &[1, 2],
+                &[1, 2],
+                &[],
+                Some(1),
+            ),
+            ("no room: passed over", &[1, 2], &[], &[1], Some(2)),
+            ("no one else has them", &[], &[], &[], None),
+        ];
+        for (case, offering, tried, full, asked) in table {
+            let mut w = wants(&[(0, 0, 0), (1, 0, 0), (2, 0, 0), (3, 0, 0)]);
+            for &peer in tried {
+                let mut once = IdSets::new();
+                once.insert(a, wanted.clone());
+                w.mark_tried(&peer, &once, &IdSets::new());
+            }
+            for &peer in full {
+                // Fill its budget with other ids.
+                w.ask(&peer, &a, &ids(&[100, 102, 104, 106]), 9_999, 0);
+            }
+            let offers = |peer: &u8, _: &PublicKey, ids: &RangeSet| {
+                if offering.contains(peer) {
+                    ids.clone()
+                } else {
+                    RangeSet::new()
+                }
+            };
+            let (asks, rest) = w.reroute(
+                &0,
+                IdSets::from([(a, wanted.clone())]),
+                1_000,
+                2_000,
+                offers,
+            );
+            let got = asks
+                .iter()
+                .find(|(_, _, r)| !r.is_empty())
+                .map(|(p, _, _)| *p);
+            assert_eq!(got, asked, "{case}");
+            assert_eq!(
+                rest.is_empty(),
+                asked.is_some(),
+                "{case}: what no one took comes back"
+            );
+            w.check_invariants();
+        }
+    }
+}

@@ -1,7 +1,9 @@
 //! The broadcast tree: eager links pruned on duplicates, lazy announcers grafted.
 
 use crate::harness::*;
-use secure_gossip::Config;
+use secure_gossip::engine::{Engine, Output, Timer};
+use secure_gossip::{Config, Frame, MessageId};
+use std::time::Duration;
 
 #[test]
 fn a_duplicate_over_an_eager_link_prunes_it_and_later_messages_are_only_announced_there() {
@@ -109,4 +111,55 @@ fn an_eager_peer_that_announces_instead_of_pushing_cannot_keep_the_tree_broken()
         net.frames.iter().any(|(_, to, f)| *to == 2 && f.graft),
         "peer 2 told to push"
     );
+}
+
+/// The tree's timers by name: a lazy peer's announcement arms the graft timer for
+/// `graft_timeout` later; at that time the announcer is asked for the id and grafted, and the
+/// timer is disarmed.
+#[test]
+fn an_announcement_over_a_lazy_link_arms_the_graft_timer_for_the_graft_timeout() {
+    let config = Config::builder()
+        .graft_timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
+    v.connect(1, T0);
+    let prune = Frame {
+        prune: true,
+        ..Frame::default()
+    };
+    v.handle_frame(1, prune, T0);
+    while v.poll_output().is_some() {}
+    assert_eq!(v.timer(Timer::Graft), None, "nothing deferred yet");
+    // Peer 1 pruned this node, so its link is lazy here: its announcement waits.
+    let author = new_author().public();
+    let id = MessageId {
+        author,
+        sequence: 1,
+    };
+    v.handle_frame(1, have_range(author, 1, 1), T0 + 5);
+    assert_eq!(v.timer(Timer::Graft), Some(T0 + 155));
+    assert!(
+        drain(&mut v, &id).0.is_empty(),
+        "not wanted before the timer"
+    );
+    v.handle_timeout(T0 + 154);
+    assert_eq!(v.timer(Timer::Graft), Some(T0 + 155), "not due yet");
+    v.handle_timeout(T0 + 155);
+    assert_eq!(v.timer(Timer::Graft), None, "fired and disarmed");
+    let mut sent = Vec::new();
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer: 1, frame } = output {
+            sent.push(frame);
+        }
+    }
+    assert!(sent.iter().any(|f| f.graft), "the announcer is grafted");
+    assert!(
+        sent.iter().any(|f| f
+            .want
+            .iter()
+            .any(|d| d.author == author && d.ranges.contains(1))),
+        "and asked for the id"
+    );
+    assert_eq!(v.stats().grafts, 1);
 }

@@ -128,8 +128,21 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 SwarmEvent::Behaviour(ChatEvent::Gossip(Event::Message { message, .. })) => {
                     println!("{}: {}", message.author, String::from_utf8_lossy(&message.payload));
                 }
+                // The behaviour stops gossip with a peer that breaks the protocol or stalls and
+                // leaves the connection to the application: this chat disconnects it.
                 SwarmEvent::Behaviour(ChatEvent::Gossip(Event::PeerViolation { peer, violation })) => {
-                    eprintln!("disconnected {peer}: {violation}");
+                    eprintln!("disconnecting {peer}: {violation}");
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+                SwarmEvent::Behaviour(ChatEvent::Gossip(Event::SlowPeer { peer, .. })) => {
+                    eprintln!("disconnecting {peer}: too slow");
+                    let _ = swarm.disconnect_peer_id(peer);
+                }
+                SwarmEvent::Behaviour(ChatEvent::Gossip(Event::ClockSkew { estimated_offset_ms })) => {
+                    eprintln!(
+                        "most messages from peers are outside this node's time window; \
+                         their clocks are {estimated_offset_ms} ms from ours: check the system clock"
+                    );
                 }
                 SwarmEvent::Behaviour(ChatEvent::Mdns(mdns::Event::Discovered(found))) => {
                     // Both sides discover each other at once: only the smaller id dials, so

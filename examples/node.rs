@@ -155,7 +155,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
                     return Ok(());
                 }
             }
-            event = swarm.select_next_some() => on_event(&swarm, event),
+            event = swarm.select_next_some() => on_event(&mut swarm, event),
         }
     }
 }
@@ -205,7 +205,14 @@ fn command(swarm: &mut Swarm<Behaviour>, line: &str) -> bool {
     true
 }
 
-fn on_event(swarm: &Swarm<Behaviour>, event: SwarmEvent<Event>) {
+fn on_event(swarm: &mut Swarm<Behaviour>, event: SwarmEvent<Event>) {
+    // The behaviour stops gossip with a peer that breaks the protocol or stalls, and leaves
+    // the connection to the application: this node disconnects it.
+    if let SwarmEvent::Behaviour(Event::PeerViolation { peer, .. } | Event::SlowPeer { peer, .. }) =
+        &event
+    {
+        let _ = swarm.disconnect_peer_id(*peer);
+    }
     match event {
         SwarmEvent::NewListenAddr { address, .. } => emit(
             "listening",
@@ -266,6 +273,15 @@ fn on_event(swarm: &Swarm<Behaviour>, event: SwarmEvent<Event>) {
             Event::UnsupportedPeer { peer } => {
                 emit("unsupported_peer", json!({ "peer": peer.to_string() }))
             }
+            Event::PeerUp { peer } => emit("peer_up", json!({ "peer": peer.to_string() })),
+            Event::PeerDown { peer } => emit("peer_down", json!({ "peer": peer.to_string() })),
+            Event::CaughtUp { peer } => emit("caught_up", json!({ "peer": peer.to_string() })),
+            Event::ClockSkew {
+                estimated_offset_ms,
+            } => emit(
+                "clock_skew",
+                json!({ "estimated_offset_ms": estimated_offset_ms }),
+            ),
             _ => {}
         },
         _ => {}

@@ -16,9 +16,8 @@ use futures_timer::Delay;
 use libp2p::PeerId;
 use libp2p::core::{Endpoint, Multiaddr, transport::PortUse};
 use libp2p::swarm::{
-    CloseConnection, ConnectionClosed, ConnectionDenied, ConnectionHandler as _, ConnectionId,
-    FromSwarm, NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent,
-    ToSwarm,
+    ConnectionClosed, ConnectionDenied, ConnectionHandler as _, ConnectionId, FromSwarm,
+    NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use prost::bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -38,8 +37,10 @@ pub enum Event {
         /// The peer it arrived from.
         propagation_source: PeerId,
     },
-    /// A peer broke the protocol; its connections are being closed, and it is not gossiped
-    /// with for `violation_ban`.
+    /// A peer broke the protocol: this node closed its gossip substreams with it and does not
+    /// gossip with it for `violation_ban`. Its connections stay open for the swarm's other
+    /// protocols; to close them, call `Swarm::disconnect_peer_id` (or block the peer with
+    /// `libp2p::allow_block_list`).
     PeerViolation {
         /// The peer.
         peer: PeerId,
@@ -53,14 +54,42 @@ pub enum Event {
         peer: PeerId,
     },
     /// A peer did not take a frame within `write_timeout` (it stopped reading, or its link is
-    /// too slow): the connection is being closed. Other peers are unaffected.
+    /// too slow): its queue was dropped, and this node does not gossip with it for
+    /// `violation_ban`. Its connections stay open for the swarm's other protocols. Other
+    /// peers are unaffected.
     SlowPeer {
         /// The peer.
         peer: PeerId,
         /// How long the frame had been waiting.
         waited: Duration,
-        /// Bytes that were still queued for it (re-announced to it if it reconnects).
+        /// Bytes that were still queued for it (re-announced to it when gossip resumes).
         queued_bytes: usize,
+    },
+    /// This node gossips with `peer` now: the protocol was negotiated on a connection and
+    /// this node's substream is up. Followed by [`Event::PeerDown`] when that ends.
+    PeerUp {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// This node no longer gossips with `peer`: its last connection closed, it turned out
+    /// not to speak the protocol, or it broke the protocol or stalled (banned).
+    PeerDown {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// This node has caught up with `peer`: the peer's complete digest (its first frame) was
+    /// handled and nothing asked of it is outstanding. Once per connection.
+    CaughtUp {
+        /// The peer.
+        peer: PeerId,
+    },
+    /// Most fresh envelopes from peers fall outside this node's time window
+    /// (`max_age`, `max_clock_skew`): this node's clock is probably wrong, and it will not
+    /// accept their messages until it is right. Reported once until it recovers.
+    ClockSkew {
+        /// The median of the peers' timestamps minus this node's clock, in milliseconds:
+        /// positive when the peers are ahead (this node's clock is slow).
+        estimated_offset_ms: i64,
     },
     /// An author signed two different messages with one id: `first` was delivered, `second`
     /// is the proof. Reported once per id.
@@ -84,6 +113,10 @@ pub struct Behaviour {
     connections: HashMap<PeerId, Vec<ConnectionId>>,
     /// Peers already reported as not speaking the protocol.
     unsupported: HashSet<PeerId>,
+    /// Peers whose gossip this node stopped (banned) while it keeps their connections.
+    stopped: HashSet<PeerId>,
+    /// Peers reported with [`Event::PeerUp`] and not yet down.
+    up: HashSet<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     /// Frames the engine asked to send to a peer with no connection: handed back to it as
     /// inputs once its outputs are drained.
@@ -131,6 +164,8 @@ impl Behaviour {
             clock,
             connections: HashMap::new(),
             unsupported: HashSet::new(),
+            stopped: HashSet::new(),
+            up: HashSet::new(),
             events: VecDeque::new(),
             not_sent: Vec::new(),
             timer: Timer::default(),
@@ -173,6 +208,45 @@ impl Behaviour {
         tracing::debug!(message = %id, "published");
         self.wake();
         Ok(id)
+    }
+
+    /// Takes in a signed envelope the application got elsewhere (a backup, another transport,
+    /// [`Message::envelope`] of another node): checked exactly as one from a peer (strict
+    /// signature included), then stored and gossiped. It is not delivered as an
+    /// [`Event::Message`]. Its author, if new, is kept like this node's own key: never pushed
+    /// out of the author table by other authors until its messages age out.
+    pub fn import(&mut self, envelope: Envelope) -> Result<MessageId, crate::ImportError> {
+        let id = self.engine.import(envelope, self.clock.now())?;
+        self.checks.known(id);
+        self.wake();
+        Ok(id)
+    }
+
+    /// A held message's signed envelope (stored for peers; `None` once it aged out or was
+    /// displaced, and while it waits for a verdict).
+    pub fn message(&self, id: &MessageId) -> Option<&Envelope> {
+        self.engine.message(id)
+    }
+
+    /// How many messages are held for peers, and their accounted size in bytes
+    /// (`max_stored_messages`, `max_stored_bytes`).
+    pub fn stored(&self) -> (usize, usize) {
+        self.engine.stored()
+    }
+
+    /// How many authors are tracked (this node's own included; `max_tracked_authors`).
+    pub fn tracked_authors(&self) -> usize {
+        self.engine.tracked_authors()
+    }
+
+    /// How many messages wait for [`Behaviour::report_validation`].
+    pub fn pending_validations(&self) -> usize {
+        self.engine.pending_validations()
+    }
+
+    /// How many ranges of ids are wanted from peers and not yet received.
+    pub fn outstanding_wants(&self) -> usize {
+        self.engine.outstanding_wants()
     }
 
     /// Runs one gossip round now.
@@ -278,10 +352,55 @@ impl Behaviour {
         if connections.is_empty() {
             self.connections.remove(&peer_id);
             self.unsupported.remove(&peer_id);
+            self.stopped.remove(&peer_id);
             self.engine.disconnect(&peer_id, self.clock.now());
-        } else if was_active && !self.unsupported.contains(&peer_id) {
+            self.peer_down(peer_id);
+        } else if was_active
+            && !self.unsupported.contains(&peer_id)
+            && !self.stopped.contains(&peer_id)
+        {
             // The next connection carries on, starting with a complete digest.
             self.engine.connect(peer_id, self.clock.now());
+        }
+    }
+
+    fn peer_down(&mut self, peer: PeerId) {
+        if self.up.remove(&peer) {
+            self.events
+                .push_back(ToSwarm::GenerateEvent(Event::PeerDown { peer }));
+        }
+    }
+
+    /// Stops gossip with `peer` on every connection (it is banned): its substreams close,
+    /// the connections stay for the other behaviours.
+    fn stop_gossip(&mut self, peer: PeerId) {
+        self.stopped.insert(peer);
+        for connection in self.connections.get(&peer).into_iter().flatten() {
+            self.events.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(*connection),
+                event: HandlerIn::Stop,
+            });
+        }
+        self.peer_down(peer);
+    }
+
+    /// `peer`'s ban is over: gossip resumes on its connections, if it kept any.
+    fn resume_gossip(&mut self, peer: PeerId) {
+        self.stopped.remove(&peer);
+        let Some(connections) = self.connections.get(&peer) else {
+            return;
+        };
+        for connection in connections {
+            self.events.push_back(ToSwarm::NotifyHandler {
+                peer_id: peer,
+                handler: NotifyHandler::One(*connection),
+                event: HandlerIn::Resume,
+            });
+        }
+        if !self.unsupported.contains(&peer) {
+            tracing::debug!(%peer, "ban over, gossiping again");
+            self.engine.connect(peer, self.clock.now());
         }
     }
 
@@ -309,6 +428,27 @@ impl Behaviour {
                     }));
             }
             Output::Violation { peer, violation } => self.report_violation(peer, violation),
+            Output::BanLifted { peer } => self.resume_gossip(peer),
+            Output::CaughtUp { peer } => {
+                tracing::debug!(%peer, "caught up");
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::CaughtUp { peer }));
+            }
+            Output::ClockSkew {
+                estimated_offset_ms,
+            } => {
+                tracing::warn!(
+                    estimated_offset_ms,
+                    max_age = ?self.engine.config().max_age(),
+                    max_clock_skew = ?self.engine.config().max_clock_skew(),
+                    "most envelopes from peers are outside this node's time window: check the \
+                     system clock (peers' clocks minus this node's, median)"
+                );
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::ClockSkew {
+                        estimated_offset_ms,
+                    }));
+            }
             Output::Equivocation {
                 first,
                 second,
@@ -327,14 +467,11 @@ impl Behaviour {
     }
 
     fn report_violation(&mut self, peer: PeerId, violation: Violation) {
-        tracing::warn!(%peer, %violation, "protocol violation, closing connection");
+        tracing::warn!(%peer, %violation, kind = %violation.kind(), "protocol violation, gossip with the peer stopped");
         if let Some(metrics) = &self.metrics {
             metrics.violation(&violation);
         }
-        self.events.push_back(ToSwarm::CloseConnection {
-            peer_id: peer,
-            connection: CloseConnection::All,
-        });
+        self.stop_gossip(peer);
         self.events
             .push_back(ToSwarm::GenerateEvent(Event::PeerViolation {
                 peer,
@@ -422,6 +559,8 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(established) => {
                 let connections = self.connections.entry(established.peer_id).or_default();
                 connections.push(established.connection_id);
+                // A banned peer's new connection starts with a stopped handler, and the engine
+                // ignores it until the ban ends.
                 if connections.len() == 1 {
                     self.engine.connect(established.peer_id, self.clock.now());
                 }
@@ -458,11 +597,10 @@ impl NetworkBehaviour for Behaviour {
                 waited,
                 queued_bytes,
             } => {
-                tracing::warn!(%peer, ?waited, queued_bytes, "slow peer, closing connection");
-                self.events.push_back(ToSwarm::CloseConnection {
-                    peer_id: peer,
-                    connection: CloseConnection::One(connection),
-                });
+                tracing::warn!(%peer, ?waited, queued_bytes, "slow peer, gossip with it stopped");
+                self.engine
+                    .handle(Input::Stalled { peer }, self.clock.now());
+                self.stop_gossip(peer);
                 self.events
                     .push_back(ToSwarm::GenerateEvent(Event::SlowPeer {
                         peer,
@@ -478,6 +616,7 @@ impl NetworkBehaviour for Behaviour {
                     .is_some_and(|c| *c == connection);
                 if active {
                     self.engine.disconnect(&peer, self.clock.now());
+                    self.peer_down(peer);
                 }
                 if self.unsupported.insert(peer) {
                     tracing::debug!(%peer, "peer does not speak the protocol");
@@ -492,6 +631,17 @@ impl NetworkBehaviour for Behaviour {
                 self.engine.frame_dropped(&peer, &frame);
             }
             HandlerEvent::Drained => self.engine.peer_drained(&peer),
+            HandlerEvent::Up => {
+                let active = self
+                    .connections
+                    .get(&peer)
+                    .and_then(|c| c.first())
+                    .is_some_and(|c| *c == connection);
+                if active && !self.stopped.contains(&peer) && self.up.insert(peer) {
+                    self.events
+                        .push_back(ToSwarm::GenerateEvent(Event::PeerUp { peer }));
+                }
+            }
         }
     }
 

@@ -222,14 +222,6 @@ impl Config {
         &self.author_filter
     }
 
-    /// Whether an envelope with `timestamp`, received at `now` (ms), is inside the time window
-    /// `[now - max_age, now + max_clock_skew]`.
-    pub(crate) fn in_window(&self, timestamp: u64, now: u64) -> bool {
-        let ms = crate::engine::millis;
-        timestamp.saturating_add(ms(self.max_age)) >= now
-            && timestamp <= now.saturating_add(ms(self.max_clock_skew))
-    }
-
     /// The limits a received frame is checked against.
     pub fn frame_limits(&self) -> FrameLimits {
         FrameLimits {

@@ -55,6 +55,23 @@ pub struct Message {
     pub timestamp: u64,
     /// The application's bytes.
     pub payload: Bytes,
+    /// The author's ed25519 signature over [`Envelope::signing_bytes`]: the proof, to keep or
+    /// to serve elsewhere ([`Message::envelope`]).
+    pub signature: [u8; 64],
+}
+
+impl Message {
+    /// The signed envelope this message came in, as it travels; [`Envelope::to_bytes`] gives
+    /// its wire form, which any node can check again ([`Envelope::verify`]) and import.
+    pub fn envelope(&self) -> Envelope {
+        Envelope {
+            author: self.author,
+            sequence: self.sequence,
+            timestamp: self.timestamp,
+            payload: self.payload.clone(),
+            signature: self.signature,
+        }
+    }
 }
 
 /// One envelope as it travels: fields checked for length, signature not yet verified
@@ -174,6 +191,18 @@ impl Envelope {
         Envelope::try_from(raw)
     }
 
+    /// The wire form: the canonical protobuf `Envelope` (`docs/PROTOCOL.md` §2), as
+    /// [`Envelope::encode`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+
+    /// Reads the wire form, as [`Envelope::decode`]: field lengths and sequence checked, the
+    /// signature not (call [`Envelope::verify`], or import it into a node, which does).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        Envelope::decode(bytes)
+    }
+
     /// The size of [`Envelope::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
         use prost::encoding::encoded_len_varint as varint;
@@ -193,6 +222,7 @@ impl Envelope {
             sequence: self.sequence,
             timestamp: self.timestamp,
             payload: self.payload.clone(),
+            signature: self.signature,
         }
     }
 

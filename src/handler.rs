@@ -42,6 +42,12 @@ pub enum HandlerIn {
     PauseReading,
     /// Read again.
     ResumeReading,
+    /// Stop gossiping on this connection (the peer broke the protocol or stalled): close this
+    /// protocol's substreams, drop the queue, read and send nothing. The connection stays for
+    /// the swarm's other protocols.
+    Stop,
+    /// Gossip on this connection again (the peer's ban is over).
+    Resume,
 }
 
 /// What a handler tells the behaviour.
@@ -56,6 +62,9 @@ pub enum HandlerEvent {
     Violation(FrameError),
     /// The peer does not speak the protocol on this connection (reported once).
     Unsupported,
+    /// This node's substream to the peer is up for the first time on this connection (the
+    /// protocol was negotiated).
+    Up,
     /// A frame was not sent (queue full or stream failed); the engine re-announces it.
     Dropped(Frame),
     /// The queue is empty again after a frame was dropped.
@@ -84,6 +93,9 @@ enum Outbound {
     Writing(WriteFuture, Vec<Frame>, usize, Instant, Option<Delay>),
     /// The peer did not drain a frame in time: nothing is sent on this connection again.
     Slow,
+    /// Gossip is stopped on this connection (the peer is banned): nothing is read or sent
+    /// until [`HandlerIn::Resume`].
+    Stopped,
     /// The peer does not speak the protocol: nothing is sent on this connection again.
     Unsupported {
         reported: bool,
@@ -102,8 +114,8 @@ pub struct Handler {
     budget: InboundBudget,
     /// Set while the peer is over its inbound budget: reading resumes when it fires.
     budget_wait: Option<Delay>,
-    /// The peer broke the protocol recently: nothing is read from it or sent to it.
-    banned: bool,
+    /// Whether this node's substream came up on this connection yet.
+    up: bool,
     inbound: Option<ReadFuture>,
     outbound: Outbound,
     queue: VecDeque<(Frame, usize)>,
@@ -130,7 +142,7 @@ impl Handler {
                 Instant::now(),
             ),
             budget_wait: None,
-            banned: false,
+            up: false,
             inbound: None,
             outbound: Outbound::None,
             queue: VecDeque::new(),
@@ -141,13 +153,25 @@ impl Handler {
         }
     }
 
-    /// A handler for a peer that broke the protocol recently: it reads nothing, sends nothing
-    /// and does not keep the connection alive.
+    /// A handler for a peer that is banned (it broke the protocol or stalled recently): it
+    /// reads nothing, sends nothing and does not keep the connection alive, until resumed.
     pub(crate) fn banned(config: &Config, checks: AheadChecks) -> Self {
         let mut handler = Handler::new(config, checks);
-        handler.banned = true;
-        handler.outbound = Outbound::Unsupported { reported: true };
+        handler.stop();
         handler
+    }
+
+    fn stop(&mut self) {
+        self.inbound = None;
+        self.outbound = Outbound::Stopped;
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.dropped = false;
+        self.budget_wait = None;
+    }
+
+    fn stopped(&self) -> bool {
+        matches!(self.outbound, Outbound::Stopped)
     }
 
     fn read(&self, mut stream: Stream) -> ReadFuture {
@@ -168,6 +192,9 @@ impl Handler {
     }
 
     fn on_dial_upgrade_error(&mut self, error: StreamUpgradeError<std::convert::Infallible>) {
+        if self.stopped() {
+            return;
+        }
         let refused = matches!(error, StreamUpgradeError::NegotiationFailed);
         self.open_failures += 1;
         if refused || self.open_failures >= MAX_OPEN_FAILURES {
@@ -184,7 +211,10 @@ impl Handler {
 
     /// Queues a frame, or reports it dropped when the queue is full.
     fn enqueue(&mut self, frame: Frame) {
-        if matches!(self.outbound, Outbound::Unsupported { .. }) {
+        if matches!(
+            self.outbound,
+            Outbound::Unsupported { .. } | Outbound::Stopped
+        ) {
             return;
         }
         if matches!(self.outbound, Outbound::Slow) {
@@ -212,7 +242,12 @@ impl Handler {
     fn poll_inbound(&mut self, cx: &mut Context<'_>) -> Option<HandlerEvent> {
         // Paused by the behaviour, or a connection this node does not gossip on (the peer
         // does not speak the protocol, or was too slow): nothing is read.
-        if self.paused || matches!(self.outbound, Outbound::Unsupported { .. } | Outbound::Slow) {
+        if self.paused
+            || matches!(
+                self.outbound,
+                Outbound::Unsupported { .. } | Outbound::Slow | Outbound::Stopped
+            )
+        {
             return None;
         }
         let future = self.inbound.as_mut()?;
@@ -369,7 +404,10 @@ impl ConnectionHandler for Handler {
     fn connection_keep_alive(&self) -> bool {
         // Gossip needs standing connections; a peer without the protocol (or banned, or too
         // slow) is left to the other behaviours to keep or close.
-        !matches!(self.outbound, Outbound::Unsupported { .. } | Outbound::Slow)
+        !matches!(
+            self.outbound,
+            Outbound::Unsupported { .. } | Outbound::Slow | Outbound::Stopped
+        )
     }
 
     fn on_behaviour_event(&mut self, event: HandlerIn) {
@@ -377,6 +415,13 @@ impl ConnectionHandler for Handler {
             HandlerIn::Send(frame) => self.enqueue(frame),
             HandlerIn::PauseReading => self.paused = true,
             HandlerIn::ResumeReading => self.paused = false,
+            HandlerIn::Stop => self.stop(),
+            HandlerIn::Resume => {
+                if self.stopped() {
+                    self.outbound = Outbound::None;
+                    self.up = false;
+                }
+            }
         }
     }
 
@@ -414,7 +459,7 @@ impl ConnectionHandler for Handler {
                 protocol: mut stream,
                 ..
             }) => {
-                if self.banned {
+                if self.stopped() {
                     return; // Dropped unread.
                 }
                 // One inbound substream per connection: a new one replaces the old.
@@ -425,9 +470,15 @@ impl ConnectionHandler for Handler {
                 protocol: mut stream,
                 ..
             }) => {
+                if self.stopped() {
+                    return; // Opened before the stop: dropped.
+                }
                 stream.ignore_for_keep_alive();
                 self.open_failures = 0;
                 self.outbound = Outbound::Idle(stream);
+                if !std::mem::replace(&mut self.up, true) {
+                    self.events.push_back(HandlerEvent::Up);
+                }
             }
             ConnectionEvent::DialUpgradeError(DialUpgradeError { error, .. }) => {
                 self.on_dial_upgrade_error(error)

@@ -95,7 +95,9 @@ mod proto {
 
 pub use behaviour::{Behaviour, Event};
 pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_NAME};
-pub use engine::{AuthorFilter, PublishError, Stats, Validation, Violation};
+pub use engine::{
+    AuthorFilter, ImportError, PublishError, Stats, Validation, Violation, ViolationKind,
+};
 pub use envelope::{Envelope, EnvelopeError, Message, MessageId, SIGNING_CONTEXT};
 pub use frame::{Digest, Frame, FrameError, FrameLimits};
 pub use keys::{KeyError, Keypair, PublicKey};

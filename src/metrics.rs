@@ -6,7 +6,9 @@
 //! `secure_gossip_messages_published_total`, `secure_gossip_messages_delivered_total`,
 //! `secure_gossip_duplicates_total`, `secure_gossip_signatures_verified_total`,
 //! `secure_gossip_peer_violations_total{kind}`, `secure_gossip_frames_dropped_total`,
-//! `secure_gossip_wire_bytes_total{direction}`; gauges `secure_gossip_peers`,
+//! `secure_gossip_wire_bytes_total{direction}`,
+//! `secure_gossip_envelopes_out_of_window_total{side}` (`too_old`, `too_new`: a wrong clock
+//! shows here); gauges `secure_gossip_peers`,
 //! `secure_gossip_stored_messages`, `secure_gossip_stored_bytes`,
 //! `secure_gossip_tracked_authors`, `secure_gossip_outstanding_wants`; histogram
 //! `secure_gossip_delivery_delay_seconds` (receipt time minus the envelope's timestamp).
@@ -34,6 +36,11 @@ mod enabled {
         direction: &'static str,
     }
 
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Side {
+        side: &'static str,
+    }
+
     /// The registered metrics.
     #[derive(Debug)]
     pub(crate) struct Metrics {
@@ -44,6 +51,7 @@ mod enabled {
         violations: Family<Kind, Counter>,
         frames_dropped: Counter,
         wire_bytes: Family<Direction, Counter>,
+        out_of_window: Family<Side, Counter>,
         peers: Gauge,
         stored_messages: Gauge,
         stored_bytes: Gauge,
@@ -65,6 +73,7 @@ mod enabled {
                 violations: Family::default(),
                 frames_dropped: Counter::default(),
                 wire_bytes: Family::default(),
+                out_of_window: Family::default(),
                 peers: Gauge::default(),
                 stored_messages: Gauge::default(),
                 stored_bytes: Gauge::default(),
@@ -109,6 +118,14 @@ mod enabled {
                 "Frame bytes (length prefixes included) read or written",
                 metrics.wire_bytes.clone(),
             );
+            r.register(
+                "envelopes_out_of_window",
+                "Envelopes dropped unverified as too old (max_age) or too new (max_clock_skew)",
+                metrics.out_of_window.clone(),
+            );
+            for side in ["too_old", "too_new"] {
+                drop(metrics.out_of_window.get_or_create(&Side { side }));
+            }
             r.register("peers", "Connected gossip peers", metrics.peers.clone());
             r.register(
                 "stored_messages",
@@ -153,6 +170,12 @@ mod enabled {
             self.delivered.inc_by(stats.delivered - last.delivered);
             self.duplicates.inc_by(stats.duplicates - last.duplicates);
             self.verified.inc_by(stats.verified - last.verified);
+            self.out_of_window
+                .get_or_create(&Side { side: "too_old" })
+                .inc_by(stats.too_old - last.too_old);
+            self.out_of_window
+                .get_or_create(&Side { side: "too_new" })
+                .inc_by(stats.too_new - last.too_new);
             let (stored, bytes) = engine.stored();
             self.peers.set(engine.peer_count() as i64);
             self.stored_messages.set(stored as i64);

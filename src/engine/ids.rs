@@ -43,6 +43,11 @@ impl RangeQueue {
         }
     }
 
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ranges == 0
+    }
+
     /// Takes everything queued.
     pub(crate) fn take(&mut self) -> IdSets {
         self.ranges = 0;

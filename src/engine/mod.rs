@@ -52,6 +52,7 @@ mod pull;
 mod receive;
 mod resync;
 mod round;
+mod skew;
 mod store;
 mod tree;
 mod validation;
@@ -60,7 +61,7 @@ mod wants;
 
 pub use crate::verify::VerifiedFrame;
 pub use filter::AuthorFilter;
-pub use output::{Output, PublishError, Stats, Violation, ViolationKind};
+pub use output::{ImportError, Output, PublishError, Stats, Violation, ViolationKind};
 pub use validation::Validation;
 
 use crate::config::Config;
@@ -76,6 +77,7 @@ use prost::bytes::Bytes;
 pub(crate) use receive::check_before_signature;
 use resync::Resyncs;
 use round::Rounds;
+use skew::Skew;
 use std::collections::VecDeque;
 use std::{fmt, time::Duration};
 use store::{Retention, Store};
@@ -131,6 +133,12 @@ pub enum Input<P> {
         /// What it did.
         violation: Violation,
     },
+    /// `peer` did not take a frame within `write_timeout` (the driver stopped writing to it):
+    /// it is removed like a peer that left, and not gossiped with for `violation_ban`.
+    Stalled {
+        /// The peer.
+        peer: P,
+    },
     /// A frame the driver could not send to `peer` (its queue was full, or it had no
     /// connection): what it carried is no longer assumed known there and is announced again.
     /// Wants it carried stay outstanding and are asked again at their deadline. Until
@@ -170,17 +178,20 @@ pub enum Timer {
     Expiry,
     /// The next verdict past `validation_timeout` (`validation.rs`).
     Validation,
+    /// The next ban to end (`violators.rs`).
+    Ban,
 }
 
 impl Timer {
     /// Every timer, in firing order.
-    pub const ALL: [Timer; 6] = [
+    pub const ALL: [Timer; 7] = [
         Timer::Round,
         Timer::LazyAnnounce,
         Timer::Want,
         Timer::Graft,
         Timer::Expiry,
         Timer::Validation,
+        Timer::Ban,
     ];
 }
 
@@ -197,6 +208,7 @@ pub struct Engine<P> {
     validations: Validations<P>,
     filter: SharedFilter,
     violators: Violators<P>,
+    skew: Skew,
     // The connected peers, one component per concern.
     beliefs: Beliefs<P>,
     wants: Wants<P>,
@@ -270,6 +282,7 @@ impl<P: Clone + Ord> Engine<P> {
             ),
             filter,
             violators: Violators::new(millis(config.violation_ban)),
+            skew: Skew::default(),
             beliefs: Beliefs::new(limits),
             wants: Wants::new(config.max_want_ranges_per_frame, limits),
             tree: Tree::new(TreeConfig {
@@ -374,6 +387,7 @@ impl<P: Clone + Ord> Engine<P> {
             Timer::Graft => self.tree.next_graft(),
             Timer::Expiry => self.store.next_expiry(),
             Timer::Validation => self.validations.next_deadline(),
+            Timer::Ban => self.violators.next_expiry(),
         }
     }
 
@@ -411,6 +425,7 @@ impl<P: Clone + Ord> Engine<P> {
                 self.on_frame(peer, frame, &verdicts, now);
             }
             Input::Violation { peer, violation } => self.violation(peer, violation, now),
+            Input::Stalled { peer } => self.ban(peer, now),
             Input::FrameNotSent { peer, frame } => self.on_frame_not_sent(&peer, &frame),
             Input::QueueDrained { peer } => self.on_queue_drained(&peer),
             Input::Round => self.round(),
@@ -499,6 +514,11 @@ impl<P: Clone + Ord> Engine<P> {
                     self.decide(&id, Validation::Ignore, now);
                 }
             }
+            Timer::Ban => {
+                for peer in self.violators.expire(now) {
+                    self.outputs.push_back(Output::BanLifted { peer });
+                }
+            }
         }
     }
 
@@ -526,6 +546,56 @@ impl<P: Clone + Ord> Engine<P> {
         self.store_and_forward(envelope, None, now);
         self.end_of_input();
         Ok(id)
+    }
+
+    /// Takes in an envelope the application got elsewhere (a backup, another transport):
+    /// checked exactly as one from a peer (`docs/PROTOCOL.md` §3.1), then stored and gossiped
+    /// as if it had arrived. It is not delivered (the application has it) nor held for
+    /// validation (the application vouches for it). Returns its id.
+    pub fn import(&mut self, envelope: Envelope, now: Millis) -> Result<MessageId, ImportError> {
+        let id = envelope.id();
+        self.check_import(&envelope, now)?;
+        if let Ok(authors::Admission::Displaced(author)) =
+            self.authors.admit(&id.author, &None, now)
+        {
+            self.stats.authors_displaced += 1;
+            self.forget_author(&author);
+        }
+        self.store_and_forward(envelope, None, now);
+        self.end_of_input();
+        Ok(id)
+    }
+
+    fn check_import(&mut self, envelope: &Envelope, now: Millis) -> Result<(), ImportError> {
+        let id = envelope.id();
+        if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
+            return Err(ImportError::AlreadyKnown);
+        }
+        let checked = check_before_signature(&self.config, &self.filter.read(), envelope, now);
+        match checked {
+            Ok(()) => {}
+            Err(receive::Skip::TooOld | receive::Skip::TooNew) => {
+                return Err(ImportError::OutsideWindow {
+                    timestamp: envelope.timestamp(),
+                    now,
+                });
+            }
+            Err(receive::Skip::Oversize) => {
+                return Err(ImportError::PayloadTooLarge {
+                    size: envelope.payload().len(),
+                    max: self.config.max_payload_size,
+                });
+            }
+            Err(receive::Skip::Filtered) => return Err(ImportError::Filtered),
+        }
+        if !self.authors.can_admit(&id.author, &None, now) {
+            return Err(ImportError::NoRoomForAuthor);
+        }
+        if self.authors.would_fragment(&id.author, id.sequence) {
+            return Err(ImportError::TooFragmented);
+        }
+        self.stats.verified += 1;
+        envelope.verify().map_err(|_| ImportError::InvalidSignature)
     }
 
     /// The application's verdict on a message held for validation (`validate_messages`).
@@ -604,10 +674,17 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
-        self.remove_peer(&peer, now);
-        self.violators.record(&peer, now);
+        self.ban(peer.clone(), now);
         self.outputs
             .push_back(Output::Violation { peer, violation });
+    }
+
+    /// `peer` is removed and not gossiped with for `violation_ban`.
+    fn ban(&mut self, peer: P, now: Millis) {
+        self.remove_peer(&peer, now);
+        for lifted in self.violators.record(&peer, now) {
+            self.outputs.push_back(Output::BanLifted { peer: lifted });
+        }
     }
 
     /// Forgets `peer` (gone, replaced, or in violation); its outstanding wants are asked of

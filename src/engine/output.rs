@@ -30,6 +30,26 @@ pub enum Output<P> {
         /// What it did.
         violation: Violation,
     },
+    /// `peer`'s ban (after a violation or a stall) is over: if the driver kept its
+    /// connection, gossip with it may start again ([`Input::Connected`](super::Input)).
+    BanLifted {
+        /// The peer.
+        peer: P,
+    },
+    /// `peer`'s first frame (its complete digest) has been handled and nothing asked of it
+    /// is outstanding: this node has caught up with what the peer announced it had. Reported
+    /// once per connection.
+    CaughtUp {
+        /// The peer.
+        peer: P,
+    },
+    /// Most fresh envelopes from peers fall outside this node's time window: its clock (or
+    /// most peers') is probably wrong. Reported once until it recovers (`skew.rs`).
+    ClockSkew {
+        /// The median of the peers' timestamps minus this node's time, in milliseconds:
+        /// positive when the peers' clocks are ahead.
+        estimated_offset_ms: i64,
+    },
     /// Proof that an author signed two different messages with one id.
     Equivocation {
         /// The copy this node holds (and delivered).
@@ -111,6 +131,61 @@ impl std::error::Error for Violation {
     }
 }
 
+/// Why [`Engine::import`](super::Engine::import) refused an envelope: the same checks as
+/// for one from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// The node knows the id already (received, published, or expired).
+    AlreadyKnown,
+    /// The timestamp is outside `[now − max_age, now + max_clock_skew]`.
+    OutsideWindow {
+        /// The envelope's timestamp.
+        timestamp: u64,
+        /// This node's time.
+        now: u64,
+    },
+    /// The payload is larger than `max_payload_size`.
+    PayloadTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The author filter refuses the author.
+    Filtered,
+    /// The author table has no room for a new author now.
+    NoRoomForAuthor,
+    /// The id is too far from the author's known ids (`max_ranges_per_author`).
+    TooFragmented,
+    /// The signature fails strict verification.
+    InvalidSignature,
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::AlreadyKnown => write!(f, "the message is already known"),
+            ImportError::OutsideWindow { timestamp, now } => write!(
+                f,
+                "timestamp {timestamp} is outside the time window at {now} (max_age, max_clock_skew)"
+            ),
+            ImportError::PayloadTooLarge { size, max } => {
+                write!(f, "payload is {size} bytes, max_payload_size is {max}")
+            }
+            ImportError::Filtered => write!(f, "the author filter refuses the author"),
+            ImportError::NoRoomForAuthor => write!(f, "no room to track a new author"),
+            ImportError::TooFragmented => write!(
+                f,
+                "the id is too far from the author's known ids (max_ranges_per_author)"
+            ),
+            ImportError::InvalidSignature => write!(f, "the signature fails strict verification"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
 /// Why [`Engine::publish`](super::Engine::publish) refused a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -151,6 +226,10 @@ pub struct Stats {
     pub duplicates: u64,
     /// Envelopes dropped as outside the time window or over `max_payload_size`.
     pub out_of_window: u64,
+    /// Of those, envelopes older than `max_age`…
+    pub too_old: u64,
+    /// …and envelopes stamped more than `max_clock_skew` ahead of this node's clock.
+    pub too_new: u64,
     /// Envelopes of new authors refused because the author table was full (see
     /// `docs/PROTOCOL.md`, tracked authors).
     pub authors_full: u64,

@@ -344,6 +344,7 @@ impl<P: Clone + Ord> Engine<P> {
         }
         for peer in touched {
             self.top_up(&peer, now);
+            self.report_caught_up(&peer);
         }
     }
 

@@ -19,8 +19,10 @@ use crate::keys::PublicKey;
 /// Why an envelope is dropped before its signature is checked, by [`check_before_signature`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Skip {
-    /// Its timestamp is outside `[now − max_age, now + max_clock_skew]`.
-    OutOfWindow,
+    /// Its timestamp is more than `max_age` before `now`.
+    TooOld,
+    /// Its timestamp is more than `max_clock_skew` after `now`.
+    TooNew,
     /// Its payload is over `max_payload_size`.
     Oversize,
     /// The author filter refuses its author.
@@ -36,8 +38,12 @@ pub(crate) fn check_before_signature(
     envelope: &Envelope,
     now: Millis,
 ) -> Result<(), Skip> {
-    if !config.in_window(envelope.timestamp(), now) {
-        return Err(Skip::OutOfWindow);
+    let timestamp = envelope.timestamp();
+    if timestamp.saturating_add(super::millis(config.max_age)) < now {
+        return Err(Skip::TooOld);
+    }
+    if timestamp > now.saturating_add(super::millis(config.max_clock_skew)) {
+        return Err(Skip::TooNew);
     }
     if envelope.payload().len() > config.max_payload_size {
         return Err(Skip::Oversize);
@@ -107,6 +113,17 @@ impl<P: Clone + Ord> Engine<P> {
         if self.rounds.first_frame(&peer) {
             self.round_peer(&peer);
         }
+        self.wants.first_frame(&peer);
+        self.report_caught_up(&peer);
+    }
+
+    /// Reports `peer` caught up with, once, when its first frame was handled and nothing asked
+    /// of it is outstanding (`wants.rs`).
+    pub(super) fn report_caught_up(&mut self, peer: &P) {
+        if self.wants.caught_up(peer) {
+            self.outputs
+                .push_back(Output::CaughtUp { peer: peer.clone() });
+        }
     }
 
     /// Whether `count` asked envelopes in `bytes` fill an answer (see [`FrameBudget`]).
@@ -145,12 +162,20 @@ impl<P: Clone + Ord> Engine<P> {
         //    with a forged copy), only an id not to ask of this peer again.
         // 4. The author filter.
         let checked = check_before_signature(&self.config, &self.filter.read(), &envelope, now);
+        let timestamp = envelope.timestamp();
+        let outside = matches!(checked, Err(Skip::TooOld | Skip::TooNew));
+        if let Some(estimated_offset_ms) = self.skew.sample(timestamp, now, outside) {
+            self.outputs.push_back(Output::ClockSkew {
+                estimated_offset_ms,
+            });
+        }
         match checked {
             Ok(()) => {}
-            Err(skip @ (Skip::OutOfWindow | Skip::Oversize)) => {
-                let timestamp = envelope.timestamp();
+            Err(skip @ (Skip::TooOld | Skip::TooNew | Skip::Oversize)) => {
                 tracing::trace!(message = %id, timestamp, now, ?skip, "dropped unverified");
                 self.stats.out_of_window += 1;
+                self.stats.too_old += u64::from(skip == Skip::TooOld);
+                self.stats.too_new += u64::from(skip == Skip::TooNew);
                 self.refused(from, &id);
                 return Ok(None);
             }

@@ -1,8 +1,15 @@
-//! A short, bounded memory of peers that broke the protocol: for `violation_ban` after a
-//! violation a peer is not gossiped with again, so reconnecting at once does not buy a fresh
-//! start. At most [`MAX_REMEMBERED`] peers are remembered (the oldest entries go first), so a
-//! stream of throwaway peer ids costs a bounded table; against those, the application's
-//! connection limits and block list are the answer (README, threat model).
+//! A short, bounded memory of peers that broke the protocol or stalled: for `violation_ban`
+//! after a violation (or a write that timed out) a peer is not gossiped with again, so
+//! reconnecting at once does not buy a fresh start. At most [`MAX_REMEMBERED`] peers are
+//! remembered (the oldest entries go first), so a stream of throwaway peer ids costs a
+//! bounded table; against those, the application's connection limits and block list are the
+//! answer (README, threat model).
+//!
+//! Rules, all here:
+//! - a ban lasts `violation_ban` from the last offence; none with a zero ban;
+//! - when a ban ends (its time came: [`Timer::Ban`](super::Timer::Ban), or the entry made room
+//!   for a newer one) the peer is reported as lifted, so a driver that kept its connections
+//!   open for other protocols gossips on them again.
 
 use super::Millis;
 use std::collections::{BTreeMap, VecDeque};
@@ -26,13 +33,15 @@ impl<P: Clone + Ord> Violators<P> {
         }
     }
 
-    pub(crate) fn record(&mut self, peer: &P, now: Millis) {
+    /// Bans `peer` from `now`. Returns the peers whose bans ended to make room (or had ended).
+    pub(crate) fn record(&mut self, peer: &P, now: Millis) -> Vec<P> {
         if self.ban_ms == 0 {
-            return;
+            return Vec::new();
         }
         let until = now.saturating_add(self.ban_ms);
         self.until.insert(peer.clone(), until);
         self.order.push_back((until, peer.clone()));
+        let mut lifted = Vec::new();
         while self.until.len() > MAX_REMEMBERED
             || self.order.front().is_some_and(|(t, _)| *t <= now)
         {
@@ -41,8 +50,28 @@ impl<P: Clone + Ord> Violators<P> {
             };
             if self.until.get(&p) == Some(&t) {
                 self.until.remove(&p);
+                lifted.push(p);
             }
         }
+        lifted
+    }
+
+    /// When the earliest ban (or a stale entry of a renewed one) is due to be looked at.
+    pub(crate) fn next_expiry(&self) -> Option<Millis> {
+        self.order.front().map(|(t, _)| *t)
+    }
+
+    /// The peers whose bans end by `now`.
+    pub(crate) fn expire(&mut self, now: Millis) -> Vec<P> {
+        let mut lifted = Vec::new();
+        while self.order.front().is_some_and(|(t, _)| *t <= now) {
+            let (t, p) = self.order.pop_front().expect("looked");
+            if self.until.get(&p) == Some(&t) {
+                self.until.remove(&p);
+                lifted.push(p);
+            }
+        }
+        lifted
     }
 
     pub(crate) fn banned(&self, peer: &P, now: Millis) -> bool {
@@ -53,5 +82,45 @@ impl<P: Clone + Ord> Violators<P> {
     pub(crate) fn check_invariants(&self) {
         assert!(self.until.len() <= MAX_REMEMBERED);
         assert!(self.order.len() >= self.until.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ban_lasts_from_the_last_offence_and_its_end_is_reported() {
+        let mut v = Violators::new(100);
+        // (step, time, banned after, lifted)
+        assert!(v.record(&1u8, 0).is_empty());
+        assert!(v.banned(&1, 99) && !v.banned(&1, 100));
+        assert!(v.record(&1, 50).is_empty(), "renewed");
+        assert_eq!(
+            v.next_expiry(),
+            Some(100),
+            "the stale entry is looked at first"
+        );
+        assert!(
+            v.expire(100).is_empty(),
+            "renewed: not lifted at the first entry's time"
+        );
+        assert!(v.banned(&1, 149));
+        assert_eq!(v.expire(150), vec![1]);
+        assert!(!v.banned(&1, 150));
+        assert_eq!(v.next_expiry(), None);
+        let mut zero = Violators::new(0);
+        assert!(zero.record(&1u8, 0).is_empty());
+        assert!(!zero.banned(&1, 0));
+    }
+
+    #[test]
+    fn the_oldest_ban_makes_room_and_is_reported_lifted() {
+        let mut v = Violators::new(1_000);
+        for p in 0..MAX_REMEMBERED as u32 {
+            assert!(v.record(&p, 0).is_empty());
+        }
+        assert_eq!(v.record(&u32::MAX, 1), vec![0]);
+        v.check_invariants();
     }
 }

@@ -65,6 +65,18 @@ struct Asked {
     tried: Knowledge,
     /// Ids the peer announced that this node lacks, beyond its want budget.
     backlog: RangeQueue,
+    catch_up: CatchUp,
+}
+
+/// How far this node is in catching up with a peer's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CatchUp {
+    /// The peer's first frame (its complete digest) has not been handled.
+    AwaitingDigest,
+    /// It was: wants of what it announced may be outstanding.
+    Pulling,
+    /// Nothing asked of it was outstanding after its digest (reported once).
+    Done,
 }
 
 /// Whom a want was asked of, by [`Wants::reroute`]: the frames to send.
@@ -107,6 +119,7 @@ impl<P: Clone + Ord> Wants<P> {
             connected_at: now,
             tried: Knowledge::default(),
             backlog: RangeQueue::default(),
+            catch_up: CatchUp::AwaitingDigest,
         });
     }
 
@@ -343,6 +356,31 @@ impl<P: Clone + Ord> Wants<P> {
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// `peer`'s first frame was handled: what it announced is wanted (or known) by now.
+    pub(crate) fn first_frame(&mut self, peer: &P) {
+        if let Some(asked) = self.peers.get_mut(peer)
+            && asked.catch_up == CatchUp::AwaitingDigest
+        {
+            asked.catch_up = CatchUp::Pulling;
+        }
+    }
+
+    /// Whether this node has just caught up with `peer`: its first frame was handled, and
+    /// nothing is asked of it or waits in its backlog. True once per connection.
+    pub(crate) fn caught_up(&mut self, peer: &P) -> bool {
+        match self.peers.get_mut(peer) {
+            Some(asked)
+                if asked.catch_up == CatchUp::Pulling
+                    && asked.wants.is_empty()
+                    && asked.backlog.is_empty() =>
+            {
+                asked.catch_up = CatchUp::Done;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Keeps announced ids of `author` to ask of `peer` when there is room.
@@ -582,7 +620,8 @@ mod tests {
     #[test]
     fn the_turn_order_of_a_want_that_failed() {
         // (case, peers (name, connected at, strikes), expected order)
-        let table: [(&str, &[(u8, Millis, u32)], &[u8]); 5] = [
+        type Case = (&'static str, &'static [(u8, Millis, u32)], &'static [u8]);
+        let table: [Case; 5] = [
             (
                 "older alike: fewest strikes first",
                 &[(0, 0, 0), (1, 0, 2), (2, 0, 0), (3, 0, 1)],
@@ -622,7 +661,14 @@ mod tests {
         let a = author();
         let wanted = ids(&[5, 6]);
         // (case, peers that offer the ids, peers tried for them, peers without room, asked)
-        let table: [(&str, &[u8], &[u8], &[u8], Option<u8>); 5] = [
+        type Case = (
+            &'static str,
+            &'static [u8],
+            &'static [u8],
+            &'static [u8],
+            Option<u8>,
+        );
+        let table: [Case; 5] = [
             (
                 "the first in turn that has them",
                 &[1, 2, 3],

@@ -8,7 +8,8 @@ use libp2p::core::upgrade::Version;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
 use secure_gossip::{
-    Behaviour, Config, Event, Keypair, Message, MessageId, PublicKey, Stats, Validation,
+    Behaviour, Config, Envelope, Event, ImportError, Keypair, Message, MessageId, PublicKey, Stats,
+    Validation,
 };
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -68,6 +69,20 @@ pub enum NodeEvent {
     Unsupported(PeerId),
     Equivocation(MessageId, PeerId),
     SlowPeer(PeerId),
+    PeerUp(PeerId),
+    PeerDown(PeerId),
+    CaughtUp(PeerId),
+    ClockSkew(i64),
+}
+
+/// What a node's application does when the behaviour stops gossip with a peer (a violation
+/// or a stall).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnViolation {
+    /// Disconnect the peer, as the examples do (the policy the swarm tests assume).
+    Disconnect,
+    /// Leave the connection to the swarm's other protocols (the behaviour's own default).
+    Keep,
 }
 
 enum Command {
@@ -78,6 +93,10 @@ enum Command {
     Stats(oneshot::Sender<Snapshot>),
     Validate(MessageId, Validation, oneshot::Sender<bool>),
     Block(PublicKey, oneshot::Sender<()>),
+    Import(
+        Box<Envelope>,
+        oneshot::Sender<Result<MessageId, ImportError>>,
+    ),
 }
 
 /// What a node reports about itself.
@@ -88,6 +107,8 @@ pub struct Snapshot {
     pub gossip_peers: Vec<PeerId>,
     /// Peers the swarm is connected to.
     pub connected: Vec<PeerId>,
+    /// Messages held and their bytes.
+    pub stored: (usize, usize),
 }
 
 /// A gossip node running in its own task.
@@ -111,15 +132,20 @@ impl Node {
         Node::spawn_behaviour(Behaviour::new(keys, config)).await
     }
 
-    /// A node running `behaviour`.
+    /// A node running `behaviour`; it disconnects peers that violate or stall.
     pub async fn spawn_behaviour(behaviour: Behaviour) -> Node {
+        Node::spawn_behaviour_with(behaviour, OnViolation::Disconnect).await
+    }
+
+    /// A node running `behaviour`, with the given policy for violators.
+    pub async fn spawn_behaviour_with(behaviour: Behaviour, policy: OnViolation) -> Node {
         let author = behaviour.public_key();
         let mut swarm = new_swarm(|_| behaviour);
         let addr = listen(&mut swarm).await;
         let peer_id = *swarm.local_peer_id();
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(run(swarm, command_rx, event_tx));
+        tokio::spawn(run(swarm, command_rx, event_tx, policy));
         Node {
             peer_id,
             author,
@@ -146,6 +172,13 @@ impl Node {
     pub async fn validate(&self, id: MessageId, validation: Validation) -> bool {
         let (tx, rx) = oneshot::channel();
         self.send(Command::Validate(id, validation, tx));
+        rx.await.expect("node alive")
+    }
+
+    /// Imports an envelope the application got elsewhere.
+    pub async fn import(&self, envelope: Envelope) -> Result<MessageId, ImportError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Import(Box::new(envelope), tx));
         rx.await.expect("node alive")
     }
 
@@ -279,6 +312,7 @@ async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<NodeEvent>,
+    policy: OnViolation,
 ) {
     loop {
         tokio::select! {
@@ -297,6 +331,9 @@ async fn run(
                     Command::Validate(id, validation, reply) => {
                         let _ = reply.send(swarm.behaviour_mut().report_validation(&id, validation));
                     }
+                    Command::Import(envelope, reply) => {
+                        let _ = reply.send(swarm.behaviour_mut().import(*envelope));
+                    }
                     Command::Block(author, reply) => {
                         swarm.behaviour_mut().block_author(&author);
                         let _ = reply.send(());
@@ -311,6 +348,7 @@ async fn run(
                             stats: b.stats(),
                             gossip_peers: b.gossip_peers().copied().collect(),
                             connected: swarm.connected_peers().copied().collect(),
+                            stored: b.stored(),
                         });
                     }
                 }
@@ -321,6 +359,9 @@ async fn run(
                         NodeEvent::Message(message, propagation_source)
                     }
                     SwarmEvent::Behaviour(Event::PeerViolation { peer, violation }) => {
+                        if policy == OnViolation::Disconnect {
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
                         NodeEvent::Violation(peer, violation.to_string())
                     }
                     SwarmEvent::Behaviour(Event::UnsupportedPeer { peer }) => {
@@ -329,7 +370,18 @@ async fn run(
                     SwarmEvent::Behaviour(Event::Equivocation { first, propagation_source, .. }) => {
                         NodeEvent::Equivocation(first.id(), propagation_source)
                     }
-                    SwarmEvent::Behaviour(Event::SlowPeer { peer, .. }) => NodeEvent::SlowPeer(peer),
+                    SwarmEvent::Behaviour(Event::SlowPeer { peer, .. }) => {
+                        if policy == OnViolation::Disconnect {
+                            let _ = swarm.disconnect_peer_id(peer);
+                        }
+                        NodeEvent::SlowPeer(peer)
+                    }
+                    SwarmEvent::Behaviour(Event::PeerUp { peer }) => NodeEvent::PeerUp(peer),
+                    SwarmEvent::Behaviour(Event::PeerDown { peer }) => NodeEvent::PeerDown(peer),
+                    SwarmEvent::Behaviour(Event::CaughtUp { peer }) => NodeEvent::CaughtUp(peer),
+                    SwarmEvent::Behaviour(Event::ClockSkew { estimated_offset_ms }) => {
+                        NodeEvent::ClockSkew(estimated_offset_ms)
+                    }
                     SwarmEvent::ConnectionEstablished { peer_id, num_established, .. }
                         if num_established.get() == 1 => NodeEvent::Connected(peer_id),
                     SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } => {

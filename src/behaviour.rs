@@ -11,6 +11,7 @@ use crate::handler::{Handler, HandlerEvent, HandlerIn};
 use crate::keys::{Keypair, PublicKey};
 use crate::metrics::Metrics;
 use crate::verify::AheadChecks;
+use bytes::Bytes;
 use futures::FutureExt as _;
 use futures_timer::Delay;
 use libp2p::PeerId;
@@ -19,7 +20,6 @@ use libp2p::swarm::{
     ConnectionClosed, ConnectionDenied, ConnectionHandler as _, ConnectionId, FromSwarm,
     NetworkBehaviour, NotifyHandler, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
-use prost::bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -118,9 +118,6 @@ pub struct Behaviour {
     /// Peers reported with [`Event::PeerUp`] and not yet down.
     up: HashSet<PeerId>,
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
-    /// Frames the engine asked to send to a peer with no connection: handed back to it as
-    /// inputs once its outputs are drained.
-    not_sent: Vec<(PeerId, crate::frame::Frame)>,
     timer: Timer,
     waker: Option<Waker>,
     /// Reading from peers is paused: `max_pending_validations` messages wait for verdicts.
@@ -143,6 +140,7 @@ impl Behaviour {
     /// A behaviour that publishes as `keys`, with its metrics registered in `registry` (see
     /// the README for their names).
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn new_with_metrics(
         keys: Keypair,
         config: Config,
@@ -167,7 +165,6 @@ impl Behaviour {
             stopped: HashSet::new(),
             up: HashSet::new(),
             events: VecDeque::new(),
-            not_sent: Vec::new(),
             timer: Timer::default(),
             waker: None,
             reading_paused: false,
@@ -413,7 +410,9 @@ impl Behaviour {
                         handler: NotifyHandler::One(connection),
                         event: HandlerIn::Send(frame),
                     }),
-                    None => self.not_sent.push((peer, frame)),
+                    // The peer's last connection closed after the engine queued the frame; the
+                    // engine already forgot the peer (a new connection starts afresh).
+                    None => tracing::trace!(%peer, "frame for a peer with no connection"),
                 }
             }
             Output::Deliver { message, from } => {
@@ -658,13 +657,7 @@ impl NetworkBehaviour for Behaviour {
                 self.on_output(output);
                 continue;
             }
-            if !self.not_sent.is_empty() {
-                let now = self.clock.now();
-                for (peer, frame) in std::mem::take(&mut self.not_sent) {
-                    self.engine.handle(Input::FrameNotSent { peer, frame }, now);
-                }
-                continue;
-            }
+
             if self.poll_timer(cx) {
                 continue;
             }

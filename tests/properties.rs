@@ -38,13 +38,36 @@ fn recorded_engine_inputs_replay_to_the_same_state() {
     for case in 0..100u64 {
         let mut rng = Rng::new(seed.wrapping_mul(7_919).wrapping_add(case));
         let data = random_bytes(&mut rng, 4096);
-        let (trace, stats) = common::ops::run(&data);
-        let replayed = common::ops::replay(&trace);
+        let config = if case % 2 == 0 {
+            common::ops::config()
+        } else {
+            common::ops::validating()
+        };
+        let (trace, stats) = common::ops::run_with(&data, &config);
+        let replayed = common::ops::replay(&trace, &config);
         assert_eq!(
             replayed.stats(),
             stats,
             "case {case} (SEED={seed}): {} steps replayed differently",
             trace.len()
+        );
+    }
+}
+
+/// The same with application validation on: verdicts (accept, reject, ignore) and timeouts
+/// among the inputs, every invariant kept and no message delivered twice.
+#[test]
+fn any_sequence_of_inputs_with_validation_keeps_every_invariant() {
+    let seed = seed_from_env(4);
+    let config = common::ops::validating();
+    for case in 0..500u64 {
+        let mut rng = Rng::new(seed.wrapping_mul(104_729).wrapping_add(case));
+        let data = random_bytes(&mut rng, 4096);
+        let result = std::panic::catch_unwind(|| common::ops::run_with(&data, &config));
+        assert!(
+            result.is_ok(),
+            "case {case} failed: replay with SEED={seed} (input {} bytes)",
+            data.len()
         );
     }
 }

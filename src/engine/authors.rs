@@ -18,7 +18,9 @@
 //!      keeps speaking stays; and no flood of authors can keep a new one out, at this node
 //!      or at any node behind it.
 //! - an author forgotten by rule 2 while its messages are still inside the time window
-//!   leaves a tombstone (its highest known sequence and newest timestamp) until its newest
+//!   leaves a tombstone (its highest known or held sequence, and newest timestamp: a message
+//!   held for the application's verdict counts as the author's activity and is covered too)
+//!   until its newest
 //!   message leaves the window: its sequences up to that one count as known, so none is
 //!   delivered twice, and if it speaks again it is tracked again from there. Tombstones are
 //!   bounded by [`TOMBSTONES_PER_AUTHOR`] × `max_tracked_authors`; when they are full the
@@ -43,6 +45,8 @@ pub(crate) const TOMBSTONES_PER_AUTHOR: usize = 4;
 #[derive(Debug)]
 struct Author<P> {
     known: RangeSet,
+    /// Ids held for the application's verdict (`validate_messages`): verified, not yet known.
+    held: RangeSet,
     equivocated: RangeSet,
     /// Largest verified timestamp of an accepted message (0: none yet).
     newest: u64,
@@ -100,6 +104,7 @@ impl<P: Clone + Ord> Authors<P> {
             me,
             Author {
                 known: RangeSet::new(),
+                held: RangeSet::new(),
                 equivocated: RangeSet::new(),
                 newest: 0,
                 last_seen: 0,
@@ -231,6 +236,7 @@ impl<P: Clone + Ord> Authors<P> {
         }
         let entry = Author {
             known,
+            held: RangeSet::new(),
             equivocated: RangeSet::new(),
             newest,
             last_seen: now,
@@ -247,6 +253,7 @@ impl<P: Clone + Ord> Authors<P> {
             return;
         };
         self.unindex(author, &a);
+        a.held.remove_range(sequence, sequence);
         a.known.insert(sequence);
         // `would_fragment` keeps this from ever filling anything; it stays as the bound.
         a.known.fill_lowest_gaps(self.max_ranges);
@@ -254,6 +261,32 @@ impl<P: Clone + Ord> Authors<P> {
         a.last_seen = a.last_seen.max(now);
         self.index(author, &a);
         self.authors.insert(*author, a);
+    }
+
+    /// A verified message of a tracked author, received at `now`, waits for the application's
+    /// verdict: it counts as the author's activity (its timestamp and time of receipt), and
+    /// if the author is forgotten meanwhile its tombstone covers the id, so the message is
+    /// never delivered a second time.
+    pub(crate) fn hold(&mut self, author: &PublicKey, sequence: u64, timestamp: u64, now: u64) {
+        let Some(mut a) = self.authors.remove(author) else {
+            return;
+        };
+        self.unindex(author, &a);
+        a.held.insert(sequence);
+        a.newest = a.newest.max(timestamp);
+        a.last_seen = a.last_seen.max(now);
+        self.index(author, &a);
+        self.authors.insert(*author, a);
+    }
+
+    /// What is held of `author` will get no verdict (the author is blocked): its ids become
+    /// known, so they are never delivered again.
+    pub(crate) fn settle_held(&mut self, author: &PublicKey) {
+        if let Some(a) = self.authors.get_mut(author) {
+            let held = std::mem::take(&mut a.held);
+            a.known.union_with(&held);
+            a.known.fill_lowest_gaps(self.max_ranges);
+        }
     }
 
     /// Where a new author from `from` would go: `Ok(None)` with room to spare, `Ok(Some(a))`
@@ -286,7 +319,7 @@ impl<P: Clone + Ord> Authors<P> {
         };
         self.unindex(author, &a);
         let horizon = now.saturating_sub(self.max_age_ms);
-        let Some(highest) = a.known.last() else {
+        let Some(highest) = a.known.last().max(a.held.last()) else {
             return;
         };
         if a.newest < horizon {

@@ -3,8 +3,9 @@
 //!
 //! Rules, all here (the engine applies them where it sends):
 //! - a congested peer is pushed nothing and its wants are not answered: what would have gone
-//!   is announced instead (when the queue drains), and it asks again. So a peer that reads
-//!   slowly costs one frame's work per drained queue, however many wants it sends;
+//!   is queued for announcement instead (it goes with the next round or lazy announcement,
+//!   and at the latest when the queue drains), and it asks again. So a peer that reads slowly
+//!   costs one frame's work per drained queue, however many wants it sends;
 //! - a dropped complete digest, and dropped tree control, are sent again once the queue
 //!   drains (the tree control for the link's role by then);
 //! - what a dropped frame carried is no longer believed known there and is announced again

@@ -3,8 +3,8 @@
 //! [`IdSets`] is a plain map; [`RangeQueue`] is one with a bound on its ranges, for ids that
 //! wait (a lazy peer's deferred announcements, a peer's want backlog): beyond the bound the
 //! lowest ids of the author concerned, then whole authors (lowest key first), are forgotten.
-//! Forgetting is safe there: an id that waits is one a peer announced, and announcements
-//! come again (rounds, digests).
+//! Forgetting is safe there: an id that waits is one a peer announced, and what a peer has is
+//! announced again by the digests of every new connection and by the other peers that get it.
 
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;

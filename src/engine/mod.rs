@@ -5,8 +5,8 @@
 //!
 //! # Call contract
 //!
-//! Two classes of calls, each ending with the same step (what the call queued is packed into
-//! frames and appended to the outputs):
+//! Two classes of calls; every input and every command that sends ends with the same step
+//! (what the call queued is packed into frames and appended to the outputs):
 //!
 //! - **Inputs** from the network and the clock, one door: [`Engine::handle`] with an
 //!   [`Input`]: a connection up or gone, a frame from a peer (verified here, or by the
@@ -20,8 +20,8 @@
 //!   [`Engine::set_gossip_interval`].
 //!
 //! After any call, drain [`Engine::poll_output`] until `None`: frames to send, messages to
-//! deliver, violations, equivocations. A frame the driver cannot send is handed back as
-//! [`Input::FrameNotSent`] after the drain, never from inside it. Then ask
+//! deliver, violations, equivocations, peers caught up or unbanned, clock trouble. The driver
+//! never calls back into the engine while draining. Then ask
 //! [`Engine::poll_timeout`] again: any call may change it. Before a connection to a peer
 //! starts gossiping, ask [`Engine::is_banned`].
 //!
@@ -70,10 +70,10 @@ use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
 use authors::Authors;
 use batch::Batcher;
+use bytes::Bytes;
 use congestion::Congestion;
 pub(crate) use filter::SharedFilter;
 use knowledge::{Beliefs, KnowledgeLimits};
-use prost::bytes::Bytes;
 pub(crate) use receive::check_before_signature;
 use resync::Resyncs;
 use round::Rounds;
@@ -139,8 +139,10 @@ pub enum Input<P> {
         /// The peer.
         peer: P,
     },
-    /// A frame the driver could not send to `peer` (its queue was full, or it had no
-    /// connection): what it carried is no longer assumed known there and is announced again.
+    /// A frame the driver could not send to `peer` (its connection's queue was full, or its
+    /// write failed): what it carried is no longer assumed known there and is announced again.
+    /// (A frame for a peer that has no connection any more is not an input: the peer's
+    /// [`Input::Disconnected`] came first, and a later connection starts afresh.)
     /// Wants it carried stay outstanding and are asked again at their deadline. Until
     /// [`Input::QueueDrained`], the peer is only sent announcements and wants.
     FrameNotSent {
@@ -619,6 +621,8 @@ impl<P: Clone + Ord> Engine<P> {
         match validation {
             Validation::Accept => {
                 self.stats.accepted += 1;
+                // The sender has it (what was believed of it may have been forgotten since).
+                self.peer_has(&from, id);
                 self.store_and_forward(envelope, Some(&from), now);
             }
             Validation::Reject | Validation::Ignore => {
@@ -772,20 +776,9 @@ impl<P: Clone + Ord> Engine<P> {
     /// `peer`'s round (`round.rs`): a `have` of the queued ids it is not known to have and
     /// that are still held.
     fn round_peer(&mut self, peer: &P) {
-        let Some(queued) = self.rounds.take_round(peer) else {
-            return;
-        };
-        let Some(state) = self.beliefs.get(peer) else {
-            return;
-        };
-        for (author, ids) in queued {
-            let Some(held) = self.store.held(&author) else {
-                continue;
-            };
-            let lacking = state.has.lacking(&author, &ids.intersection(held));
-            if !lacking.is_empty() {
-                self.batcher.have(peer, &author, &lacking);
-            }
+        if let Some(state) = self.beliefs.get(peer) {
+            self.rounds
+                .run(peer, &self.store, &state.has, &mut self.batcher);
         }
     }
 

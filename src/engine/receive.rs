@@ -30,8 +30,9 @@ pub(crate) enum Skip {
 }
 
 /// The checks of an envelope received at `now` that need no state but the config and the
-/// filter (`docs/PROTOCOL.md` §3.1 steps 1, 3 and 4, in that order; step 2, the known-id
-/// check, needs the node's tables and comes between them in the engine).
+/// filter (`docs/PROTOCOL.md` §3.1: step 3, the time window and payload size, then the filter
+/// of step 4; step 2, the known-id check, needs the node's tables and comes first in the
+/// engine).
 pub(crate) fn check_before_signature(
     config: &Config,
     filter: &Filter,
@@ -148,10 +149,8 @@ impl<P: Clone + Ord> Engine<P> {
         //    payload limit comes with the window.)
         if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
             self.stats.duplicates += 1;
-            // A duplicate that answers this node's own want is no sign of a redundant path.
-            if self.wants.received(&id.author, id.sequence).as_ref() != Some(from)
-                && self.tree.on_duplicate(from, now)
-            {
+            let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from);
+            if self.tree.on_duplicate(from, answered, now) {
                 self.stats.prunes += 1;
                 self.batcher.prune(from);
             }
@@ -216,6 +215,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.deliver(&envelope, from);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
+            self.authors.hold(&id.author, id.sequence, timestamp, now);
             self.validations.hold(envelope, from.clone(), now);
             asked_of
         } else {
@@ -279,7 +279,7 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// Records that `peer` has `id`, if its author is one this node tracks or is pulling
     /// (nothing is kept for other authors).
-    fn peer_has(&mut self, peer: &P, id: &MessageId) {
+    pub(super) fn peer_has(&mut self, peer: &P, id: &MessageId) {
         if worth_knowing(&self.filter, &self.authors, &self.wants, &id.author) {
             self.beliefs.learn_one(peer, &id.author, id.sequence);
         }
@@ -289,6 +289,10 @@ impl<P: Clone + Ord> Engine<P> {
     /// go.
     pub(super) fn forget_author(&mut self, author: &PublicKey) {
         self.store.remove_author(author);
+        // Held messages of the author get no verdict: their ids are known from now on (a
+        // forgotten author's tombstone covers them already).
+        self.authors.settle_held(author);
+        self.validations.remove_author(author);
         self.beliefs.forget_author(author);
         self.wants.forget_author(author);
         self.rounds.forget_author(author);

@@ -3,8 +3,9 @@
 //! each peer's queue of ids to announce, and whether the peer's first frame has come.
 //!
 //! Rules, all here:
-//! - a round runs every `gossip_interval` (none without one; [`Engine::gossip`] runs one by
-//!   hand); the next is one interval after the last;
+//! - a round runs every `gossip_interval` (none without one); the next is one interval after
+//!   the last timed one ([`Engine::gossip`] runs one by hand and leaves the timer as it is);
+//!   lazy announcements (`tree.rs`) are rounds of the peers they are due for;
 //! - each peer has a queue of ids accepted since its last round that it may lack. A round
 //!   sends it a `have` of those it is not known to have and that are still held. Nothing
 //!   new, nothing sent: the work is proportional to what is new;
@@ -18,7 +19,9 @@
 //! [`Engine::gossip`]: super::Engine::gossip
 
 use super::Millis;
+use super::batch::Batcher;
 use super::ids::{IdSets, Ids};
+use super::knowledge::Knowledge;
 use super::store::Store;
 use crate::keys::PublicKey;
 use std::collections::BTreeMap;
@@ -149,9 +152,31 @@ impl<P: Clone + Ord> Rounds<P> {
         }
     }
 
-    /// `peer`'s round: what is queued for it, taken. `None` (and the round remembered) if its
-    /// first frame has not come; the engine announces what the peer lacks of the rest.
-    pub(crate) fn take_round(&mut self, peer: &P) -> Option<IdSets> {
+    /// `peer`'s round: a `have` (into `batcher`) of the queued ids it is not known to have
+    /// (`has`) that `store` still holds; the queue is emptied. If its first frame has not
+    /// come, nothing is sent and the round is remembered.
+    pub(crate) fn run(
+        &mut self,
+        peer: &P,
+        store: &Store<P>,
+        has: &Knowledge,
+        batcher: &mut Batcher<P>,
+    ) {
+        let Some(queued) = self.take_round(peer) else {
+            return;
+        };
+        for (author, ids) in queued {
+            let Some(held) = store.held(&author) else {
+                continue;
+            };
+            let lacking = has.lacking(&author, &ids.intersection(held));
+            if !lacking.is_empty() {
+                batcher.have(peer, &author, &lacking);
+            }
+        }
+    }
+
+    fn take_round(&mut self, peer: &P) -> Option<IdSets> {
         let state = self.peers.get_mut(peer)?;
         if let Sync::Awaiting { round_due } = &mut state.sync {
             *round_due = true;

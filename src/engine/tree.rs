@@ -16,8 +16,8 @@
 //!   a new message first is eager ([`Tree::on_first_copy`]);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
 //!   the peer is sent `prune` (so it stops pushing to this node too), unless the link is in
-//!   its grace period (a catch-up or an answer to a graft may still be in flight)
-//!   ([`Tree::on_duplicate`]);
+//!   its grace period (a catch-up or an answer to a graft may still be in flight) or the copy
+//!   answered this node's own want of that peer ([`Tree::on_duplicate`]);
 //! - `prune` from a peer makes its link lazy; `graft` makes it eager ([`Tree::on_control`]),
 //!   with the tree on or off;
 //! - new messages are pushed to eager links ([`Tree::route`]) and announced to lazy ones
@@ -28,9 +28,11 @@
 //!   ([`Tree::defers`], [`Tree::defer`]). After `graft_timeout`, those still missing are
 //!   wanted from it and it is grafted (it becomes eager with grace, and is sent `graft`),
 //!   which repairs the tree after a link or node failure within `graft_timeout` and one
-//!   round trip ([`Tree::due_grafts`], [`Tree::grafted`]). The announcer is grafted even when
-//!   the ids are already wanted from another peer: no pushed copy came, so the tree is
-//!   broken here (and the peer they are wanted from may announce without ever pushing).
+//!   round trip ([`Tree::due_grafts`], [`Tree::grafted`]; the engine's `graft_due` in
+//!   `pull.rs` wants the ids and calls `grafted` whenever any was still unknown). The
+//!   announcer is grafted even when the ids are already wanted from another peer: no pushed
+//!   copy came, so the tree is broken here (and the peer they are wanted from may announce
+//!   without ever pushing).
 //!
 //! What a peer sends here only changes how this node sends to that same peer: a false
 //! `graft` draws each message at most once per connection (as any push), a false `prune`
@@ -165,10 +167,11 @@ impl<P: Clone + Ord> Tree<P> {
         }
     }
 
-    /// `peer` pushed a message this node already had (not in answer to this node's want).
-    /// Returns whether the link was pruned: the engine sends `prune`.
-    pub(crate) fn on_duplicate(&mut self, peer: &P, now: Millis) -> bool {
-        if !self.is_on() {
+    /// `peer` sent a message this node already had; `answered` if it had been asked of that
+    /// peer (an answer to this node's own want is no sign of a redundant path). Returns
+    /// whether the link was pruned: the engine sends `prune`.
+    pub(crate) fn on_duplicate(&mut self, peer: &P, answered: bool, now: Millis) -> bool {
+        if !self.is_on() || answered {
             return false;
         }
         match self.links.get_mut(peer) {
@@ -349,7 +352,7 @@ mod tests {
         t.connected(&1, 0);
         for (i, (input, now, role, prune)) in table.into_iter().enumerate() {
             let pruned = match input {
-                In::Dup => t.on_duplicate(&1, now),
+                In::Dup => t.on_duplicate(&1, false, now),
                 In::First => {
                     t.on_first_copy(&1);
                     false
@@ -373,7 +376,7 @@ mod tests {
         for (eager_push, broadcast_tree) in [(true, false), (false, true)] {
             let mut t = tree(eager_push, broadcast_tree);
             t.connected(&1, 0);
-            assert!(!t.on_duplicate(&1, 5_000));
+            assert!(!t.on_duplicate(&1, false, 5_000));
             t.on_control(&1, true, false);
             assert_eq!(t.role(&1), Some(Role::Lazy));
             assert!(!t.defers(&1));
@@ -407,8 +410,8 @@ mod tests {
         assert_eq!(t.next_graft(), None);
         t.grafted(&1, 2_100);
         assert_eq!(t.role(&1), Some(Role::Eager));
-        assert!(!t.on_duplicate(&1, 3_099), "grace after a graft");
-        assert!(t.on_duplicate(&1, 3_100));
+        assert!(!t.on_duplicate(&1, false, 3_099), "grace after a graft");
+        assert!(t.on_duplicate(&1, false, 3_100));
         t.check_invariants();
     }
 

@@ -8,6 +8,9 @@
 //!   again) without storing or forwarding the message; `Reject` also counts against the
 //!   peer it came from (a strike, which ranks it later in the want turns, `wants.rs`);
 //! - this node's own messages (from an earlier run) are never held: it signed them;
+//! - a held message counts as its author's activity in the author table, and if the author is
+//!   forgotten meanwhile (to make room) what is held of it is dropped and covered by its
+//!   tombstone (`authors.rs`), so it is never delivered twice;
 //! - at most `max_pending_validations` messages wait; the driver stops reading from peers
 //!   while the bound is reached, rather than dropping accepted input;
 //! - a message not decided within `validation_timeout` is treated as `Ignore`
@@ -102,6 +105,25 @@ impl<P: Clone + Ord> Validations<P> {
             }
         }
         Some((held.envelope, held.from))
+    }
+
+    /// Drops what is held of `author` (it was forgotten: its tombstone covers the ids, so
+    /// they are never delivered again; a verdict on them finds nothing).
+    pub(crate) fn remove_author(&mut self, author: &PublicKey) {
+        let Some(ids) = self.ids.remove(author) else {
+            return;
+        };
+        for (start, end) in ids.ranges() {
+            for sequence in start..=end {
+                let id = MessageId {
+                    author: *author,
+                    sequence,
+                };
+                if let Some(held) = self.held.remove(&id) {
+                    self.by_deadline.remove(&(held.deadline, id));
+                }
+            }
+        }
     }
 
     /// The ids whose verdict is overdue.

@@ -13,8 +13,8 @@
 //!   the want with the peer (`pull.rs` decides *when* a want moves), so a peer that answers
 //!   other wants, or trickles this one, cannot keep it pending;
 //! - a want that times out without progress gives its peer a *strike* (one per batch of
-//!   deadlines; one is forgiven each time a peer delivers everything asked of it), and the
-//!   peer is marked as *tried* for the ids that went elsewhere;
+//!   deadlines; one is forgiven each time the last id asked of a peer arrives, from whichever
+//!   peer), and the peer is marked as *tried* for the ids that went elsewhere;
 //! - whom a want goes to ([`Wants::reroute`]): the connected peers that are believed to have
 //!   the ids and did not refuse them, in this order: first those not yet tried for them, then
 //!   (every such peer having had its turn, the marks cleared) the others; within each pass

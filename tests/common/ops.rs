@@ -11,7 +11,9 @@
 use secure_gossip::codec::decode_framed;
 use secure_gossip::engine::{Engine, Input, Millis, Output};
 use secure_gossip::proto;
-use secure_gossip::{Bytes, Config, Digest, Envelope, Frame, Keypair, RangeSet, Stats};
+use secure_gossip::{
+    Bytes, Config, Digest, Envelope, Frame, Keypair, MessageId, RangeSet, Stats, Validation,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -100,12 +102,23 @@ pub enum Step {
     FrameNotSent(u8, Frame),
     Round,
     Timeout,
+    QueueDrained(u8),
     /// The publish command.
     Publish(Vec<u8>),
+    /// A verdict on the held message at this position (validating runs only).
+    Verdict(usize, Validation),
 }
 
 impl Step {
-    fn apply(&self, engine: &mut Engine<u8>, now: Millis) {
+    fn position(&self, held: &[MessageId]) -> usize {
+        match self {
+            Step::Verdict(i, _) if !held.is_empty() => i % held.len(),
+            _ => usize::MAX,
+        }
+    }
+
+    /// Applies the step; `held` lists the messages delivered so far (what a verdict names).
+    fn apply(&self, engine: &mut Engine<u8>, held: &[MessageId], now: Millis) {
         let input = match self.clone() {
             Step::Connected(peer) => Input::Connected { peer },
             Step::Disconnected(peer) => Input::Disconnected { peer },
@@ -113,8 +126,15 @@ impl Step {
             Step::FrameNotSent(peer, frame) => Input::FrameNotSent { peer, frame },
             Step::Round => Input::Round,
             Step::Timeout => Input::Timeout,
+            Step::QueueDrained(peer) => Input::QueueDrained { peer },
             Step::Publish(payload) => {
                 let _ = engine.publish(payload, now);
+                return;
+            }
+            Step::Verdict(_, verdict) => {
+                if let Some(id) = held.get(self.position(held)) {
+                    engine.report_validation(id, verdict, now);
+                }
                 return;
             }
         };
@@ -122,17 +142,51 @@ impl Step {
     }
 }
 
+/// The small config with application validation on.
+pub fn validating() -> Config {
+    let mut builder = Config::builder();
+    builder
+        .max_frame_size(4096)
+        .max_payload_size(512)
+        .max_messages_per_frame(8)
+        .max_have_ranges_per_frame(16)
+        .max_want_ranges_per_frame(8)
+        .max_stored_messages(12)
+        .max_stored_bytes(16 * 1024)
+        .max_tracked_authors(4)
+        .max_ranges_per_author(4)
+        .max_ranges_per_peer(12)
+        .max_queued_bytes(16 * 1024)
+        .max_age(Duration::from_secs(60))
+        .max_clock_skew(Duration::from_secs(5))
+        .min_resync_interval(Duration::from_secs(1))
+        .want_timeout(Duration::from_millis(100))
+        .gossip_interval(Some(Duration::from_millis(50)))
+        .start_sequence(1)
+        .validate_messages(true)
+        .max_pending_validations(6)
+        .validation_timeout(Duration::from_secs(2));
+    builder.build().expect("a valid config")
+}
+
 /// A new engine under test.
-fn engine() -> Engine<u8> {
-    Engine::new(Keypair::from_seed(&[0; 32]), config(), T0)
+fn engine(config: &Config) -> Engine<u8> {
+    Engine::new(Keypair::from_seed(&[0; 32]), config.clone(), T0)
 }
 
 /// Runs the engine inputs that `data` encodes. Panics if an invariant breaks. Returns the
 /// steps it took, with their times, and the engine's counters at the end.
 pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
-    let config = config();
+    run_with(data, &config())
+}
+
+/// [`run`] with `config`; with `validate_messages`, verdicts are among the steps.
+pub fn run_with(data: &[u8], config: &Config) -> (Vec<(Millis, Step)>, Stats) {
+    let config = config.clone();
+    let validating = config.validate_messages();
+    let mut delivered: Vec<MessageId> = Vec::new();
     let authors: Vec<Keypair> = (1..=6u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
-    let mut engine = engine();
+    let mut engine = engine(&config);
     let limits = config.frame_limits();
     let mut now = T0;
     let mut connected = BTreeSet::new();
@@ -143,7 +197,8 @@ pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
     while !input.done() && steps < 400 {
         steps += 1;
         let peer = input.u8() % 4;
-        let step = match input.u8() % 11 {
+        let kinds = if validating { 13 } else { 11 };
+        let step = match input.u8() % kinds {
             0 => {
                 connected.insert(peer);
                 Step::Connected(peer)
@@ -221,6 +276,15 @@ pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
                 now += u64::from(input.u16() % 20_000);
                 Step::Timeout
             }
+            11 => {
+                let verdict = match input.u8() % 3 {
+                    0 => Validation::Accept,
+                    1 => Validation::Reject,
+                    _ => Validation::Ignore,
+                };
+                Step::Verdict(input.u8() as usize, verdict)
+            }
+            12 => Step::QueueDrained(peer),
             _ => {
                 // The driver could not deliver one of the frames sent so far.
                 if sent.is_empty() {
@@ -230,7 +294,7 @@ pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
                 Step::FrameNotSent(to, frame)
             }
         };
-        step.apply(&mut engine, now);
+        step.apply(&mut engine, &delivered, now);
         trace.push((now, step));
         while let Some(output) = engine.poll_output() {
             match output {
@@ -247,6 +311,14 @@ pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
                 Output::Violation { peer, .. } => {
                     connected.remove(&peer);
                 }
+                Output::Deliver { message, .. } => {
+                    assert!(
+                        !delivered.contains(&message.id),
+                        "delivered twice: {:?}",
+                        message.id
+                    );
+                    delivered.push(message.id);
+                }
                 _ => {}
             }
         }
@@ -257,11 +329,16 @@ pub fn run(data: &[u8]) -> (Vec<(Millis, Step)>, Stats) {
 
 /// Replays recorded steps on a new engine, checking the invariants after each; returns the
 /// engine.
-pub fn replay(trace: &[(Millis, Step)]) -> Engine<u8> {
-    let mut engine = engine();
+pub fn replay(trace: &[(Millis, Step)], config: &Config) -> Engine<u8> {
+    let mut engine = engine(config);
+    let mut delivered = Vec::new();
     for (now, step) in trace {
-        step.apply(&mut engine, *now);
-        while engine.poll_output().is_some() {}
+        step.apply(&mut engine, &delivered, *now);
+        while let Some(output) = engine.poll_output() {
+            if let Output::Deliver { message, .. } = output {
+                delivered.push(message.id);
+            }
+        }
         engine.check_invariants();
     }
     engine

@@ -8,4 +8,5 @@ mod basics;
 mod pull;
 mod retention;
 mod tree;
+mod validation;
 mod want_turns;

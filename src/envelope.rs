@@ -2,8 +2,8 @@
 
 use crate::keys::{Keypair, PublicKey};
 use crate::proto;
+use bytes::Bytes;
 use prost::Message as _;
-use prost::bytes::Bytes;
 use std::fmt;
 
 /// The 16 ASCII bytes that start every signed message: a domain separator and version.

@@ -7,8 +7,8 @@ use crate::envelope::{Envelope, EnvelopeError};
 use crate::keys::PublicKey;
 use crate::proto;
 use crate::ranges::{RangeError, RangeSet};
+use bytes::Bytes;
 use prost::Message as _;
-use prost::bytes::Bytes;
 use prost::encoding::encoded_len_varint;
 use std::fmt;
 

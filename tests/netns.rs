@@ -3,8 +3,8 @@
 //! `tests/common/netns.rs`). Each scenario asserts that every node ends with every message
 //! exactly once and nothing else.
 //!
-//! Needs root, `ip` and `nft`; skips (saying why) without them unless
-//! `SECURE_GOSSIP_NETNS_REQUIRED` is set, as CI does.
+//! They change the host's networking, so they run only with `SECURE_GOSSIP_NETNS=1` (CI sets
+//! it), as root with `ip` and `nft`; otherwise each says how to run it and skips.
 
 mod common;
 

@@ -7,7 +7,7 @@
 //! in seconds (as root, with `ip` and `nft`):
 //!
 //! ```text
-//! SECURE_GOSSIP_SOAK=600 cargo test --test soak -- --nocapture
+//! SECURE_GOSSIP_NETNS=1 SECURE_GOSSIP_SOAK=600 cargo test --test soak -- --nocapture
 //! ```
 
 mod common;

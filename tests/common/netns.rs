@@ -6,8 +6,10 @@
 //! (`numgen random`) in every host. Everything made here (namespaces, links, processes, key
 //! files) is removed when the [`Network`] is dropped, also when a test fails.
 //!
-//! Needs root and `ip` (iproute2), and `nft` for loss. Without them a test says why and
-//! skips, unless `SECURE_GOSSIP_NETNS_REQUIRED` is set (CI sets it), which makes it fail.
+//! These tests change the host's networking (namespaces, veth pairs, bridges, nftables rules
+//! inside the namespaces), so they run only when asked: `SECURE_GOSSIP_NETNS=1` (CI sets it).
+//! Asked, they need root and `ip` (iproute2), and `nft` for loss, and fail without them; not
+//! asked, each says how to run it and skips.
 
 use super::process::NodeProcess;
 use std::path::PathBuf;
@@ -53,17 +55,24 @@ pub fn unavailable(need_nft: bool) -> Option<String> {
     None
 }
 
-/// Skips the test (returns `true`) when the machine cannot run it; fails instead when
-/// `SECURE_GOSSIP_NETNS_REQUIRED` is set.
+/// The variable that asks for the network-namespace tests.
+pub const ASK: &str = "SECURE_GOSSIP_NETNS";
+
+/// Skips the test (returns `true`) unless [`ASK`] is set to `1`; when asked, fails if the
+/// machine cannot run it.
 pub fn skip(test: &str, need_nft: bool) -> bool {
-    let Some(why) = unavailable(need_nft) else {
-        return false;
-    };
-    if std::env::var_os("SECURE_GOSSIP_NETNS_REQUIRED").is_some() {
-        panic!("{test}: {why}, and SECURE_GOSSIP_NETNS_REQUIRED is set");
+    if std::env::var(ASK).as_deref() != Ok("1") {
+        eprintln!(
+            "{test}: skipped: it changes this host's networking (network namespaces, veth, \
+             bridges, nftables); run it with {ASK}=1 as root with iproute2 and nftables \
+             (`sudo -E env {ASK}=1 cargo test --test netns`)"
+        );
+        return true;
     }
-    eprintln!("{test}: skipped: {why} (set SECURE_GOSSIP_NETNS_REQUIRED to make this a failure)");
-    true
+    if let Some(why) = unavailable(need_nft) {
+        panic!("{test}: {why}, and {ASK}=1 asks for it");
+    }
+    false
 }
 
 /// Which transport nodes listen and dial on.

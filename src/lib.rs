@@ -84,6 +84,9 @@ mod handler;
 mod keys;
 mod metrics;
 mod ranges;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+mod serde_impls;
 /// A deterministic simulator of many engines (feature `test-utils`).
 #[cfg(feature = "test-utils")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-utils")))]

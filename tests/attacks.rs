@@ -567,7 +567,7 @@ async fn a_violator_that_reconnects_is_not_gossiped_with() {
         let mut raw = Raw::connect_as(key.clone(), &mut victim, Reading::Count).await;
         raw.send_bytes(&[0x02, 0x08, 0x01]).await.unwrap();
         victim
-            .wait_for(|e| matches!(e, NodeEvent::Violation(p, _) if *p == peer_id).then_some(()))
+            .wait_for(|e| matches!(e, NodeEvent::Violation(p, ..) if *p == peer_id).then_some(()))
             .await;
         victim.disconnected(peer_id).await;
     }

@@ -61,6 +61,20 @@ async fn until<T>(
     .expect("the awaited event came in time")
 }
 
+/// Writes `bytes` on a new gossip substream to `to`, in a task of its own: the victim's swarm
+/// must be polled meanwhile (its connection's events would otherwise fill their channel and
+/// hold up the substream's negotiation).
+fn write_on_new_stream(mut control: libp2p_stream::Control, to: PeerId, bytes: Vec<u8>) {
+    tokio::spawn(async move {
+        if let Ok(mut stream) = control.open_stream(to, PROTOCOL_NAME).await {
+            let _ = stream.write_all(&bytes).await;
+            let _ = stream.flush().await;
+            // Kept open until the victim has read it.
+            tokio::time::sleep(*WAIT).await;
+        }
+    });
+}
+
 /// A frame with one fresh, validly signed envelope.
 fn fresh_frame(keys: &Keypair, sequence: u64) -> (secure_gossip::MessageId, Vec<u8>) {
     let envelope = Envelope::sign(keys, sequence, now_ms(), b"after the ban".to_vec()).unwrap();
@@ -125,12 +139,8 @@ async fn a_violation_stops_gossip_for_the_ban_and_leaves_the_shared_connection_t
     .await;
 
     // A 16 MiB length prefix: a violation.
-    let mut stream = control
-        .open_stream(*victim.local_peer_id(), PROTOCOL_NAME)
-        .await
-        .unwrap();
-    stream.write_all(&[0x80, 0x80, 0x80, 0x08]).await.unwrap();
-    stream.flush().await.unwrap();
+    let victim_id = *victim.local_peer_id();
+    write_on_new_stream(control.clone(), victim_id, vec![0x80, 0x80, 0x80, 0x08]);
     let (mut violated, mut down) = (false, false);
     until(&mut victim, hostile_id, |e| {
         match e {
@@ -151,12 +161,7 @@ async fn a_violation_stops_gossip_for_the_ban_and_leaves_the_shared_connection_t
     // `until` loop fails on any delivery), and ping keeps working on the same connection.
     let author = Keypair::generate();
     let (id, frame) = fresh_frame(&author, 1);
-    let mut stream = control
-        .open_stream(*victim.local_peer_id(), PROTOCOL_NAME)
-        .await
-        .unwrap();
-    let _ = stream.write_all(&frame).await;
-    let _ = stream.flush().await;
+    write_on_new_stream(control.clone(), victim_id, frame.clone());
     while pings_rx.try_recv().is_ok() {}
     let mut ok = 0;
     until(&mut victim, hostile_id, |e| match e {
@@ -190,12 +195,7 @@ async fn a_violation_stops_gossip_for_the_ban_and_leaves_the_shared_connection_t
         !victim.behaviour().gossip.knows(&id),
         "nothing accepted during the ban"
     );
-    let mut stream = control
-        .open_stream(*victim.local_peer_id(), PROTOCOL_NAME)
-        .await
-        .unwrap();
-    stream.write_all(&frame).await.unwrap();
-    stream.flush().await.unwrap();
+    write_on_new_stream(control.clone(), victim_id, frame);
     let delivered = tokio::time::timeout(*WAIT, async {
         loop {
             if let SwarmEvent::Behaviour(ComposedEvent::Gossip(Event::Message {

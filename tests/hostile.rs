@@ -1,5 +1,6 @@
 //! A hostile peer writes raw bytes on `/secure-gossip/1.0.0` over a real swarm: every kind of
-//! bad input closes its connection and is reported, and honest traffic carries on.
+//! bad input is reported (this node's application then disconnects it, as the examples do),
+//! and honest traffic carries on.
 
 mod common;
 
@@ -8,11 +9,11 @@ use common::swarm::{Node, NodeEvent, listen, new_swarm};
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::PeerId;
 use secure_gossip::codec::encode_frame;
-use secure_gossip::{Config, Envelope, Frame, Keypair, PROTOCOL_NAME};
+use secure_gossip::{Config, Envelope, Frame, Keypair, PROTOCOL_NAME, ViolationKind};
 
 /// Connects a raw-stream peer to `node`, writes `bytes` on a gossip substream, and returns
-/// the violation the node reported.
-async fn send_raw(node: &mut Node, bytes: Vec<u8>) -> String {
+/// the violation the node reported: its kind and text.
+async fn send_raw(node: &mut Node, bytes: Vec<u8>) -> (ViolationKind, String) {
     let mut hostile = new_swarm(|_| libp2p_stream::Behaviour::new());
     listen(&mut hostile).await;
     let hostile_id: PeerId = *hostile.local_peer_id();
@@ -42,7 +43,7 @@ async fn send_raw(node: &mut Node, bytes: Vec<u8>) -> String {
     stream.flush().await.unwrap();
     let violation = node
         .wait_for(|e| match e {
-            NodeEvent::Violation(p, v) if *p == hostile_id => Some(v.clone()),
+            NodeEvent::Violation(p, kind, v) if *p == hostile_id => Some((*kind, v.clone())),
             _ => None,
         })
         .await;
@@ -57,15 +58,18 @@ async fn every_kind_of_bad_input_closes_the_connection_and_is_reported() {
     common::swarm::connect(&mut honest, &mut node).await;
 
     // An oversize length prefix (16 MiB): refused before any body arrives.
-    let v = send_raw(&mut node, vec![0x80, 0x80, 0x80, 0x08]).await;
+    let (kind, v) = send_raw(&mut node, vec![0x80, 0x80, 0x80, 0x08]).await;
+    assert_eq!(kind, ViolationKind::Malformed);
     assert!(v.contains("exceeds max_frame_size"), "{v}");
 
     // A non-minimal prefix.
-    let v = send_raw(&mut node, vec![0x82, 0x00, 0x20, 0x01]).await;
+    let (kind, v) = send_raw(&mut node, vec![0x82, 0x00, 0x20, 0x01]).await;
+    assert_eq!(kind, ViolationKind::Malformed);
     assert!(v.contains("not minimal"), "{v}");
 
     // A body that does not decode.
-    let v = send_raw(&mut node, vec![0x02, 0x08, 0x01]).await;
+    let (kind, v) = send_raw(&mut node, vec![0x02, 0x08, 0x01]).await;
+    assert_eq!(kind, ViolationKind::Malformed);
     assert!(v.contains("does not decode"), "{v}");
 
     // Malformed ranges.
@@ -77,7 +81,8 @@ async fn every_kind_of_bad_input_closes_the_connection_and_is_reported() {
     let mut bytes = encode_frame(&frame);
     // The packed ranges [1, 5] end the frame: make them [1, 0] (start after end).
     *bytes.last_mut().unwrap() = 0;
-    let v = send_raw(&mut node, bytes).await;
+    let (kind, v) = send_raw(&mut node, bytes).await;
+    assert_eq!(kind, ViolationKind::Malformed);
     assert!(v.contains("have digest"), "{v}");
 
     // A fresh, well-formed envelope whose payload was altered after signing.
@@ -92,7 +97,8 @@ async fn every_kind_of_bad_input_closes_the_connection_and_is_reported() {
         messages: vec![forged],
         ..Frame::default()
     };
-    let v = send_raw(&mut node, encode_frame(&frame)).await;
+    let (kind, v) = send_raw(&mut node, encode_frame(&frame)).await;
+    assert_eq!(kind, ViolationKind::InvalidSignature);
     assert!(v.contains("invalid signature"), "{v}");
 
     // Honest gossip is untouched by all of it.

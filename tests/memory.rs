@@ -169,7 +169,7 @@ async fn decode_bombs() {
         let _ = (ra, rb);
         for peer in [a.peer_id, b.peer_id] {
             victim
-                .wait_for(|e| matches!(e, NodeEvent::Violation(p, _) if *p == peer).then_some(()))
+                .wait_for(|e| matches!(e, NodeEvent::Violation(p, ..) if *p == peer).then_some(()))
                 .await;
         }
     }

@@ -10,7 +10,7 @@ use super::filter::Filter;
 use super::ids::Ids;
 use super::knowledge::worth_knowing;
 use super::tree::Route;
-use super::{Engine, Millis, Output, Violation};
+use super::{Engine, ImportError, Millis, Output, Violation};
 use crate::config::Config;
 use crate::envelope::{Envelope, MessageId};
 use crate::frame::{Frame, FrameBudget, envelope_len};
@@ -337,5 +337,53 @@ impl<P: Clone + Ord> Engine<P> {
             self.tree.announce_later(&peer, now);
         }
         asked_of
+    }
+
+    /// Takes in an envelope the application got elsewhere (a backup, another transport):
+    /// checked exactly as one from a peer (`docs/PROTOCOL.md` §3.1), then stored and gossiped
+    /// as if it had arrived. It is not delivered (the application has it) nor held for
+    /// validation (the application vouches for it). Returns its id.
+    pub fn import(&mut self, envelope: Envelope, now: Millis) -> Result<MessageId, ImportError> {
+        let id = envelope.id();
+        self.check_import(&envelope, now)?;
+        if let Ok(Admission::Displaced(author)) = self.authors.admit(&id.author, &None, now) {
+            self.stats.authors_displaced += 1;
+            self.forget_author(&author);
+        }
+        self.store_and_forward(envelope, None, now);
+        self.end_of_input();
+        Ok(id)
+    }
+
+    fn check_import(&mut self, envelope: &Envelope, now: Millis) -> Result<(), ImportError> {
+        let id = envelope.id();
+        if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
+            return Err(ImportError::AlreadyKnown);
+        }
+        let checked = check_before_signature(&self.config, &self.filter.read(), envelope, now);
+        match checked {
+            Ok(()) => {}
+            Err(Skip::TooOld | Skip::TooNew) => {
+                return Err(ImportError::OutsideWindow {
+                    timestamp: envelope.timestamp(),
+                    now,
+                });
+            }
+            Err(Skip::Oversize) => {
+                return Err(ImportError::PayloadTooLarge {
+                    size: envelope.payload().len(),
+                    max: self.config.max_payload_size,
+                });
+            }
+            Err(Skip::Filtered) => return Err(ImportError::Filtered),
+        }
+        if !self.authors.can_admit(&id.author, &None, now) {
+            return Err(ImportError::NoRoomForAuthor);
+        }
+        if self.authors.would_fragment(&id.author, id.sequence) {
+            return Err(ImportError::TooFragmented);
+        }
+        self.stats.verified += 1;
+        envelope.verify().map_err(|_| ImportError::InvalidSignature)
     }
 }

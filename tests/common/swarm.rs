@@ -9,7 +9,7 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, noise, yamux};
 use secure_gossip::{
     Behaviour, Config, Envelope, Event, ImportError, Keypair, Message, MessageId, PublicKey, Stats,
-    Validation,
+    Validation, ViolationKind,
 };
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -65,7 +65,8 @@ pub enum NodeEvent {
     Message(Message, PeerId),
     Connected(PeerId),
     Disconnected(PeerId),
-    Violation(PeerId, String),
+    /// The peer, what kind of rule it broke, and the violation's text.
+    Violation(PeerId, ViolationKind, String),
     Unsupported(PeerId),
     Equivocation(MessageId, PeerId),
     SlowPeer(PeerId),
@@ -362,7 +363,7 @@ async fn run(
                         if policy == OnViolation::Disconnect {
                             let _ = swarm.disconnect_peer_id(peer);
                         }
-                        NodeEvent::Violation(peer, violation.to_string())
+                        NodeEvent::Violation(peer, violation.kind(), violation.to_string())
                     }
                     SwarmEvent::Behaviour(Event::UnsupportedPeer { peer }) => {
                         NodeEvent::Unsupported(peer)

@@ -5,7 +5,7 @@ use super::Violation;
 use crate::frame::Frame;
 use crate::verify::VerifiedFrame;
 
-/// An input from the network or the clock ([`Engine::handle`]).
+/// An input from the network or the clock ([`Engine::handle`](super::Engine::handle)).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Input<P> {
@@ -72,7 +72,7 @@ pub enum Input<P> {
     },
     /// Run one gossip round now (as the round timer would).
     Round,
-    /// Whatever timer is due at `now` fires ([`Engine::poll_timeout`]).
+    /// Whatever timer is due at `now` fires ([`Engine::poll_timeout`](super::Engine::poll_timeout)).
     Timeout,
 }
 

@@ -62,7 +62,8 @@ pub enum Event {
         peer: PeerId,
         /// How long the frame had been waiting.
         waited: Duration,
-        /// Bytes that were still queued for it (re-announced to it when gossip resumes).
+        /// Bytes that were still queued for it (dropped; when gossip resumes the two sides
+        /// exchange complete digests again and it pulls what it lacks).
         queued_bytes: usize,
     },
     /// This node gossips with `peer` now: the protocol was negotiated on a connection and
@@ -77,15 +78,19 @@ pub enum Event {
         /// The peer.
         peer: PeerId,
     },
-    /// This node has caught up with `peer`: the peer's complete digest (its first frame) was
-    /// handled and nothing asked of it is outstanding. Once per connection.
+    /// This node has caught up with `peer`: the peer's complete digest was handled and nothing
+    /// this node asked of it is outstanding (ids being pulled from another peer, or given up
+    /// on, are not waited for). Once per connection; not for a peer whose digest did not fit
+    /// one frame.
     CaughtUp {
         /// The peer.
         peer: PeerId,
     },
-    /// Most fresh envelopes from peers fall outside this node's time window
+    /// Most connected peers send fresh envelopes outside this node's time window
     /// (`max_age`, `max_clock_skew`): this node's clock is probably wrong, and it will not
-    /// accept their messages until it is right. Reported once until it recovers.
+    /// accept their messages until it is right. Reported once until it recovers. (One peer
+    /// counts once however much it sends; a node with a single peer, or many Sybil
+    /// connections, can be told so falsely: it is a warning, nothing in the protocol changes.)
     ClockSkew {
         /// The median of the peers' timestamps minus this node's clock, in milliseconds:
         /// positive when the peers are ahead (this node's clock is slow).
@@ -210,8 +215,8 @@ impl Behaviour {
     /// Takes in a signed envelope the application got elsewhere (a backup, another transport,
     /// [`Message::envelope`] of another node): checked exactly as one from a peer (strict
     /// signature included), then stored and gossiped. It is not delivered as an
-    /// [`Event::Message`]. Its author, if new, is kept like this node's own key: never pushed
-    /// out of the author table by other authors until its messages age out.
+    /// [`Event::Message`]. Everything imported is one group in the fair shares of the author
+    /// table and the store, like one peer's.
     pub fn import(&mut self, envelope: Envelope) -> Result<MessageId, crate::ImportError> {
         let id = self.engine.import(envelope, self.clock.now())?;
         self.checks.known(id);
@@ -296,13 +301,24 @@ impl Behaviour {
         }
     }
 
+    /// Whether `connection` is the one that carries this node's frames to `peer`.
+    fn is_active(&self, peer: &PeerId, connection: ConnectionId) -> bool {
+        self.connections
+            .get(peer)
+            .and_then(|c| c.first())
+            .is_some_and(|c| *c == connection)
+    }
+
     fn new_handler(&self, peer: &PeerId) -> Handler {
         let config = self.engine.config();
-        if self.engine.is_banned(peer, self.clock.now()) {
+        let mut handler = if self.engine.is_banned(peer, self.clock.now()) {
             tracing::debug!(%peer, "peer broke the protocol recently: not gossiping with it");
-            return Handler::banned(config, self.checks.clone());
-        }
-        let mut handler = Handler::new(config, self.checks.clone());
+            Handler::banned(config, self.checks.clone())
+        } else {
+            Handler::new(config, self.checks.clone())
+        };
+        // Also for a banned one: it reads again when its ban ends, and must then respect the
+        // pause like every other connection.
         if self.reading_paused {
             handler.on_behaviour_event(HandlerIn::PauseReading);
         }
@@ -608,12 +624,7 @@ impl NetworkBehaviour for Behaviour {
                     }));
             }
             HandlerEvent::Unsupported => {
-                let active = self
-                    .connections
-                    .get(&peer)
-                    .and_then(|c| c.first())
-                    .is_some_and(|c| *c == connection);
-                if active {
+                if self.is_active(&peer, connection) {
                     self.engine.disconnect(&peer, self.clock.now());
                     self.peer_down(peer);
                 }
@@ -631,12 +642,10 @@ impl NetworkBehaviour for Behaviour {
             }
             HandlerEvent::Drained => self.engine.peer_drained(&peer),
             HandlerEvent::Up => {
-                let active = self
-                    .connections
-                    .get(&peer)
-                    .and_then(|c| c.first())
-                    .is_some_and(|c| *c == connection);
-                if active && !self.stopped.contains(&peer) && self.up.insert(peer) {
+                if self.is_active(&peer, connection)
+                    && !self.stopped.contains(&peer)
+                    && self.up.insert(peer)
+                {
                     self.events
                         .push_back(ToSwarm::GenerateEvent(Event::PeerUp { peer }));
                 }

@@ -288,8 +288,8 @@ impl ConfigBuilder {
         /// Most bytes queued for sending on one connection (default 4 MiB; a frame counts as
         /// the larger of its encoded size and its memory, and one always fits an empty queue).
         max_queued_bytes: usize;
-        /// How long writing one frame may take before the peer is disconnected and reported
-        /// as slow (default 30 s).
+        /// How long writing one frame may take before the peer is reported as slow and not
+        /// gossiped with for `violation_ban` (default 30 s; its connection stays).
         write_timeout: Duration;
         /// Most bytes read from one peer per second (default 4 MiB); beyond it the node
         /// stops reading from that peer for a while.
@@ -299,8 +299,9 @@ impl ConfigBuilder {
         /// Least time between two answers to one peer's complete digests (default 10 s); a
         /// complete digest within it is read as announcements only.
         min_resync_interval: Duration;
-        /// How long a peer that broke the protocol is not gossiped with (default 60 s;
-        /// `Duration::ZERO`: not at all).
+        /// How long a peer that broke the protocol (or did not take a frame within
+        /// `write_timeout`) is not gossiped with (default 60 s; `Duration::ZERO`: gossip resumes
+        /// at once, on the same connection). Its connections stay for other protocols.
         violation_ban: Duration;
         /// Hold each new message until the application calls
         /// [`Behaviour::report_validation`](crate::Behaviour::report_validation) (default

@@ -70,7 +70,7 @@ pub enum HandlerEvent {
     /// The queue is empty again after a frame was dropped.
     Drained,
     /// The peer did not take a frame within `write_timeout`: this node stopped writing to
-    /// it, and the connection should be closed.
+    /// it (the behaviour stops gossip with the peer for its ban).
     Slow {
         /// How long the frame has been waiting.
         waited: Duration,
@@ -163,15 +163,24 @@ impl Handler {
 
     fn stop(&mut self) {
         self.inbound = None;
-        self.outbound = Outbound::Stopped;
+        // A connection whose peer does not speak the protocol stays so: resuming it would only
+        // keep it alive for nothing.
+        if !matches!(self.outbound, Outbound::Unsupported { .. }) {
+            self.outbound = Outbound::Stopped;
+        }
         self.queue.clear();
         self.queued_bytes = 0;
         self.dropped = false;
         self.budget_wait = None;
     }
 
+    /// Whether this connection reads and sends nothing (stopped, or the peer does not speak
+    /// the protocol).
     fn stopped(&self) -> bool {
-        matches!(self.outbound, Outbound::Stopped)
+        matches!(
+            self.outbound,
+            Outbound::Stopped | Outbound::Unsupported { .. }
+        )
     }
 
     fn read(&self, mut stream: Stream) -> ReadFuture {
@@ -211,10 +220,7 @@ impl Handler {
 
     /// Queues a frame, or reports it dropped when the queue is full.
     fn enqueue(&mut self, frame: Frame) {
-        if matches!(
-            self.outbound,
-            Outbound::Unsupported { .. } | Outbound::Stopped
-        ) {
+        if self.stopped() {
             return;
         }
         if matches!(self.outbound, Outbound::Slow) {
@@ -417,7 +423,7 @@ impl ConnectionHandler for Handler {
             HandlerIn::ResumeReading => self.paused = false,
             HandlerIn::Stop => self.stop(),
             HandlerIn::Resume => {
-                if self.stopped() {
+                if matches!(self.outbound, Outbound::Stopped) {
                     self.outbound = Outbound::None;
                     self.up = false;
                 }
@@ -525,5 +531,30 @@ mod tests {
             .filter(|e| matches!(e, HandlerEvent::Dropped(_)))
             .count();
         assert_eq!(dropped, 2, "the two frames over the limit are reported");
+    }
+
+    #[test]
+    fn a_stop_and_resume_keep_a_connection_that_does_not_speak_the_protocol_so() {
+        let config = crate::Config::default();
+        let filter =
+            crate::engine::SharedFilter::new(Keypair::generate().public(), Default::default());
+        let checks = AheadChecks::new(&config, filter, crate::clock::Clock::new());
+        let mut handler = Handler::new(&config, checks);
+        handler.on_dial_upgrade_error(StreamUpgradeError::NegotiationFailed);
+        assert!(!handler.connection_keep_alive());
+        handler.on_behaviour_event(HandlerIn::Stop);
+        handler.on_behaviour_event(HandlerIn::Resume);
+        assert!(
+            !handler.connection_keep_alive(),
+            "resumed into a gossip connection the peer cannot speak"
+        );
+        let mut stopped = Handler::new(&config, handler.checks.clone());
+        stopped.on_behaviour_event(HandlerIn::Stop);
+        assert!(!stopped.connection_keep_alive());
+        stopped.on_behaviour_event(HandlerIn::Resume);
+        assert!(
+            stopped.connection_keep_alive(),
+            "a stopped connection resumes"
+        );
     }
 }

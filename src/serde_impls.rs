@@ -4,8 +4,9 @@
 //!
 //! In human-readable formats (JSON, TOML) keys and ids are their text forms and envelopes
 //! standard base64; in binary formats, bytes. Deserializing a [`Message`] verifies its
-//! signature (`verify_strict`), so a `Message` is always a verified one; an [`Envelope`] is
-//! not verified (as from [`Envelope::from_bytes`]).
+//! signature (`verify_strict`), so a deserialized `Message` is a verified one (its fields are
+//! public: code that changes them afterwards changes that); an [`Envelope`] is not verified
+//! (as from [`Envelope::from_bytes`]).
 
 use crate::envelope::{Envelope, Message, MessageId};
 use crate::keys::PublicKey;

@@ -8,8 +8,8 @@
 //!   ages out, the gaps below it are filled (their ids are outside the window too), so the
 //!   ranges that count are those of the last `max_age`;
 //! - at most `max_tracked_authors` authors are tracked. Each is attributed to the peer that
-//!   introduced it (the peer its first accepted message came from; this node's own key to no
-//!   peer). A new author is never refused: when the table is full it takes the place of
+//!   introduced it (the peer its first accepted message came from; the application, for an
+//!   imported one, as one group; this node's own key to no one). A new author is never refused: when the table is full it takes the place of
 //!   1. an author whose newest message is older than `max_age` (every message of it is then
 //!      outside the time window, so forgetting it cannot cause a second delivery); else
 //!   2. the least recently active author (by when this node last accepted a message of it,
@@ -36,8 +36,19 @@ use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Who introduced an author: a peer, or `None` for this node's own key.
-pub(crate) type Introducer<P> = Option<P>;
+/// Who introduced an author. Every introducer but this node's own key is a group that shares
+/// the author table and the store fairly with the others (`store.rs`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Introducer<P> {
+    /// This node's own key.
+    Own,
+    /// The application, through `Engine::import`: one group for everything imported, so
+    /// imports can never crowd out what peers introduce (or this node's own messages) beyond
+    /// a fair share.
+    Imported,
+    /// The peer the author's first accepted message came from.
+    Peer(P),
+}
 
 /// Tombstones kept per tracked author at most (each about 100 bytes with its index entries).
 pub(crate) const TOMBSTONES_PER_AUTHOR: usize = 4;
@@ -81,9 +92,9 @@ pub(crate) struct Authors<P> {
     /// `(newest, author)` of every author but this node's own: who ages out first.
     by_newest: BTreeSet<(u64, PublicKey)>,
     /// Per introducing peer: `(last_seen, author)` of its authors.
-    groups: BTreeMap<P, BTreeSet<(u64, PublicKey)>>,
+    groups: BTreeMap<Introducer<P>, BTreeSet<(u64, PublicKey)>>,
     /// `(authors introduced, peer)`: who introduced the most.
-    by_group_size: BTreeSet<(usize, P)>,
+    by_group_size: BTreeSet<(usize, Introducer<P>)>,
     tombstones: BTreeMap<PublicKey, Tombstone>,
     /// `(newest, author)` of every tombstone: which one leaves the window first.
     tombstones_by_newest: BTreeSet<(u64, PublicKey)>,
@@ -108,7 +119,7 @@ impl<P: Clone + Ord> Authors<P> {
                 equivocated: RangeSet::new(),
                 newest: 0,
                 last_seen: 0,
-                introducer: None,
+                introducer: Introducer::Own,
             },
         );
         Authors {
@@ -149,9 +160,11 @@ impl<P: Clone + Ord> Authors<P> {
             .map(|(k, a)| (k, &a.known))
     }
 
-    /// The peer that introduced a tracked author (`None` for this node's own key).
+    /// Who introduced a tracked author ([`Introducer::Own`] for this node's own key).
     pub(crate) fn introducer(&self, author: &PublicKey) -> Introducer<P> {
-        self.authors.get(author).and_then(|a| a.introducer.clone())
+        self.authors
+            .get(author)
+            .map_or(Introducer::Own, |a| a.introducer.clone())
     }
 
     /// Of `ids` of `author`, those this node does not know: not among its known ids, nor
@@ -348,7 +361,8 @@ impl<P: Clone + Ord> Authors<P> {
             return;
         }
         self.by_newest.insert((a.newest, *author));
-        if let Some(peer) = &a.introducer {
+        if a.introducer != Introducer::Own {
+            let peer = &a.introducer;
             let group = self.groups.entry(peer.clone()).or_default();
             self.by_group_size.remove(&(group.len(), peer.clone()));
             group.insert((a.last_seen, *author));
@@ -358,7 +372,7 @@ impl<P: Clone + Ord> Authors<P> {
 
     fn unindex(&mut self, author: &PublicKey, a: &Author<P>) {
         self.by_newest.remove(&(a.newest, *author));
-        if let Some(peer) = &a.introducer
+        if let peer @ (Introducer::Imported | Introducer::Peer(_)) = &a.introducer
             && let Some(group) = self.groups.get_mut(peer)
         {
             self.by_group_size.remove(&(group.len(), peer.clone()));
@@ -388,7 +402,7 @@ impl<P: Clone + Ord> Authors<P> {
         let attributed = self
             .authors
             .iter()
-            .filter(|(k, a)| **k != self.me && a.introducer.is_some())
+            .filter(|(k, a)| **k != self.me && a.introducer != Introducer::Own)
             .count();
         assert_eq!(grouped, attributed, "group index");
         assert_eq!(self.by_group_size.len(), self.groups.len());

@@ -276,6 +276,13 @@ impl<P: Clone + Ord> Beliefs<P> {
         }
     }
 
+    /// Forgets what `peer` is believed to have (it is about to say, in a complete digest).
+    pub(crate) fn reset_has(&mut self, peer: &P) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.has = Knowledge::default();
+        }
+    }
+
     /// `peer` sent `sequence` of `author` and it was dropped unverified.
     pub(crate) fn refuse_one(&mut self, peer: &P, author: &PublicKey, sequence: u64) {
         let limits = self.limits;

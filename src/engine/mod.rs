@@ -107,7 +107,7 @@ pub struct Engine<P> {
     validations: Validations<P>,
     filter: SharedFilter,
     violators: Violators<P>,
-    skew: Skew,
+    skew: Skew<P>,
     // The connected peers, one component per concern.
     beliefs: Beliefs<P>,
     wants: Wants<P>,
@@ -181,7 +181,7 @@ impl<P: Clone + Ord> Engine<P> {
             ),
             filter,
             violators: Violators::new(millis(config.violation_ban)),
-            skew: Skew::default(),
+            skew: Skew::new(),
             beliefs: Beliefs::new(limits),
             wants: Wants::new(config.max_want_ranges_per_frame, limits),
             tree: Tree::new(TreeConfig {
@@ -525,9 +525,14 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
-        self.ban(peer.clone(), now);
-        self.outputs
-            .push_back(Output::Violation { peer, violation });
+        self.remove_peer(&peer, now);
+        // Reported before the ban is recorded: a ban that ends at once (zero) or lifts another
+        // comes after the stop it undoes.
+        self.outputs.push_back(Output::Violation {
+            peer: peer.clone(),
+            violation,
+        });
+        self.ban(peer, now);
     }
 
     /// `peer` is removed and not gossiped with for `violation_ban`.
@@ -548,6 +553,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.tree.disconnected(peer);
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
+            self.skew.disconnected(peer);
             self.resyncs.disconnected(peer);
             let asked = self.wants.remove_peer(peer);
             self.move_wants(asked, peer, now);
@@ -648,6 +654,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.beliefs.check_invariants();
         self.tree.check_invariants();
         self.rounds.check_invariants();
+        self.skew.check_invariants(self.beliefs.len());
         for author in self.store.authors_holding() {
             assert!(self.authors.is_tracked(author), "held but not tracked");
         }

@@ -36,9 +36,9 @@ pub enum Output<P> {
         /// The peer.
         peer: P,
     },
-    /// `peer`'s first frame (its complete digest) has been handled and nothing asked of it
-    /// is outstanding: this node has caught up with what the peer announced it had. Reported
-    /// once per connection.
+    /// A complete digest of `peer`'s has been handled and nothing this node asked of it is
+    /// outstanding (ids being pulled from another peer, or given up on, are not waited for).
+    /// Reported once per connection; not for a peer whose digest did not fit one frame.
     CaughtUp {
         /// The peer.
         peer: P,

@@ -5,6 +5,9 @@
 //! copy is `tree.rs`'s.
 //!
 //! Bounds, all here:
+//! - a complete digest after the peer's first frame (a resync: after a dropped digest, or
+//!   when the peer's side stopped and resumed gossip on the connection) replaces what the peer
+//!   is believed to have;
 //! - a `want` is answered with at most one frame ([`FrameBudget::answer`]), and never with
 //!   an envelope already sent on this connection (unless a frame to the peer was dropped): a
 //!   peer draws at most what it lacks;
@@ -21,6 +24,7 @@
 //! - announced ids beyond a peer's want budget wait in its backlog (`wants.rs`) and are asked
 //!   as room frees up.
 
+use super::authors::Introducer;
 use super::ids::{IdSets, Ids};
 use super::knowledge::worth_knowing;
 use super::wants::{Asks, Want};
@@ -34,6 +38,12 @@ impl<P: Clone + Ord> Engine<P> {
     /// authors). A complete one, if the resync budget allows, is answered with what the peer
     /// lacks; otherwise the announced ids this node lacks are wanted.
     pub(super) fn on_have(&mut self, peer: &P, have: Vec<Digest>, complete: bool, now: Millis) {
+        if complete && self.rounds.is_synced(peer) {
+            // A resync: the peer says all it has. What it was believed to have is replaced by
+            // that, so what it lacks is what it says it lacks (frames it sent that this side
+            // never read, or that never reached it, are not taken as known any more).
+            self.beliefs.reset_has(peer);
+        }
         let answer = complete && self.resyncs.allow(peer, now);
         if answer {
             self.stats.resyncs += 1;
@@ -125,7 +135,10 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn ask_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) -> bool {
-        if !self.filter.permits(author) || !self.authors.can_admit(author, &Some(peer.clone()), now)
+        if !self.filter.permits(author)
+            || !self
+                .authors
+                .can_admit(author, &Introducer::Peer(peer.clone()), now)
         {
             return false;
         }

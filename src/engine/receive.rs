@@ -5,7 +5,7 @@
 //! function, [`check_before_signature`], which the connection handlers also call before they
 //! verify signatures ahead (`verify.rs`), so both apply the same rule.
 
-use super::authors::Admission;
+use super::authors::{Admission, Introducer};
 use super::filter::Filter;
 use super::ids::Ids;
 use super::knowledge::worth_knowing;
@@ -27,6 +27,11 @@ pub(crate) enum Skip {
     Oversize,
     /// The author filter refuses its author.
     Filtered,
+    /// The author table has no room for a new author now (only a table of this node's own
+    /// key alone has none).
+    NoRoomForAuthor,
+    /// The id would give its author more than `max_ranges_per_author` ranges of known ids.
+    TooFragmented,
 }
 
 /// The checks of an envelope received at `now` that need no state but the config and the
@@ -114,7 +119,9 @@ impl<P: Clone + Ord> Engine<P> {
         if self.rounds.first_frame(&peer) {
             self.round_peer(&peer);
         }
-        self.wants.first_frame(&peer);
+        if complete {
+            self.wants.digest_handled(&peer);
+        }
         self.report_caught_up(&peer);
     }
 
@@ -159,45 +166,36 @@ impl<P: Clone + Ord> Engine<P> {
         // 3. The time window and the payload limit: not a violation, dropped quietly and
         //    unverified. It is not a known id (a relay could censor an author's next message
         //    with a forged copy), only an id not to ask of this peer again.
-        // 4. The author filter.
-        let checked = check_before_signature(&self.config, &self.filter.read(), &envelope, now);
+        // 4. The author filter; room for the author, and for the id (`check_admission`).
+        let introducer = Introducer::Peer(from.clone());
+        let checked = self.check_admission(&envelope, &introducer, now);
         let timestamp = envelope.timestamp();
         let outside = matches!(checked, Err(Skip::TooOld | Skip::TooNew));
-        if let Some(estimated_offset_ms) = self.skew.sample(timestamp, now, outside) {
+        let connected = self.beliefs.len();
+        if let Some(estimated_offset_ms) =
+            self.skew.sample(from, timestamp, now, outside, connected)
+        {
             self.outputs.push_back(Output::ClockSkew {
                 estimated_offset_ms,
             });
         }
-        match checked {
-            Ok(()) => {}
-            Err(skip @ (Skip::TooOld | Skip::TooNew | Skip::Oversize)) => {
+        if let Err(skip) = checked {
+            match skip {
+                Skip::TooOld | Skip::TooNew | Skip::Oversize => {
+                    self.stats.out_of_window += 1;
+                    self.stats.too_old += u64::from(skip == Skip::TooOld);
+                    self.stats.too_new += u64::from(skip == Skip::TooNew);
+                    self.refused(from, &id);
+                }
+                Skip::Filtered => self.stats.filtered += 1,
+                Skip::NoRoomForAuthor => self.stats.authors_full += 1,
+                Skip::TooFragmented => self.stats.too_fragmented += 1,
+            }
+            if matches!(skip, Skip::NoRoomForAuthor | Skip::TooFragmented) {
+                tracing::debug!(message = %id, ?skip, "dropped unverified, for now");
+            } else {
                 tracing::trace!(message = %id, timestamp, now, ?skip, "dropped unverified");
-                self.stats.out_of_window += 1;
-                self.stats.too_old += u64::from(skip == Skip::TooOld);
-                self.stats.too_new += u64::from(skip == Skip::TooNew);
-                self.refused(from, &id);
-                return Ok(None);
             }
-            Err(Skip::Filtered) => {
-                tracing::trace!(message = %id, "dropped: author filtered");
-                self.stats.filtered += 1;
-                return Ok(None);
-            }
-        }
-        // 4, continued. Room for the author (only a table of this node's own key alone has
-        //    none), and for the id: one that would give its author more than
-        //    `max_ranges_per_author` ranges of known ids waits until the gaps around it fill
-        //    (so a relay cannot make the node treat an author's unseen ids as known by
-        //    sending the others out of order).
-        let introducer = Some(from.clone());
-        if !self.authors.can_admit(&id.author, &introducer, now) {
-            tracing::debug!(message = %id, "dropped: no room to track a new author");
-            self.stats.authors_full += 1;
-            return Ok(None);
-        }
-        if self.authors.would_fragment(&id.author, id.sequence) {
-            tracing::debug!(message = %id, "dropped for now: too far from the author's known ids");
-            self.stats.too_fragmented += 1;
             return Ok(None);
         }
         // 5. The strict signature (checked ahead by the handlers, on other cores, if they did).
@@ -208,10 +206,7 @@ impl<P: Clone + Ord> Engine<P> {
         }
         // 6. Track the author, then deliver, and store and forward (7: after the
         //    application's verdict, with `validate_messages`; `validation.rs`).
-        if let Ok(Admission::Displaced(author)) = self.authors.admit(&id.author, &introducer, now) {
-            self.stats.authors_displaced += 1;
-            self.forget_author(&author);
-        }
+        self.admit(&id.author, &introducer, now);
         self.deliver(&envelope, from);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
@@ -342,48 +337,66 @@ impl<P: Clone + Ord> Engine<P> {
     /// Takes in an envelope the application got elsewhere (a backup, another transport):
     /// checked exactly as one from a peer (`docs/PROTOCOL.md` §3.1), then stored and gossiped
     /// as if it had arrived. It is not delivered (the application has it) nor held for
-    /// validation (the application vouches for it). Returns its id.
+    /// validation (the application vouches for it). Its author, if new, is introduced by the
+    /// application: all imports are one group in the fair shares of the author table and the
+    /// store, like one peer's.
+    /// Returns its id.
     pub fn import(&mut self, envelope: Envelope, now: Millis) -> Result<MessageId, ImportError> {
         let id = envelope.id();
-        self.check_import(&envelope, now)?;
-        if let Ok(Admission::Displaced(author)) = self.authors.admit(&id.author, &None, now) {
-            self.stats.authors_displaced += 1;
-            self.forget_author(&author);
+        if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
+            return Err(ImportError::AlreadyKnown);
         }
+        let introducer = Introducer::Imported;
+        self.check_admission(&envelope, &introducer, now)
+            .map_err(|skip| match skip {
+                Skip::TooOld | Skip::TooNew => ImportError::OutsideWindow {
+                    timestamp: envelope.timestamp(),
+                    now,
+                },
+                Skip::Oversize => ImportError::PayloadTooLarge {
+                    size: envelope.payload().len(),
+                    max: self.config.max_payload_size,
+                },
+                Skip::Filtered => ImportError::Filtered,
+                Skip::NoRoomForAuthor => ImportError::NoRoomForAuthor,
+                Skip::TooFragmented => ImportError::TooFragmented,
+            })?;
+        self.stats.verified += 1;
+        envelope
+            .verify()
+            .map_err(|_| ImportError::InvalidSignature)?;
+        self.admit(&id.author, &introducer, now);
         self.store_and_forward(envelope, None, now);
         self.end_of_input();
         Ok(id)
     }
 
-    fn check_import(&mut self, envelope: &Envelope, now: Millis) -> Result<(), ImportError> {
+    /// The checks between the known-id check and the signature (`docs/PROTOCOL.md` §3.1 steps
+    /// 3 and 4): [`check_before_signature`], then room for the author (if new, introduced by
+    /// `introducer`) and for the id.
+    fn check_admission(
+        &self,
+        envelope: &Envelope,
+        introducer: &Introducer<P>,
+        now: Millis,
+    ) -> Result<(), Skip> {
+        check_before_signature(&self.config, &self.filter.read(), envelope, now)?;
         let id = envelope.id();
-        if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
-            return Err(ImportError::AlreadyKnown);
-        }
-        let checked = check_before_signature(&self.config, &self.filter.read(), envelope, now);
-        match checked {
-            Ok(()) => {}
-            Err(Skip::TooOld | Skip::TooNew) => {
-                return Err(ImportError::OutsideWindow {
-                    timestamp: envelope.timestamp(),
-                    now,
-                });
-            }
-            Err(Skip::Oversize) => {
-                return Err(ImportError::PayloadTooLarge {
-                    size: envelope.payload().len(),
-                    max: self.config.max_payload_size,
-                });
-            }
-            Err(Skip::Filtered) => return Err(ImportError::Filtered),
-        }
-        if !self.authors.can_admit(&id.author, &None, now) {
-            return Err(ImportError::NoRoomForAuthor);
+        if !self.authors.can_admit(&id.author, introducer, now) {
+            return Err(Skip::NoRoomForAuthor);
         }
         if self.authors.would_fragment(&id.author, id.sequence) {
-            return Err(ImportError::TooFragmented);
+            return Err(Skip::TooFragmented);
         }
-        self.stats.verified += 1;
-        envelope.verify().map_err(|_| ImportError::InvalidSignature)
+        Ok(())
+    }
+
+    /// Tracks `author` (introduced by `introducer`, if new); an author displaced to make room
+    /// is forgotten.
+    fn admit(&mut self, author: &PublicKey, introducer: &Introducer<P>, now: Millis) {
+        if let Ok(Admission::Displaced(displaced)) = self.authors.admit(author, introducer, now) {
+            self.stats.authors_displaced += 1;
+            self.forget_author(&displaced);
+        }
     }
 }

@@ -104,6 +104,11 @@ impl<P: Clone + Ord> Rounds<P> {
         self.peers.remove(peer);
     }
 
+    /// Whether `peer`'s first frame has come.
+    pub(crate) fn is_synced(&self, peer: &P) -> bool {
+        self.peers.get(peer).is_some_and(|s| s.sync == Sync::Synced)
+    }
+
     /// `peer`'s first frame came. Returns whether a round skipped it meanwhile (run it now).
     pub(crate) fn first_frame(&mut self, peer: &P) -> bool {
         match self.peers.get_mut(peer) {

@@ -6,7 +6,8 @@
 //! answer (README, threat model).
 //!
 //! Rules, all here:
-//! - a ban lasts `violation_ban` from the last offence; none with a zero ban;
+//! - a ban lasts `violation_ban` from the last offence; a zero ban ends at once (it is
+//!   reported lifted as it is recorded, so a driver that stopped gossip resumes it);
 //! - when a ban ends (its time came: [`Timer::Ban`](super::Timer::Ban), or the entry made room
 //!   for a newer one) the peer is reported as lifted, so a driver that kept its connections
 //!   open for other protocols gossips on them again.
@@ -33,10 +34,11 @@ impl<P: Clone + Ord> Violators<P> {
         }
     }
 
-    /// Bans `peer` from `now`. Returns the peers whose bans ended to make room (or had ended).
+    /// Bans `peer` from `now`. Returns the peers whose bans ended to make room (or had ended,
+    /// or, with a zero ban, `peer` itself).
     pub(crate) fn record(&mut self, peer: &P, now: Millis) -> Vec<P> {
         if self.ban_ms == 0 {
-            return Vec::new();
+            return vec![peer.clone()];
         }
         let until = now.saturating_add(self.ban_ms);
         self.until.insert(peer.clone(), until);
@@ -110,7 +112,11 @@ mod tests {
         assert!(!v.banned(&1, 150));
         assert_eq!(v.next_expiry(), None);
         let mut zero = Violators::new(0);
-        assert!(zero.record(&1u8, 0).is_empty());
+        assert_eq!(
+            zero.record(&1u8, 0),
+            vec![1],
+            "a zero ban ends as it starts"
+        );
         assert!(!zero.banned(&1, 0));
     }
 

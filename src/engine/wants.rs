@@ -71,7 +71,8 @@ struct Asked {
 /// How far this node is in catching up with a peer's history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CatchUp {
-    /// The peer's first frame (its complete digest) has not been handled.
+    /// No complete digest of the peer's has been handled (a digest too large for one frame
+    /// comes as incomplete ones: then none is).
     AwaitingDigest,
     /// It was: wants of what it announced may be outstanding.
     Pulling,
@@ -358,8 +359,9 @@ impl<P: Clone + Ord> Wants<P> {
         self.peers.len()
     }
 
-    /// `peer`'s first frame was handled: what it announced is wanted (or known) by now.
-    pub(crate) fn first_frame(&mut self, peer: &P) {
+    /// A complete digest of `peer`'s was handled: what it announced is wanted (or known) by
+    /// now.
+    pub(crate) fn digest_handled(&mut self, peer: &P) {
         if let Some(asked) = self.peers.get_mut(peer)
             && asked.catch_up == CatchUp::AwaitingDigest
         {
@@ -367,8 +369,9 @@ impl<P: Clone + Ord> Wants<P> {
         }
     }
 
-    /// Whether this node has just caught up with `peer`: its first frame was handled, and
-    /// nothing is asked of it or waits in its backlog. True once per connection.
+    /// Whether this node has just caught up with `peer`: a complete digest of its was handled,
+    /// and nothing is asked of it or waits in its backlog (ids wanted of another peer, or
+    /// given up on, are not waited for). True once per connection.
     pub(crate) fn caught_up(&mut self, peer: &P) -> bool {
         match self.peers.get_mut(peer) {
             Some(asked)

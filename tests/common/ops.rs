@@ -12,7 +12,8 @@ use secure_gossip::codec::decode_framed;
 use secure_gossip::engine::{Engine, Input, Millis, Output};
 use secure_gossip::proto;
 use secure_gossip::{
-    Bytes, Config, Digest, Envelope, Frame, Keypair, MessageId, RangeSet, Stats, Validation,
+    Bytes, Config, ConfigBuilder, Digest, Envelope, Frame, Keypair, MessageId, RangeSet, Stats,
+    Validation,
 };
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -51,8 +52,9 @@ impl Reader<'_> {
 }
 
 /// A small config, so limits are reached with small inputs.
-pub fn config() -> Config {
-    Config::builder()
+fn small() -> ConfigBuilder {
+    let mut builder = Config::builder();
+    builder
         .max_frame_size(4096)
         .max_payload_size(512)
         .max_messages_per_frame(8)
@@ -69,9 +71,23 @@ pub fn config() -> Config {
         .min_resync_interval(Duration::from_secs(1))
         .want_timeout(Duration::from_millis(100))
         .gossip_interval(Some(Duration::from_millis(50)))
-        .start_sequence(1)
-        .build()
-        .expect("a valid config")
+        .start_sequence(1);
+    builder
+}
+
+/// The small config.
+pub fn config() -> Config {
+    small().build().expect("a valid config")
+}
+
+/// The small config with application validation on.
+pub fn validating() -> Config {
+    let mut builder = small();
+    builder
+        .validate_messages(true)
+        .max_pending_validations(6)
+        .validation_timeout(Duration::from_secs(2));
+    builder.build().expect("a valid config")
 }
 
 /// Sequences are small, so ranges collide and gaps form.
@@ -140,33 +156,6 @@ impl Step {
         };
         engine.handle(input, now);
     }
-}
-
-/// The small config with application validation on.
-pub fn validating() -> Config {
-    let mut builder = Config::builder();
-    builder
-        .max_frame_size(4096)
-        .max_payload_size(512)
-        .max_messages_per_frame(8)
-        .max_have_ranges_per_frame(16)
-        .max_want_ranges_per_frame(8)
-        .max_stored_messages(12)
-        .max_stored_bytes(16 * 1024)
-        .max_tracked_authors(4)
-        .max_ranges_per_author(4)
-        .max_ranges_per_peer(12)
-        .max_queued_bytes(16 * 1024)
-        .max_age(Duration::from_secs(60))
-        .max_clock_skew(Duration::from_secs(5))
-        .min_resync_interval(Duration::from_secs(1))
-        .want_timeout(Duration::from_millis(100))
-        .gossip_interval(Some(Duration::from_millis(50)))
-        .start_sequence(1)
-        .validate_messages(true)
-        .max_pending_validations(6)
-        .validation_timeout(Duration::from_secs(2));
-    builder.build().expect("a valid config")
 }
 
 /// A new engine under test.

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod bans;
 mod basics;
 mod pull;
 mod retention;

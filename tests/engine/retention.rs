@@ -146,3 +146,50 @@ fn an_author_that_restarts_often_keeps_being_accepted_as_its_old_runs_age_out() 
     assert_eq!(net.got(0).len(), 60, "every run accepted");
     assert_eq!(net.e(0).stats().too_fragmented, 0);
 }
+
+/// Found by review: imported authors shared this node's own group, which the author table
+/// never displaces and the store lets crowd out this node's own messages; imports pushed every
+/// peer-introduced author out and then locked the table. Imports are now one group of their
+/// own, sharing fairly.
+#[test]
+fn imports_are_one_fair_group_and_crowd_out_neither_peers_authors_nor_own_messages() {
+    let config = Config::builder().max_tracked_authors(10).build().unwrap();
+    let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
+    v.connect(1, T0);
+    for s in 10..15u8 {
+        v.handle_frame(1, push(vec![sign(&keys(s), 1, T0, b"honest")]), T0 + 1);
+    }
+    for _ in 0..9 {
+        v.import(sign(&Keypair::generate(), 1, T0, b"imported"), T0 + 2)
+            .unwrap();
+    }
+    let peers_left = (10..15u8)
+        .filter(|s| {
+            v.message(&MessageId {
+                author: keys(*s).public(),
+                sequence: 1,
+            })
+            .is_some()
+        })
+        .count();
+    assert!(peers_left >= 4, "imports displaced {} of 5", 5 - peers_left);
+    while v.poll_output().is_some() {}
+    let new_author = sign(&keys(30), 1, T0 + 3, b"new honest");
+    let id = new_author.id();
+    v.handle_frame(1, push(vec![new_author]), T0 + 3);
+    assert!(v.knows(&id), "a new author from the peer is never refused");
+    v.check_invariants();
+
+    let config = Config::builder().max_stored_messages(20).build().unwrap();
+    let mut w: Engine<u8> = Engine::new(keys(1), config, T0);
+    let own: Vec<_> = (0..10)
+        .map(|i| w.publish(format!("own {i}").into_bytes(), T0 + i).unwrap())
+        .collect();
+    for _ in 0..20 {
+        w.import(sign(&Keypair::generate(), 1, T0 + 20, b"imported"), T0 + 20)
+            .unwrap();
+    }
+    let own_left = own.iter().filter(|id| w.message(id).is_some()).count();
+    assert_eq!(own_left, 10, "imports pushed out this node's own messages");
+    w.check_invariants();
+}

@@ -596,3 +596,55 @@ async fn a_violator_that_reconnects_is_not_gossiped_with() {
         "a banned peer's envelope was delivered"
     );
 }
+
+/// 8. A peer id that reconnects in a loop, sending only the complete (empty) digest every
+///    peer starts with, draws one catch-up answer per `min_resync_interval`, not one per
+///    connection (the budget is remembered per peer id, not per connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_does_not_buy_a_fresh_resync_answer() {
+    let mut victim = Node::spawn(Config::default()).await;
+    // More than one catch-up frame's worth (half a frame: 512 KiB).
+    let payload = vec![7u8; 1_000];
+    let mut last = None;
+    for _ in 0..600 {
+        last = Some(victim.publish(payload.clone()).await);
+    }
+    let last = last.expect("published");
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let peer_id = key.public().to_peer_id();
+    let mut drawn = Vec::new();
+    for _ in 0..5 {
+        let mut raw = Raw::connect_as(key.clone(), &mut victim, Reading::Count).await;
+        // The last message is never part of a catch-up (oldest first): asking for it marks
+        // the point where the victim has handled the digest and sent what it draws.
+        raw.send(&Frame {
+            want: vec![digest(
+                victim.author,
+                RangeSet::from_range(last.sequence, last.sequence),
+            )],
+            ..Frame::default()
+        })
+        .await
+        .unwrap();
+        let got = raw.wait_until(|r| r.ids.contains(&last)).await;
+        drawn.push(got.message_bytes);
+        raw.disconnect();
+        victim.disconnected(peer_id).await;
+    }
+    let stats = victim.stats().await.stats;
+    println!(
+        "envelope bytes drawn by 5 connections of one peer id: {drawn:?}; resyncs answered {}, \
+         limited {}",
+        stats.resyncs, stats.resyncs_limited
+    );
+    assert!(
+        drawn[0] > 400_000,
+        "the first connection catches up: {drawn:?}"
+    );
+    for (k, bytes) in drawn.iter().enumerate().skip(1) {
+        assert!(
+            *bytes < 10_000,
+            "connection {k} drew a fresh answer ({bytes} bytes) by reconnecting: {drawn:?}"
+        );
+    }
+}

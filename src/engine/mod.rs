@@ -554,7 +554,6 @@ impl<P: Clone + Ord> Engine<P> {
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
-            self.resyncs.disconnected(peer);
             let asked = self.wants.remove_peer(peer);
             self.move_wants(asked, peer, now);
         }
@@ -650,6 +649,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.store.check_invariants();
         self.wants.check_invariants();
         self.violators.check_invariants();
+        self.resyncs.check_invariants();
         self.validations.check_invariants();
         self.beliefs.check_invariants();
         self.tree.check_invariants();

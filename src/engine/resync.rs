@@ -2,18 +2,30 @@
 //!
 //! Rules, all here:
 //! - a complete digest is answered (with what the peer lacks) at most once per
-//!   `min_resync_interval` per connection; the first always. One within the interval is read
-//!   as announcements only (`pull.rs`), so a peer that sends empty complete frames in a loop
-//!   draws one answer per interval, however many it sends.
+//!   `min_resync_interval` per peer id, across its connections: a peer that reconnects does
+//!   not buy a fresh answer. The first digest of a peer not heard within the interval is
+//!   always answered. One within the interval is read as announcements only (`pull.rs`), so
+//!   a peer that sends empty complete frames in a loop, or reconnects in a loop, draws one
+//!   answer per interval, however many it sends (it still catches up: it wants what this
+//!   node's own digest lists, one frame per round trip).
 //!
-//! Bounds: one time per connected peer.
+//! Bounds: at most [`MAX_REMEMBERED`] peer ids (about 100 bytes each); an entry goes when
+//! its interval is over, or, when the table is full, the oldest goes first (that peer id
+//! gets a fresh answer: against a stream of new ids, the application's connection limits are
+//! the answer, as for bans).
 
 use super::Millis;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+
+/// How many peer ids' last answers are remembered at most.
+pub(crate) const MAX_REMEMBERED: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Resyncs<P> {
     last: BTreeMap<P, Millis>,
+    /// Answers in the order given (times never decrease); an entry whose time is not the
+    /// peer's in `last` is stale.
+    order: VecDeque<(Millis, P)>,
     min_interval: Millis,
 }
 
@@ -21,6 +33,7 @@ impl<P: Clone + Ord> Resyncs<P> {
     pub(crate) fn new(min_interval: Millis) -> Self {
         Resyncs {
             last: BTreeMap::new(),
+            order: VecDeque::new(),
             min_interval,
         }
     }
@@ -28,19 +41,43 @@ impl<P: Clone + Ord> Resyncs<P> {
     /// Whether `peer`'s complete digest received at `now` is answered; if so, the budget is
     /// spent until `min_interval` from `now`.
     pub(crate) fn allow(&mut self, peer: &P, now: Millis) -> bool {
-        let allowed = self
-            .last
-            .get(peer)
-            .is_none_or(|t| now >= t.saturating_add(self.min_interval));
-        if allowed {
-            self.last.insert(peer.clone(), now);
+        self.forget_until(now);
+        if self.last.contains_key(peer) {
+            return false;
         }
-        allowed
+        if self.min_interval == 0 {
+            return true;
+        }
+        self.last.insert(peer.clone(), now);
+        self.order.push_back((now, peer.clone()));
+        while self.last.len() > MAX_REMEMBERED {
+            let Some((t, p)) = self.order.pop_front() else {
+                break;
+            };
+            if self.last.get(&p) == Some(&t) {
+                self.last.remove(&p);
+            }
+        }
+        true
     }
 
-    /// `peer`'s connection is gone (or replaced).
-    pub(crate) fn disconnected(&mut self, peer: &P) {
-        self.last.remove(peer);
+    /// Drops the entries whose interval is over by `now`.
+    fn forget_until(&mut self, now: Millis) {
+        while let Some((t, _)) = self.order.front() {
+            if now < t.saturating_add(self.min_interval) {
+                break;
+            }
+            let (t, p) = self.order.pop_front().expect("looked");
+            if self.last.get(&p) == Some(&t) {
+                self.last.remove(&p);
+            }
+        }
+    }
+
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.last.len() <= MAX_REMEMBERED);
+        assert!(self.order.len() >= self.last.len());
     }
 }
 
@@ -49,7 +86,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_answer_per_interval_per_peer() {
+    fn one_answer_per_interval_per_peer_id_across_connections() {
         let mut r = Resyncs::new(1_000);
         // (peer, now, answered)
         let table = [
@@ -58,14 +95,32 @@ mod tests {
             (2, 999, true),
             (1, 1_000, true),
             (1, 1_500, false),
+            (2, 1_998, false),
+            (2, 1_999, true),
         ];
         for (i, (peer, now, answered)) in table.into_iter().enumerate() {
             assert_eq!(r.allow(&peer, now), answered, "row {i}");
         }
-        r.disconnected(&1);
+        r.check_invariants();
+        let mut zero = Resyncs::new(0);
         assert!(
-            r.allow(&1, 1_600),
-            "a new connection starts with its budget"
+            zero.allow(&1u8, 0) && zero.allow(&1, 0),
+            "no interval: always"
         );
+    }
+
+    #[test]
+    fn the_table_is_bounded_and_the_oldest_goes_first() {
+        let mut r = Resyncs::new(1_000_000);
+        for p in 0..=MAX_REMEMBERED as u32 {
+            assert!(r.allow(&p, u64::from(p)));
+        }
+        r.check_invariants();
+        assert!(r.allow(&0, 2_000), "pushed out: answered again");
+        assert!(
+            !r.allow(&(MAX_REMEMBERED as u32), 2_001),
+            "still remembered"
+        );
+        r.check_invariants();
     }
 }

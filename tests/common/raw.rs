@@ -51,6 +51,9 @@ pub struct Raw {
     pub peer_id: PeerId,
     out: Stream,
     shared: Arc<Shared>,
+    /// Notified to end the raw peer's swarm, which closes its connection (dropping `Raw`
+    /// leaves the connection open).
+    stop: Arc<Notify>,
 }
 
 impl Raw {
@@ -76,10 +79,13 @@ impl Raw {
         ) {}
         let shared = Arc::new(Shared::default());
         let reader = shared.clone();
+        let stop = Arc::new(Notify::new());
+        let stopped = stop.clone();
         tokio::spawn(async move {
             let mut streams = Vec::new();
             loop {
                 tokio::select! {
+                    _ = stopped.notified() => return,
                     _ = swarm.select_next_some() => {}
                     stream = incoming.next() => {
                         let Some((_, stream)) = stream else { return };
@@ -100,6 +106,7 @@ impl Raw {
             peer_id,
             out,
             shared,
+            stop,
         };
         // Like any peer, start with a complete digest: "I know nothing".
         let hello = Frame {
@@ -109,6 +116,11 @@ impl Raw {
         // A node that does not gossip with this peer drops the substream: sends then fail.
         let _ = raw.send(&hello).await;
         raw
+    }
+
+    /// Ends the raw peer: its swarm goes, and with it the connection.
+    pub fn disconnect(self) {
+        self.stop.notify_one();
     }
 
     /// Writes raw bytes on the peer's substream.

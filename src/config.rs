@@ -296,9 +296,9 @@ impl ConfigBuilder {
         max_inbound_bytes_per_sec: usize;
         /// Most envelopes read from one peer per second (default 4,000).
         max_inbound_messages_per_sec: usize;
-        /// Least time between two answers to one peer id's complete digests, across its connections
-        /// (default 10 s); a
-        /// complete digest within it is read as announcements only.
+        /// Least time between two answers to one peer id's complete digests, across its
+        /// connections (default 10 s); a complete digest within it is read as announcements
+        /// only.
         min_resync_interval: Duration;
         /// How long a peer that broke the protocol (or did not take a frame within
         /// `write_timeout`) is not gossiped with (default 60 s; `Duration::ZERO`: gossip resumes

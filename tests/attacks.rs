@@ -648,3 +648,47 @@ async fn reconnecting_does_not_buy_a_fresh_resync_answer() {
         );
     }
 }
+
+/// 7. A relay that was first to bring an honest author's message floods fresh authors, more
+///    than the author table and its tombstones hold, then replays that message: it is not
+///    delivered again (one introducer never evicts a live tombstone), and a new author an
+///    honest peer brings afterwards still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_cannot_replay_an_honest_message_after_a_flood() {
+    let config = Config::builder().max_tracked_authors(16).build().unwrap();
+    let mut victim = Node::spawn(config.clone()).await;
+    let mut honest = Node::spawn(config).await;
+    connect(&mut honest, &mut victim).await;
+    let mut relay = Raw::connect(&mut victim, Reading::Count).await;
+    let relayed = sign(&Keypair::generate(), 1, now_ms(), b"honest, relayed first");
+    relay.send(&push(vec![relayed.clone()])).await.unwrap();
+    victim.message(relayed.id()).await;
+    // 16 tracked + 64 tombstones: 200 fresh authors are more than both. A marker envelope
+    // after every 8 keeps the marker's author active (so it is never the one displaced).
+    let mut marker = Marker::new(&mut relay, &mut victim).await;
+    let mut frame = Vec::new();
+    for spam in throwaway_authors(200, now_ms()).chunks(8) {
+        frame.extend_from_slice(spam);
+        frame.push(marker.envelope());
+    }
+    let last = frame.last().expect("some").id();
+    relay.send(&push(frame)).await.unwrap();
+    victim.message(last).await;
+    relay.send(&push(vec![relayed.clone()])).await.unwrap();
+    marker.barrier(&mut relay, &mut victim).await;
+    let id = honest.publish(b"a new honest author".to_vec()).await;
+    victim.message(id).await;
+    let events = victim.drain_events().await;
+    let copies = events
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::Message(m, _) if m.id == relayed.id()))
+        .count();
+    let stats = victim.stats().await.stats;
+    println!(
+        "replayed after 200 fresh authors: delivered again {copies} times; authors refused \
+         {}, displaced {}",
+        stats.authors_full, stats.authors_displaced
+    );
+    assert_eq!(copies, 0, "the relayed message was delivered twice");
+    assert!(stats.authors_full > 0, "the flood was not held back");
+}

@@ -9,22 +9,32 @@
 //!   ranges that count are those of the last `max_age`;
 //! - at most `max_tracked_authors` authors are tracked. Each is attributed to the peer that
 //!   introduced it (the peer its first accepted message came from; the application, for an
-//!   imported one, as one group; this node's own key to no one). A new author is never refused: when the table is full it takes the place of
+//!   imported one, as one group; this node's own key to no one). A new author is refused
+//!   only when it comes from the group that would have to give up an author and that group
+//!   is at its tombstone share (below). Otherwise, when the table is full, it takes the
+//!   place of
 //!   1. an author whose newest message is older than `max_age` (every message of it is then
 //!      outside the time window, so forgetting it cannot cause a second delivery); else
 //!   2. the least recently active author (by when this node last accepted a message of it,
 //!      not by its claimed timestamp) of the peer that introduced the most authors. So one
 //!      peer, however many keys it makes, first crowds out its own authors; an author that
-//!      keeps speaking stays; and no flood of authors can keep a new one out, at this node
-//!      or at any node behind it.
+//!      keeps speaking stays; and no flood of authors can keep another peer's new author
+//!      out, at this node or at any node behind it.
 //! - an author forgotten by rule 2 while its messages are still inside the time window
 //!   leaves a tombstone (its highest known or held sequence, and newest timestamp: a message
 //!   held for the application's verdict counts as the author's activity and is covered too)
-//!   until its newest
-//!   message leaves the window: its sequences up to that one count as known, so none is
-//!   delivered twice, and if it speaks again it is tracked again from there. Tombstones are
-//!   bounded by [`TOMBSTONES_PER_AUTHOR`] × `max_tracked_authors`; when they are full the
-//!   oldest goes (the README's threat model says what that allows);
+//!   until its newest message leaves the window: its sequences up to that one count as
+//!   known, so none is delivered twice, and if it speaks again it is tracked again from
+//!   there. A tombstone belongs to the forgotten author's introducer. At most
+//!   [`TOMBSTONES_PER_AUTHOR`] × `max_tracked_authors` are kept, and one introducer holds at
+//!   most half of them (its *share*): an introducer at its share whose own new author would
+//!   cost another of its authors a tombstone has that new author refused (for now: room
+//!   comes back as its tombstones leave the window), so no flood one peer can send evicts a
+//!   live tombstone, its own or anyone's. A tombstone is evicted while live only to admit
+//!   another introducer's new author (which is never refused): the group over its share,
+//!   or else the one holding the most, loses its most recently made one (an early author
+//!   it relayed honestly is the last to go). The README's threat model says what that
+//!   leaves;
 //! - an author's newest timestamp is the largest *verified* one, unclamped: a message signed
 //!   with a future timestamp keeps its author tracked until that timestamp has aged out;
 //! - a proven equivocation is remembered per id, so replaying it costs no verification and
@@ -61,15 +71,20 @@ struct Author<P> {
     equivocated: RangeSet,
     /// Largest verified timestamp of an accepted message (0: none yet).
     newest: u64,
-    /// When this node last accepted a message of it.
+    /// When this node last accepted (or held) a message of it, counted in such events (so
+    /// two within one millisecond are still ordered).
     last_seen: u64,
     introducer: Introducer<P>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Tombstone {
+#[derive(Debug, Clone)]
+struct Tombstone<P> {
     highest: u64,
     newest: u64,
+    /// The forgotten author's introducer.
+    group: Introducer<P>,
+    /// When it was made, in tombstones made so far.
+    made: u64,
 }
 
 /// Why a new author was not admitted.
@@ -95,9 +110,16 @@ pub(crate) struct Authors<P> {
     groups: BTreeMap<Introducer<P>, BTreeSet<(u64, PublicKey)>>,
     /// `(authors introduced, peer)`: who introduced the most.
     by_group_size: BTreeSet<(usize, Introducer<P>)>,
-    tombstones: BTreeMap<PublicKey, Tombstone>,
+    tombstones: BTreeMap<PublicKey, Tombstone<P>>,
     /// `(newest, author)` of every tombstone: which one leaves the window first.
     tombstones_by_newest: BTreeSet<(u64, PublicKey)>,
+    /// Per introducer: `(made, author)` of its tombstones.
+    tombstone_groups: BTreeMap<Introducer<P>, BTreeSet<(u64, PublicKey)>>,
+    /// `(tombstones held, introducer)`: who holds the most.
+    tombstone_groups_by_size: BTreeSet<(usize, Introducer<P>)>,
+    tombstones_made: u64,
+    /// Messages accepted or held so far: the clock of `last_seen`.
+    activity: u64,
     max_authors: usize,
     max_ranges: usize,
     max_age_ms: u64,
@@ -130,6 +152,10 @@ impl<P: Clone + Ord> Authors<P> {
             by_group_size: BTreeSet::new(),
             tombstones: BTreeMap::new(),
             tombstones_by_newest: BTreeSet::new(),
+            tombstone_groups: BTreeMap::new(),
+            tombstone_groups_by_size: BTreeSet::new(),
+            tombstones_made: 0,
+            activity: 0,
             max_authors,
             max_ranges,
             max_age_ms,
@@ -242,8 +268,7 @@ impl<P: Clone + Ord> Authors<P> {
         };
         let mut known = RangeSet::new();
         let mut newest = 0;
-        if let Some(t) = self.tombstones.remove(author) {
-            self.tombstones_by_newest.remove(&(t.newest, *author));
+        if let Some(t) = self.unbury(author) {
             known.insert_range(1, t.highest);
             newest = t.newest;
         }
@@ -252,7 +277,7 @@ impl<P: Clone + Ord> Authors<P> {
             held: RangeSet::new(),
             equivocated: RangeSet::new(),
             newest,
-            last_seen: now,
+            last_seen: self.tick(),
             introducer: from.clone(),
         };
         self.index(author, &entry);
@@ -260,8 +285,8 @@ impl<P: Clone + Ord> Authors<P> {
         Ok(displaced)
     }
 
-    /// Records an accepted message of a tracked author, received at `now`.
-    pub(crate) fn accepted(&mut self, author: &PublicKey, sequence: u64, timestamp: u64, now: u64) {
+    /// Records an accepted message of a tracked author.
+    pub(crate) fn accepted(&mut self, author: &PublicKey, sequence: u64, timestamp: u64) {
         let Some(mut a) = self.authors.remove(author) else {
             return;
         };
@@ -271,23 +296,28 @@ impl<P: Clone + Ord> Authors<P> {
         // `would_fragment` keeps this from ever filling anything; it stays as the bound.
         a.known.fill_lowest_gaps(self.max_ranges);
         a.newest = a.newest.max(timestamp);
-        a.last_seen = a.last_seen.max(now);
+        a.last_seen = self.tick();
         self.index(author, &a);
         self.authors.insert(*author, a);
     }
 
-    /// A verified message of a tracked author, received at `now`, waits for the application's
-    /// verdict: it counts as the author's activity (its timestamp and time of receipt), and
+    fn tick(&mut self) -> u64 {
+        self.activity += 1;
+        self.activity
+    }
+
+    /// A verified message of a tracked author waits for the application's verdict: it
+    /// counts as the author's activity (its timestamp, and as the latest received), and
     /// if the author is forgotten meanwhile its tombstone covers the id, so the message is
     /// never delivered a second time.
-    pub(crate) fn hold(&mut self, author: &PublicKey, sequence: u64, timestamp: u64, now: u64) {
+    pub(crate) fn hold(&mut self, author: &PublicKey, sequence: u64, timestamp: u64) {
         let Some(mut a) = self.authors.remove(author) else {
             return;
         };
         self.unindex(author, &a);
         a.held.insert(sequence);
         a.newest = a.newest.max(timestamp);
-        a.last_seen = a.last_seen.max(now);
+        a.last_seen = self.tick();
         self.index(author, &a);
         self.authors.insert(*author, a);
     }
@@ -314,14 +344,91 @@ impl<P: Clone + Ord> Authors<P> {
         {
             return Ok(Some(oldest));
         }
-        let _ = from; // Whoever brings the new author, the largest group makes room.
+        // Whoever brings the new author, the largest group makes room.
         let Some((_, heaviest)) = self.by_group_size.last() else {
             return Err(AuthorsFull); // Only this node's own key is tracked.
         };
         let (_, victim) = self.groups[heaviest]
             .first()
             .expect("a group is never empty");
+        if heaviest == from
+            && self.needs_tombstone(&self.authors[victim], horizon)
+            && self.tombstones_held(from) >= self.tombstone_share()
+        {
+            // Its own flood would evict its own live tombstones: it waits instead.
+            return Err(AuthorsFull);
+        }
         Ok(Some(*victim))
+    }
+
+    /// Whether forgetting `a` needs a tombstone: it has ids and its newest message may still
+    /// be inside the window.
+    fn needs_tombstone(&self, a: &Author<P>, horizon: u64) -> bool {
+        a.newest >= horizon && (a.known.last().is_some() || a.held.last().is_some())
+    }
+
+    fn max_tombstones(&self) -> usize {
+        self.max_authors.saturating_mul(TOMBSTONES_PER_AUTHOR)
+    }
+
+    /// The most tombstones one introducer holds.
+    fn tombstone_share(&self) -> usize {
+        (self.max_tombstones() / 2).max(1)
+    }
+
+    fn tombstones_held(&self, group: &Introducer<P>) -> usize {
+        self.tombstone_groups.get(group).map_or(0, BTreeSet::len)
+    }
+
+    /// Leaves a tombstone for `author`.
+    fn bury(&mut self, author: &PublicKey, highest: u64, newest: u64, group: Introducer<P>) {
+        self.tombstones_made += 1;
+        let made = self.tombstones_made;
+        let held = self.tombstone_groups.entry(group.clone()).or_default();
+        self.tombstone_groups_by_size
+            .remove(&(held.len(), group.clone()));
+        held.insert((made, *author));
+        self.tombstone_groups_by_size
+            .insert((held.len(), group.clone()));
+        self.tombstones_by_newest.insert((newest, *author));
+        self.tombstones.insert(
+            *author,
+            Tombstone {
+                highest,
+                newest,
+                group,
+                made,
+            },
+        );
+    }
+
+    /// Removes `author`'s tombstone, if it has one.
+    fn unbury(&mut self, author: &PublicKey) -> Option<Tombstone<P>> {
+        let t = self.tombstones.remove(author)?;
+        self.tombstones_by_newest.remove(&(t.newest, *author));
+        if let Some(held) = self.tombstone_groups.get_mut(&t.group) {
+            self.tombstone_groups_by_size
+                .remove(&(held.len(), t.group.clone()));
+            held.remove(&(t.made, *author));
+            if held.is_empty() {
+                self.tombstone_groups.remove(&t.group);
+            } else {
+                self.tombstone_groups_by_size
+                    .insert((held.len(), t.group.clone()));
+            }
+        }
+        Some(t)
+    }
+
+    /// Evicts the most recently made tombstone of `group`.
+    fn evict_newest_of(&mut self, group: &Introducer<P>) {
+        let newest = self
+            .tombstone_groups
+            .get(group)
+            .and_then(|held| held.last().map(|(_, key)| *key));
+        if let Some(key) = newest {
+            self.unbury(&key);
+        }
     }
 
     /// Forgets a tracked author (never this node's own), leaving a tombstone if any of its
@@ -332,28 +439,25 @@ impl<P: Clone + Ord> Authors<P> {
         };
         self.unindex(author, &a);
         let horizon = now.saturating_sub(self.max_age_ms);
-        let Some(highest) = a.known.last().max(a.held.last()) else {
-            return;
-        };
-        if a.newest < horizon {
+        if !self.needs_tombstone(&a, horizon) {
             return;
         }
-        // Expired tombstones first, then the oldest if still full.
-        let max_tombstones = self.max_authors.saturating_mul(TOMBSTONES_PER_AUTHOR);
+        let highest = a.known.last().max(a.held.last()).unwrap_or(0);
+        // Tombstones out of the window go first; then, if the author's group is at its
+        // share, its newest; then, if all are taken, the newest of the group holding most.
         while let Some(&(newest, key)) = self.tombstones_by_newest.first()
-            && (newest < horizon || self.tombstones.len() >= max_tombstones)
+            && newest < horizon
         {
-            self.tombstones_by_newest.remove(&(newest, key));
-            self.tombstones.remove(&key);
+            self.unbury(&key);
         }
-        self.tombstones.insert(
-            *author,
-            Tombstone {
-                highest,
-                newest: a.newest,
-            },
-        );
-        self.tombstones_by_newest.insert((a.newest, *author));
+        if self.tombstones_held(&a.introducer) >= self.tombstone_share() {
+            self.evict_newest_of(&a.introducer);
+        } else if self.tombstones.len() >= self.max_tombstones()
+            && let Some((_, most)) = self.tombstone_groups_by_size.last().cloned()
+        {
+            self.evict_newest_of(&most);
+        }
+        self.bury(author, highest, a.newest, a.introducer);
     }
 
     fn index(&mut self, author: &PublicKey, a: &Author<P>) {
@@ -398,6 +502,15 @@ impl<P: Clone + Ord> Authors<P> {
         );
         assert_eq!(self.by_newest.len() + 1, self.authors.len(), "age index");
         assert_eq!(self.tombstones_by_newest.len(), self.tombstones.len());
+        let buried: usize = self.tombstone_groups.values().map(BTreeSet::len).sum();
+        assert_eq!(buried, self.tombstones.len(), "tombstone group index");
+        assert_eq!(
+            self.tombstone_groups_by_size.len(),
+            self.tombstone_groups.len()
+        );
+        for held in self.tombstone_groups.values() {
+            assert!(held.len() <= self.tombstone_share(), "tombstone share");
+        }
         let grouped: usize = self.groups.values().map(BTreeSet::len).sum();
         let attributed = self
             .authors
@@ -413,5 +526,59 @@ impl<P: Clone + Ord> Authors<P> {
                 assert!(self.by_newest.contains(&(a.newest, *key)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    fn key() -> PublicKey {
+        Keypair::generate().public()
+    }
+
+    /// One peer (1) relays an honest author first, then floods fresh authors: it can never
+    /// evict that author's tombstone (nor any other live one); its own new authors are
+    /// refused once its share is full, and another peer's new author still gets in.
+    #[test]
+    fn one_peer_flood_evicts_no_live_tombstone() {
+        let me = key();
+        let (max_authors, max_age) = (4, 1_000_000);
+        let mut t = Authors::<u8>::new(me, max_authors, 64, max_age);
+        let flooder = Introducer::Peer(1);
+        let honest = key();
+        t.admit(&honest, &flooder, 10).unwrap();
+        t.accepted(&honest, 1, 10);
+        let mut refused = 0;
+        for now in 11..10_000u64 {
+            let spam = key();
+            if !t.can_admit(&spam, &flooder, now) {
+                assert_eq!(t.admit(&spam, &flooder, now), Err(AuthorsFull));
+                refused += 1;
+                continue;
+            }
+            t.admit(&spam, &flooder, now).unwrap();
+            t.accepted(&spam, 1, now);
+            t.check_invariants();
+            assert!(t.knows(&honest, 1), "the honest author's id at step {now}");
+        }
+        assert!(refused > 9_000, "refused {refused}");
+        assert!(t.knows(&honest, 1));
+        // Another peer's new author is never refused.
+        let other = key();
+        assert!(t.can_admit(&other, &Introducer::Peer(2), 20_000));
+        assert!(matches!(
+            t.admit(&other, &Introducer::Peer(2), 20_000),
+            Ok(Admission::Displaced(_))
+        ));
+        t.accepted(&other, 1, 20_000);
+        t.check_invariants();
+        assert!(
+            t.knows(&honest, 1),
+            "an early tombstone outlives the newest of its group"
+        );
+        // Once the window has passed, the flooder's authors get in again.
+        assert!(t.can_admit(&key(), &flooder, 10_000 + max_age + 1));
     }
 }

@@ -481,7 +481,7 @@ impl<P: Clone + Ord> Engine<P> {
                 }
                 // Known, so never delivered again; not stored, so never forwarded.
                 self.authors
-                    .accepted(&id.author, id.sequence, envelope.timestamp(), now);
+                    .accepted(&id.author, id.sequence, envelope.timestamp());
             }
         }
         true

@@ -210,7 +210,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.deliver(&envelope, from);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
-            self.authors.hold(&id.author, id.sequence, timestamp, now);
+            self.authors.hold(&id.author, id.sequence, timestamp);
             self.validations.hold(envelope, from.clone(), now);
             asked_of
         } else {
@@ -305,7 +305,7 @@ impl<P: Clone + Ord> Engine<P> {
     ) -> Option<P> {
         let id = envelope.id();
         self.authors
-            .accepted(&id.author, id.sequence, envelope.timestamp(), now);
+            .accepted(&id.author, id.sequence, envelope.timestamp());
         let asked_of = self.wants.received(&id.author, id.sequence);
         // Our own message from an earlier run: never reuse its sequence.
         if id.author == self.me && self.next_sequence.is_some_and(|n| n <= id.sequence) {

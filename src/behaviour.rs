@@ -125,8 +125,13 @@ pub struct Behaviour {
     events: VecDeque<ToSwarm<Event, HandlerIn>>,
     timer: Timer,
     waker: Option<Waker>,
-    /// Reading from peers is paused: `max_pending_validations` messages wait for verdicts.
-    reading_paused: bool,
+    /// Peers not read from: they hold their share of `max_pending_validations` (the engine's
+    /// rule, `engine/validation.rs`).
+    paused: HashSet<PeerId>,
+    /// What `paused` was last brought up to date with: messages waiting for a verdict, and
+    /// connections opened or closed.
+    paused_for: (usize, u64),
+    connection_changes: u64,
     metrics: Option<Metrics>,
     /// Shared with every handler, so they verify signatures ahead (`verify.rs`).
     checks: AheadChecks,
@@ -172,7 +177,9 @@ impl Behaviour {
             events: VecDeque::new(),
             timer: Timer::default(),
             waker: None,
-            reading_paused: false,
+            paused: HashSet::new(),
+            paused_for: (0, 0),
+            connection_changes: 0,
             metrics: None,
         }
     }
@@ -319,29 +326,42 @@ impl Behaviour {
         };
         // Also for a banned one: it reads again when its ban ends, and must then respect the
         // pause like every other connection.
-        if self.reading_paused {
+        if self.paused.contains(peer) {
             handler.on_behaviour_event(HandlerIn::PauseReading);
         }
         handler
     }
 
-    /// Pauses or resumes reading from every peer as the validation queue fills or empties.
+    /// Pauses or resumes reading from each peer as its share of the validation queue fills
+    /// or empties.
     fn sync_reading(&mut self) {
-        let full = self.engine.validation_full();
-        if full == self.reading_paused {
+        let state = (self.engine.pending_validations(), self.connection_changes);
+        if state == self.paused_for {
             return;
         }
-        self.reading_paused = full;
-        tracing::debug!(
-            paused = full,
-            "reading from peers while verdicts are pending"
-        );
+        self.paused_for = state;
+        self.paused
+            .retain(|peer| self.connections.contains_key(peer));
         for (peer, connections) in &self.connections {
+            let pause = self.engine.validation_pauses(peer);
+            if pause == self.paused.contains(peer) {
+                continue;
+            }
+            if pause {
+                self.paused.insert(*peer);
+            } else {
+                self.paused.remove(peer);
+            }
+            tracing::debug!(
+                %peer,
+                paused = pause,
+                "reading from the peer while its messages wait for verdicts"
+            );
             for connection in connections {
                 self.events.push_back(ToSwarm::NotifyHandler {
                     peer_id: *peer,
                     handler: NotifyHandler::One(*connection),
-                    event: if full {
+                    event: if pause {
                         HandlerIn::PauseReading
                     } else {
                         HandlerIn::ResumeReading
@@ -362,6 +382,7 @@ impl Behaviour {
         };
         let was_active = connections.first() == Some(&connection_id);
         connections.retain(|c| *c != connection_id);
+        self.connection_changes += 1;
         if connections.is_empty() {
             self.connections.remove(&peer_id);
             self.unsupported.remove(&peer_id);
@@ -574,6 +595,7 @@ impl NetworkBehaviour for Behaviour {
             FromSwarm::ConnectionEstablished(established) => {
                 let connections = self.connections.entry(established.peer_id).or_default();
                 connections.push(established.connection_id);
+                self.connection_changes += 1;
                 // A banned peer's new connection starts with a stopped handler, and the engine
                 // ignores it until the ban ends.
                 if connections.len() == 1 {

@@ -107,8 +107,8 @@ impl Default for Config {
             violation_ban: Duration::from_secs(60),
             // Off: messages are forwarded as soon as their signature is checked.
             validate_messages: false,
-            // One full frame of envelopes waiting for the application; beyond it the node
-            // stops reading from its peers until verdicts come.
+            // One full frame of envelopes waiting for the application, shared by the peers:
+            // a peer holding its share is not read from until verdicts come.
             max_pending_validations: 4096,
             // Long enough for an application that checks against a database; a message not
             // decided by then is ignored (never forwarded).
@@ -308,8 +308,9 @@ impl ConfigBuilder {
         /// [`Behaviour::report_validation`](crate::Behaviour::report_validation) (default
         /// `false`): held messages are delivered but not stored, forwarded or announced.
         validate_messages: bool;
-        /// Most messages waiting for a verdict (default 4,096); at the bound the node stops
-        /// reading from its peers.
+        /// Messages waiting for a verdict (default 4,096), shared by the peers: a peer that
+        /// holds the bound divided by the connected peers is not read from until verdicts
+        /// come (all are paused at twice the bound).
         max_pending_validations: usize;
         /// How long a message may wait for a verdict before it is ignored (default 10 s).
         validation_timeout: Duration;

@@ -692,3 +692,41 @@ async fn a_relay_cannot_replay_an_honest_message_after_a_flood() {
     assert_eq!(copies, 0, "the relayed message was delivered twice");
     assert!(stats.authors_full > 0, "the flood was not held back");
 }
+
+/// 3. With validation on, one frame of valid envelopes of a throwaway key fills the
+///    validation slots and the application never decides them: the attacker is the only
+///    peer paused, and an honest neighbour's message is read and delivered at once (before,
+///    the node stopped reading from every peer until the verdicts timed out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecided_messages_of_one_peer_do_not_stall_the_others() {
+    let timeout = Duration::from_secs(30);
+    let config = Config::builder()
+        .validate_messages(true)
+        .validation_timeout(timeout)
+        .build()
+        .unwrap();
+    let mut victim = Node::spawn(config).await;
+    let mut honest = Node::spawn(Config::default()).await;
+    connect(&mut honest, &mut victim).await;
+    let mut raw = Raw::connect(&mut victim, Reading::Count).await;
+    let spammer = Keypair::generate();
+    let t = now_ms();
+    let flood: Vec<Envelope> = (1..=4_096)
+        .map(|s| sign(&spammer, s, t, b"decide me"))
+        .collect();
+    let last = flood.last().expect("some").id();
+    raw.send(&push(flood)).await.unwrap();
+    victim.message(last).await;
+    let started = Instant::now();
+    let id = honest.publish(b"honest".to_vec()).await;
+    victim.message(id).await;
+    let took = started.elapsed();
+    println!(
+        "4,096 undecided envelopes of one peer held; an honest neighbour's message was read \
+         in {took:?} (validation_timeout {timeout:?})"
+    );
+    assert!(
+        took < timeout / 2,
+        "the honest message waited {took:?} behind another peer's undecided messages"
+    );
+}

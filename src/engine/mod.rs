@@ -271,10 +271,10 @@ impl<P: Clone + Ord> Engine<P> {
         self.validations.len()
     }
 
-    /// Whether `max_pending_validations` messages wait: the driver should stop reading from
-    /// peers until verdicts come.
-    pub fn validation_full(&self) -> bool {
-        self.validations.is_full()
+    /// Whether the driver should stop reading from `peer` until verdicts come: it holds its
+    /// share of `max_pending_validations` (see `validation.rs`).
+    pub fn validation_pauses(&self, peer: &P) -> bool {
+        self.validations.pauses(peer, self.beliefs.len())
     }
 
     /// When `timer` is next due, if it is armed.
@@ -411,6 +411,7 @@ impl<P: Clone + Ord> Engine<P> {
             Timer::Validation => {
                 for id in self.validations.overdue(now) {
                     self.decide(&id, Validation::Ignore, now);
+                    self.stats.validation_timeouts += 1;
                 }
             }
             Timer::Ban => {
@@ -462,7 +463,7 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn decide(&mut self, id: &MessageId, validation: Validation, now: Millis) -> bool {
-        let Some((envelope, from)) = self.validations.take(id) else {
+        let Some((envelope, from, deadline)) = self.validations.take(id) else {
             return false;
         };
         match validation {
@@ -475,9 +476,12 @@ impl<P: Clone + Ord> Engine<P> {
             Validation::Reject | Validation::Ignore => {
                 if validation == Validation::Reject {
                     self.stats.rejected += 1;
-                    self.wants.strike(&from);
                 } else {
                     self.stats.ignored += 1;
+                }
+                // A timed-out verdict counts against the sender like a rejection.
+                if validation == Validation::Reject || now >= deadline {
+                    self.wants.strike(&from);
                 }
                 // Known, so never delivered again; not stored, so never forwarded.
                 self.authors

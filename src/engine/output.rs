@@ -250,6 +250,9 @@ pub struct Stats {
     pub rejected: u64,
     /// See `accepted`.
     pub ignored: u64,
+    /// Of `ignored`, messages not decided within `validation_timeout` (each counts against
+    /// the peer that sent it).
+    pub validation_timeouts: u64,
     /// Tree: peers pruned (a duplicate came over an eager link) and grafted (an announced id
     /// had no eager copy within `graft_timeout`).
     pub prunes: u64,

@@ -11,10 +11,17 @@
 //! - a held message counts as its author's activity in the author table, and if the author is
 //!   forgotten meanwhile (to make room) what is held of it is dropped and covered by its
 //!   tombstone (`authors.rs`), so it is never delivered twice;
-//! - at most `max_pending_validations` messages wait; the driver stops reading from peers
-//!   while the bound is reached, rather than dropping accepted input;
+//! - the `max_pending_validations` slots are shared fairly by the peers messages come from:
+//!   a peer's share is the bound divided by the connected peers. The driver stops reading
+//!   from a peer while it holds its share (counted per peer id, so reconnecting does not
+//!   reset it), and goes on reading from the others; it stops reading from everyone only at
+//!   twice the bound (peers that left and shares that grew as peers left). Accepted input
+//!   is never dropped: a frame read is held whole, so a peer is over its share by at most
+//!   one frame;
 //! - a message not decided within `validation_timeout` is treated as `Ignore`
-//!   ([`Timer::Validation`](super::Timer::Validation)).
+//!   ([`Timer::Validation`](super::Timer::Validation)), and counts against the peer that
+//!   sent it like a `Reject` (a strike), so a peer cannot make its own messages time out
+//!   for free.
 
 use super::Millis;
 use crate::envelope::{Envelope, MessageId};
@@ -46,6 +53,8 @@ pub(crate) struct Validations<P> {
     held: BTreeMap<MessageId, Held<P>>,
     ids: BTreeMap<PublicKey, RangeSet>,
     by_deadline: BTreeSet<(Millis, MessageId)>,
+    /// Messages held per peer they came from.
+    per_peer: BTreeMap<P, usize>,
     max: usize,
     timeout_ms: Millis,
 }
@@ -56,6 +65,7 @@ impl<P: Clone + Ord> Validations<P> {
             held: BTreeMap::new(),
             ids: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
+            per_peer: BTreeMap::new(),
             max,
             timeout_ms,
         }
@@ -74,9 +84,12 @@ impl<P: Clone + Ord> Validations<P> {
         self.held.len()
     }
 
-    /// Whether the bound is reached (the driver should stop reading).
-    pub(crate) fn is_full(&self) -> bool {
-        self.held.len() >= self.max
+    /// Whether the driver should stop reading from `peer`, one of `peers` connected: it
+    /// holds its share, or twice the bound is held.
+    pub(crate) fn pauses(&self, peer: &P, peers: usize) -> bool {
+        let share = (self.max / peers.max(1)).max(1);
+        self.held.len() >= self.max.saturating_mul(2)
+            || self.per_peer.get(peer).is_some_and(|n| *n >= share)
     }
 
     pub(crate) fn hold(&mut self, envelope: Envelope, from: P, now: Millis) {
@@ -84,6 +97,7 @@ impl<P: Clone + Ord> Validations<P> {
         let deadline = now.saturating_add(self.timeout_ms);
         self.ids.entry(id.author).or_default().insert(id.sequence);
         self.by_deadline.insert((deadline, id));
+        *self.per_peer.entry(from.clone()).or_default() += 1;
         self.held.insert(
             id,
             Held {
@@ -94,17 +108,19 @@ impl<P: Clone + Ord> Validations<P> {
         );
     }
 
-    /// Takes a held message back: the envelope and the peer it came from.
-    pub(crate) fn take(&mut self, id: &MessageId) -> Option<(Envelope, P)> {
+    /// Takes a held message back: the envelope, the peer it came from, and its verdict's
+    /// deadline.
+    pub(crate) fn take(&mut self, id: &MessageId) -> Option<(Envelope, P, Millis)> {
         let held = self.held.remove(id)?;
         self.by_deadline.remove(&(held.deadline, *id));
+        self.released(&held.from);
         if let Some(ids) = self.ids.get_mut(&id.author) {
             ids.remove_range(id.sequence, id.sequence);
             if ids.is_empty() {
                 self.ids.remove(&id.author);
             }
         }
-        Some((held.envelope, held.from))
+        Some((held.envelope, held.from, held.deadline))
     }
 
     /// Drops what is held of `author` (it was forgotten: its tombstone covers the ids, so
@@ -121,7 +137,18 @@ impl<P: Clone + Ord> Validations<P> {
                 };
                 if let Some(held) = self.held.remove(&id) {
                     self.by_deadline.remove(&(held.deadline, id));
+                    self.released(&held.from);
                 }
+            }
+        }
+    }
+
+    /// A message `from` sent is no longer held.
+    fn released(&mut self, from: &P) {
+        if let Some(n) = self.per_peer.get_mut(from) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(from);
             }
         }
     }
@@ -144,5 +171,36 @@ impl<P: Clone + Ord> Validations<P> {
         assert_eq!(self.held.len(), self.by_deadline.len());
         let ids: u64 = self.ids.values().map(RangeSet::len).sum();
         assert_eq!(ids, self.held.len() as u64);
+        let counted: usize = self.per_peer.values().sum();
+        assert_eq!(counted, self.held.len(), "per-peer counts");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keypair;
+
+    #[test]
+    fn a_peer_at_its_share_pauses_alone() {
+        let keys = Keypair::generate();
+        let mut v = Validations::<u8>::new(8, 1_000);
+        let envelope = |seq| Envelope::sign(&keys, seq, 0, vec![]).unwrap();
+        // Four peers connected: a share is 2.
+        v.hold(envelope(1), 1, 0);
+        assert!(!v.pauses(&1, 4));
+        v.hold(envelope(2), 1, 0);
+        assert!(v.pauses(&1, 4), "at its share");
+        assert!(!v.pauses(&2, 4), "another peer reads on");
+        assert!(!v.pauses(&1, 1), "alone, its share is the bound");
+        v.take(&envelope(1).id());
+        assert!(!v.pauses(&1, 4), "a verdict frees its slot");
+        for seq in 3..=17 {
+            v.hold(envelope(seq), 3, 0);
+        }
+        assert!(v.pauses(&2, 4), "twice the bound: everyone waits");
+        v.remove_author(&keys.public());
+        assert!(!v.pauses(&3, 4));
+        v.check_invariants();
     }
 }

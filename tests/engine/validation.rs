@@ -63,3 +63,34 @@ fn a_blocked_authors_held_messages_stay_known() {
     );
     v.check_invariants();
 }
+
+/// Validation slots are shared per peer: a peer at its share is paused alone, and a verdict
+/// that times out counts against the peer that sent the message.
+#[test]
+fn a_peer_at_its_validation_share_is_paused_alone_and_timeouts_count_against_it() {
+    let config = Config::builder()
+        .validate_messages(true)
+        .max_pending_validations(8)
+        .validation_timeout(std::time::Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
+    v.connect(1, T0);
+    v.connect(2, T0);
+    let flood: Vec<_> = (1..=8).map(|s| sign(&keys(60), s, T0, b"slow")).collect();
+    v.handle_frame(1, push(flood), T0);
+    assert!(v.validation_pauses(&1), "over its share of 4");
+    assert!(!v.validation_pauses(&2), "the other peer is read on");
+    let honest = sign(&keys(61), 1, T0, b"honest");
+    v.handle_frame(2, push(vec![honest.clone()]), T0);
+    let (_, delivered) = drain(&mut v, &honest.id());
+    assert!(delivered.contains(&honest.id()));
+    assert!(v.report_validation(&honest.id(), Validation::Accept, T0 + 1));
+    v.handle_timeout(T0 + 1_000);
+    assert_eq!(v.pending_validations(), 0);
+    assert!(!v.validation_pauses(&1), "timed out: its slots are free");
+    let stats = v.stats();
+    assert_eq!(stats.validation_timeouts, 8);
+    assert_eq!(stats.ignored, 8);
+    v.check_invariants();
+}

@@ -618,8 +618,20 @@ impl NetworkBehaviour for Behaviour {
                 if let Some(metrics) = &self.metrics {
                     metrics.bytes_read(len);
                 }
+                let discarded = self.engine.verified_discarded();
                 self.engine
                     .handle(Input::Verified { peer, frame }, self.clock.now());
+                // Verification work the engine threw away is charged to the peer once more.
+                let wasted = self.engine.verified_discarded() - discarded;
+                if wasted > 0 {
+                    self.events.push_back(ToSwarm::NotifyHandler {
+                        peer_id: peer,
+                        handler: NotifyHandler::One(connection),
+                        event: HandlerIn::Charge {
+                            envelopes: wasted as usize,
+                        },
+                    });
+                }
             }
             HandlerEvent::Written(len) => {
                 if let Some(metrics) = &self.metrics {

@@ -35,6 +35,7 @@ const MAX_OPEN_FAILURES: u32 = 3;
 
 /// What the behaviour asks a handler to do.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum HandlerIn {
     /// Queue a frame for the peer.
     Send(Frame),
@@ -48,6 +49,12 @@ pub enum HandlerIn {
     Stop,
     /// Gossip on this connection again (the peer's ban is over).
     Resume,
+    /// Charge the peer's inbound budget for this many envelopes more: signatures its
+    /// handler verified and the engine then discarded (`verify.rs`).
+    Charge {
+        /// How many envelopes.
+        envelopes: usize,
+    },
 }
 
 /// What a handler tells the behaviour.
@@ -422,6 +429,15 @@ impl ConnectionHandler for Handler {
             HandlerIn::PauseReading => self.paused = true,
             HandlerIn::ResumeReading => self.paused = false,
             HandlerIn::Stop => self.stop(),
+            HandlerIn::Charge { envelopes } => {
+                let now = Instant::now();
+                self.budget.charge(0, envelopes, now);
+                if self.budget_wait.is_none()
+                    && let Some(wait) = self.budget.wait(now)
+                {
+                    self.budget_wait = Some(Delay::new(wait));
+                }
+            }
             HandlerIn::Resume => {
                 if matches!(self.outbound, Outbound::Stopped) {
                     self.outbound = Outbound::None;

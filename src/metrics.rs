@@ -5,6 +5,8 @@
 //! Names, as they appear in the text exposition: counters
 //! `secure_gossip_messages_published_total`, `secure_gossip_messages_delivered_total`,
 //! `secure_gossip_duplicates_total`, `secure_gossip_signatures_verified_total`,
+//! `secure_gossip_signatures_discarded_total` (verified ahead, then dropped by the engine:
+//! work a peer made this node do for nothing, charged to it),
 //! `secure_gossip_peer_violations_total{kind}`, `secure_gossip_frames_dropped_total`,
 //! `secure_gossip_wire_bytes_total{direction}`,
 //! `secure_gossip_envelopes_out_of_window_total{side}` (`too_old`, `too_new`: a wrong clock
@@ -48,6 +50,7 @@ mod enabled {
         delivered: Counter,
         duplicates: Counter,
         verified: Counter,
+        verified_discarded: Counter,
         violations: Family<Kind, Counter>,
         frames_dropped: Counter,
         wire_bytes: Family<Direction, Counter>,
@@ -70,6 +73,7 @@ mod enabled {
                 delivered: Counter::default(),
                 duplicates: Counter::default(),
                 verified: Counter::default(),
+                verified_discarded: Counter::default(),
                 violations: Family::default(),
                 frames_dropped: Counter::default(),
                 wire_bytes: Family::default(),
@@ -102,6 +106,12 @@ mod enabled {
                 "signatures_verified",
                 "Signatures checked with verify_strict",
                 metrics.verified.clone(),
+            );
+            r.register(
+                "signatures_discarded",
+                "Signatures verified by the connection handlers for envelopes the engine then \
+                 dropped before its signature step",
+                metrics.verified_discarded.clone(),
             );
             r.register(
                 "peer_violations",
@@ -170,6 +180,8 @@ mod enabled {
             self.delivered.inc_by(stats.delivered - last.delivered);
             self.duplicates.inc_by(stats.duplicates - last.duplicates);
             self.verified.inc_by(stats.verified - last.verified);
+            self.verified_discarded
+                .inc_by(stats.verified_discarded - last.verified_discarded);
             self.out_of_window
                 .get_or_create(&Side { side: "too_old" })
                 .inc_by(stats.too_old - last.too_old);

@@ -730,3 +730,83 @@ async fn undecided_messages_of_one_peer_do_not_stall_the_others() {
         "the honest message waited {took:?} behind another peer's undecided messages"
     );
 }
+
+/// An author with `max_ranges_per_author` (64) ranges of known ids at `victim`: any id far
+/// above them would fragment it further, so the engine drops it before its signature step.
+async fn fragmented_author(raw: &mut Raw, victim: &mut Node) -> Keypair {
+    let keys = Keypair::generate();
+    let t = now_ms();
+    let gapped: Vec<Envelope> = (1..=64).map(|k| sign(&keys, 2 * k, t, b"gap")).collect();
+    let last = gapped.last().expect("some").id();
+    raw.send(&push(gapped)).await.unwrap();
+    victim.message(last).await;
+    keys
+}
+
+/// 5. A frame led by an envelope the engine would drop before its signature step (an id
+///    that would fragment its author), with a zero signature, then 4,095 valid new
+///    envelopes. The handler stops at the bad signature; the engine now treats it as the
+///    violation it is, instead of dropping it quietly and verifying the other 4,095 itself
+///    on the swarm task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_signature_the_engine_would_skip_is_still_a_violation() {
+    let mut victim = Node::spawn(Config::default()).await;
+    let mut raw = Raw::connect(&mut victim, Reading::Count).await;
+    let fragmented = fragmented_author(&mut raw, &mut victim).await;
+    let mut frame = vec![unsigned(fragmented.public(), 1_000, now_ms())];
+    frame.extend(throwaway_authors(4_095, now_ms()));
+    let valid: Vec<MessageId> = frame[1..].iter().map(Envelope::id).collect();
+    raw.send(&push(frame)).await.unwrap();
+    let peer = raw.peer_id;
+    victim
+        .wait_for(|e| matches!(e, NodeEvent::Violation(p, ..) if *p == peer).then_some(()))
+        .await;
+    let stats = victim.stats().await.stats;
+    let delivered = victim
+        .drain_events()
+        .await
+        .iter()
+        .filter(|e| matches!(e, NodeEvent::Message(m, _) if valid.contains(&m.id)))
+        .count();
+    println!(
+        "lead envelope with a bad signature: violation reported; {delivered} of the 4,095 \
+         behind it delivered; the engine verified {} signatures itself",
+        stats.verified_by_engine
+    );
+    assert_eq!(delivered, 0, "the frame went on past its bad signature");
+    assert_eq!(stats.verified_by_engine, 0, "verified on the swarm task");
+}
+
+/// 6. A frame of 1,000 valid envelopes the engine drops before its signature step (they
+///    would fragment their author), replayed ten times: the handlers verify each envelope
+///    once, the engine counts that work as discarded (and charges it to the peer), and the
+///    replays are verified no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_envelopes_the_engine_discards_are_verified_once() {
+    let mut victim = Node::spawn(Config::default()).await;
+    let mut raw = Raw::connect(&mut victim, Reading::Count).await;
+    let fragmented = fragmented_author(&mut raw, &mut victim).await;
+    let t = now_ms();
+    let frame = push(
+        (1_000..2_000)
+            .map(|s| sign(&fragmented, s, t, b"never accepted"))
+            .collect(),
+    );
+    let mut marker = Marker::new(&mut raw, &mut victim).await;
+    for _ in 0..10 {
+        raw.send(&frame).await.unwrap();
+    }
+    marker.barrier(&mut raw, &mut victim).await;
+    let stats = victim.stats().await.stats;
+    println!(
+        "10 replays of 1,000 discarded envelopes: {} verifications discarded (counted and \
+         charged), {} too fragmented, {} verified by the engine",
+        stats.verified_discarded, stats.too_fragmented, stats.verified_by_engine
+    );
+    assert_eq!(stats.too_fragmented, 10_000, "every copy was dropped");
+    assert_eq!(
+        stats.verified_discarded, 1_000,
+        "each envelope verified once, whatever the replays"
+    );
+    assert_eq!(stats.verified_by_engine, 0);
+}

@@ -266,6 +266,13 @@ impl<P: Clone + Ord> Engine<P> {
         self.violators.banned(peer, now)
     }
 
+    /// Signatures the connection handlers verified for envelopes this engine then dropped
+    /// before its signature step, so far ([`Stats::verified_discarded`]): the driver charges
+    /// each to the sender.
+    pub fn verified_discarded(&self) -> u64 {
+        self.stats.verified_discarded
+    }
+
     /// How many messages wait for the application's verdict.
     pub fn pending_validations(&self) -> usize {
         self.validations.len()

@@ -230,6 +230,12 @@ pub struct Stats {
     pub too_old: u64,
     /// …and envelopes stamped more than `max_clock_skew` ahead of this node's clock.
     pub too_new: u64,
+    /// Signatures verified by the connection handlers for envelopes the engine then dropped
+    /// before its signature step (each is charged to the sender's inbound budget once more).
+    pub verified_discarded: u64,
+    /// Of `verified`, signatures the engine verified itself, on the driver's task (the
+    /// handlers verify the others on their own; the simulator has no handlers).
+    pub verified_by_engine: u64,
     /// Envelopes of new authors refused because the author table was full (see
     /// `docs/PROTOCOL.md`, tracked authors).
     pub authors_full: u64,
@@ -240,7 +246,8 @@ pub struct Stats {
     pub authors_displaced: u64,
     /// Equivocations proven (each reported once).
     pub equivocations: u64,
-    /// Signatures verified.
+    /// Signatures verified (by the handlers ahead, or by the engine; an envelope verified
+    /// before and passed on as such is not counted again).
     pub verified: u64,
     /// Envelopes of authors the filter refuses (dropped before their signature is checked).
     pub filtered: u64,

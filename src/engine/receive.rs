@@ -15,6 +15,16 @@ use crate::config::Config;
 use crate::envelope::{Envelope, MessageId};
 use crate::frame::{Frame, FrameBudget, envelope_len};
 use crate::keys::PublicKey;
+use crate::verify::Verdict;
+
+/// What became of a received envelope that broke no rule.
+enum Received {
+    /// Its signature was checked (or its verdict used): accepted, or a proven equivocation.
+    /// The author if it was newly accepted and had been asked of the sender.
+    Checked(Option<PublicKey>),
+    /// Dropped before its signature step.
+    Dropped,
+}
 
 /// Why an envelope is dropped before its signature is checked, by [`check_before_signature`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +72,7 @@ pub(crate) fn check_before_signature(
 
 impl<P: Clone + Ord> Engine<P> {
     /// A frame from `peer`, with the handlers' signature verdicts where they checked.
-    pub(super) fn on_frame(
-        &mut self,
-        peer: P,
-        frame: Frame,
-        verdicts: &[Option<bool>],
-        now: Millis,
-    ) {
+    pub(super) fn on_frame(&mut self, peer: P, frame: Frame, verdicts: &[Verdict], now: Millis) {
         if !self.beliefs.contains(&peer) {
             return;
         }
@@ -85,7 +89,7 @@ impl<P: Clone + Ord> Engine<P> {
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for (i, envelope) in messages.into_iter().enumerate() {
             let (id, len) = (envelope.id(), envelope_len(&envelope));
-            let verdict = verdicts.get(i).copied().flatten();
+            let verdict = verdicts.get(i).copied().unwrap_or(Verdict::Unchecked);
             let received = self.receive(&peer, envelope, verdict, now);
             if received.is_ok() {
                 // Whatever the outcome short of a violation, the sender has the id (recorded
@@ -147,9 +151,35 @@ impl<P: Clone + Ord> Engine<P> {
         &mut self,
         from: &P,
         envelope: Envelope,
-        verdict: Option<bool>,
+        verdict: Verdict,
         now: Millis,
     ) -> Result<Option<PublicKey>, Violation> {
+        let id = envelope.id();
+        // 0. A signature a handler found invalid is a violation, whatever the checks below
+        //    would have dropped the envelope for (the handler verified nothing after it).
+        if verdict == Verdict::Invalid {
+            return Err(Violation::InvalidSignature { id });
+        }
+        let received = self.check_and_accept(from, envelope, verdict, now);
+        if verdict == Verdict::Valid && matches!(received, Ok(Received::Dropped)) {
+            // A handler verified what the engine then dropped before its signature step:
+            // counted, and charged to the peer by the driver (`verify.rs`).
+            self.stats.verified_discarded += 1;
+        }
+        received.map(|r| match r {
+            Received::Checked(answered) => answered,
+            Received::Dropped => None,
+        })
+    }
+
+    /// [`Engine::receive`]'s checks, cheapest first, then what an accepted message does.
+    fn check_and_accept(
+        &mut self,
+        from: &P,
+        envelope: Envelope,
+        verdict: Verdict,
+        now: Millis,
+    ) -> Result<Received, Violation> {
         let id = envelope.id();
         // 2. A known id is dropped unverified, unless it proves an equivocation not yet
         //    proven. (1, sizes: field lengths were checked when the frame was decoded, the
@@ -161,7 +191,12 @@ impl<P: Clone + Ord> Engine<P> {
                 self.stats.prunes += 1;
                 self.batcher.prune(from);
             }
-            return self.duplicate(from, envelope).map(|()| None);
+            return self
+                .duplicate(from, envelope, verdict)
+                .map(|checked| match checked {
+                    true => Received::Checked(None),
+                    false => Received::Dropped,
+                });
         }
         // 3. The time window and the payload limit: not a violation, dropped quietly and
         //    unverified. It is not a known id (a relay could censor an author's next message
@@ -196,12 +231,10 @@ impl<P: Clone + Ord> Engine<P> {
             } else {
                 tracing::trace!(message = %id, timestamp, now, ?skip, "dropped unverified");
             }
-            return Ok(None);
+            return Ok(Received::Dropped);
         }
         // 5. The strict signature (checked ahead by the handlers, on other cores, if they did).
-        self.stats.verified += 1;
-        let valid = verdict.unwrap_or_else(|| envelope.verify().is_ok());
-        if !valid {
+        if !self.signature_valid(&envelope, verdict) {
             return Err(Violation::InvalidSignature { id });
         }
         // 6. Track the author, then deliver, and store and forward (7: after the
@@ -222,7 +255,25 @@ impl<P: Clone + Ord> Engine<P> {
             // leaves the link as it is; a graft said so explicitly).
             self.tree.on_first_copy(from);
         }
-        Ok(answered.then_some(id.author))
+        Ok(Received::Checked(answered.then_some(id.author)))
+    }
+
+    /// Whether `envelope`'s signature is valid: the handler's verdict, or verified here
+    /// (counted apart: verification on the swarm task).
+    fn signature_valid(&mut self, envelope: &Envelope, verdict: Verdict) -> bool {
+        match verdict {
+            Verdict::Valid => {
+                self.stats.verified += 1;
+                true
+            }
+            Verdict::Cached => true,
+            Verdict::Invalid => false,
+            Verdict::Unchecked => {
+                self.stats.verified += 1;
+                self.stats.verified_by_engine += 1;
+                envelope.verify().is_ok()
+            }
+        }
     }
 
     /// A new message from `from` goes to the application, unless this node wrote it (in an
@@ -240,28 +291,33 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// A copy of a known id. If it differs from the held copy and this id's equivocation is
     /// not yet proven, its signature decides: valid, an equivocation (reported once); invalid,
-    /// a violation.
-    fn duplicate(&mut self, from: &P, envelope: Envelope) -> Result<(), Violation> {
+    /// a violation. Returns whether its signature was looked at.
+    fn duplicate(
+        &mut self,
+        from: &P,
+        envelope: Envelope,
+        verdict: Verdict,
+    ) -> Result<bool, Violation> {
         let id = envelope.id();
         let Some(held) = self.store.get(&id) else {
-            return Ok(());
+            return Ok(false);
         };
         if held.same_signed_content(&envelope) || self.authors.equivocated(&id.author, id.sequence)
         {
-            return Ok(());
+            return Ok(false);
         }
-        self.stats.verified += 1;
-        envelope
-            .verify()
-            .map_err(|_| Violation::InvalidSignature { id })?;
+        let held = held.clone();
+        if !self.signature_valid(&envelope, verdict) {
+            return Err(Violation::InvalidSignature { id });
+        }
         self.stats.equivocations += 1;
         self.authors.record_equivocation(&id.author, id.sequence);
         self.outputs.push_back(Output::Equivocation {
-            first: held.clone(),
+            first: held,
             second: envelope,
             from: from.clone(),
         });
-        Ok(())
+        Ok(true)
     }
 
     /// `from` sent `id` unverified and dropped: it is not asked of `from` again. If it was

@@ -810,3 +810,39 @@ async fn replayed_envelopes_the_engine_discards_are_verified_once() {
     );
     assert_eq!(stats.verified_by_engine, 0);
 }
+
+/// 2. A liar announces every id of an honest author (`[1, u64::MAX]`) and never answers;
+///    with eager push off everything is pulled. Once the liar has missed a deadline, each
+///    new message of the author, announced by the honest peer, is asked of it at once: no
+///    message waits for the liar's doubled timeouts (before: 1, 2, 1, 4, 3, 2, 1, 8 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_liar_that_announces_every_future_id_delays_no_pull_past_one_timeout() {
+    let config = Config::builder().eager_push(false).build().unwrap();
+    let mut victim = Node::spawn(config.clone()).await;
+    let mut author = Node::spawn(config.clone()).await;
+    let mut liar = Raw::connect(&mut victim, Reading::Count).await;
+    liar.send(&Frame {
+        have: vec![digest(author.author, RangeSet::from_range(1, u64::MAX))],
+        ..Frame::default()
+    })
+    .await
+    .unwrap();
+    liar.wait_until(|r| r.want_frames > 0).await;
+    connect(&mut author, &mut victim).await;
+    // Past the liar's first deadline (want_timeout, 1 s): its want is back with it, doubled.
+    liar.wait_until(|r| r.want_frames > 1).await;
+    let mut delays = Vec::new();
+    for k in 0..6u8 {
+        let started = Instant::now();
+        let id = author.publish(vec![k]).await;
+        victim.message(id).await;
+        delays.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let worst = delays.iter().max().copied().unwrap_or_default();
+    println!("pulled past a liar of every future id: {delays:?}");
+    assert!(
+        worst < Duration::from_secs(3),
+        "a message waited {worst:?} for a liar's doubled timeout: {delays:?}"
+    );
+}

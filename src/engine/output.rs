@@ -230,6 +230,9 @@ pub struct Stats {
     pub too_old: u64,
     /// …and envelopes stamped more than `max_clock_skew` ahead of this node's clock.
     pub too_new: u64,
+    /// Wants made due at once because another peer announced their ids after the peer
+    /// asked had missed a deadline for them.
+    pub wants_hurried: u64,
     /// Signatures verified by the connection handlers for envelopes the engine then dropped
     /// before its signature step (each is charged to the sender's inbound budget once more).
     pub verified_discarded: u64,

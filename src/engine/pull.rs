@@ -81,6 +81,12 @@ impl<P: Clone + Ord> Engine<P> {
         }
         let ids = self.authors.unknown(author, ids);
         if !ids.is_empty() {
+            if self.wants.wants_author(author) {
+                let wanted = self.wants.wanted_within(author, &ids);
+                if !wanted.is_empty() {
+                    self.hurry_overdue(peer, author, &wanted.intersection(&ids), now);
+                }
+            }
             self.tree.defer(peer, author, &ids, now);
         }
     }
@@ -147,7 +153,11 @@ impl<P: Clone + Ord> Engine<P> {
             missing = missing.difference(pending);
         }
         if self.wants.wants_author(author) {
-            missing = missing.difference(&self.wants.wanted_within(author, &missing));
+            let wanted = self.wants.wanted_within(author, &missing);
+            if !wanted.is_empty() {
+                self.hurry_overdue(peer, author, &wanted.intersection(&missing), now);
+            }
+            missing = missing.difference(&wanted);
         }
         let Some(state) = self.beliefs.get(peer) else {
             return false;
@@ -172,6 +182,27 @@ impl<P: Clone + Ord> Engine<P> {
         let asked = self.wants.ask(peer, author, &missing, deadline, now);
         self.batcher.want(peer, author, &asked);
         !asked.is_empty()
+    }
+
+    /// `announcer` announced `ids` of `author`, wanted of others already: a want of them
+    /// that has missed a deadline is due now, so the want timer moves the ids along the
+    /// turns (to the announcer, unless an earlier turn has them), instead of waiting for the
+    /// doubled timeout of a peer that may never answer. A want on its first attempt keeps its
+    /// deadline (at most one `want_timeout`; the announcer is known to have them by then).
+    fn hurry_overdue(&mut self, announcer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) {
+        for holder in self.wants.holders_within(author, ids) {
+            if holder == *announcer {
+                continue;
+            }
+            let Some(want) = self.wants.want(&holder, author) else {
+                continue;
+            };
+            if want.attempts > 1 && want.deadline > now {
+                let attempts = want.attempts;
+                self.wants.rearm(&holder, author, now, attempts);
+                self.stats.wants_hurried += 1;
+            }
+        }
     }
 
     /// Asks `peer` for what waits in its backlog, as far as its want budget allows.

@@ -25,6 +25,11 @@
 //!   connection younger than the pull and than every honest peer already connected, asked
 //!   after them.
 //!
+//! - an id another peer announces while it is wanted of a peer that has already missed a
+//!   deadline for it makes that want due at once (`pull.rs` moves it along the turns), so
+//!   however long a peer keeps announcing ids and not answering, a pull waits at most one
+//!   `want_timeout` after a peer that answers announced the ids.
+//!
 //! Bounds per connected peer: `max_want_ranges_per_frame` wanted ranges, and
 //! `max_ranges_per_peer` ranges each of backlog and tried marks (marks only for authors the
 //! node tracks or pulls, as the engine's knowledge of peers).
@@ -178,6 +183,30 @@ impl<P: Clone + Ord> Wants<P> {
             set.insert_range(s, e);
         }
         set
+    }
+
+    /// The peers that `ranges` (of `author`) are asked of, each once.
+    pub(crate) fn holders_within(&self, author: &PublicKey, ranges: &RangeSet) -> Vec<P> {
+        let mut holders: Vec<P> = Vec::new();
+        let (Some(map), Some(first), Some(last)) = (
+            self.by_id.get(author),
+            ranges.ranges().next(),
+            ranges.last(),
+        ) else {
+            return holders;
+        };
+        let from = map
+            .range(..=first.0)
+            .next_back()
+            .map_or(first.0, |(s, _)| *s);
+        for (&s, &(e, ref peer)) in map.range(from..=last) {
+            if !holders.contains(peer)
+                && !ranges.intersection(&RangeSet::from_range(s, e)).is_empty()
+            {
+                holders.push(peer.clone());
+            }
+        }
+        holders
     }
 
     /// Asks `peer` for `ids` of `author`, minus what is already asked of anyone, within its

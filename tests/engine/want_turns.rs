@@ -116,3 +116,52 @@ fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
     asked.extend(drain(&mut v, &id).0);
     honest_answers(&mut v, &asked, real, id, T0 + 1_990);
 }
+
+/// Found by the third attack review: a liar announces every id of an author ([1, u64::MAX])
+/// and never answers. Once its want has missed a deadline, an honest peer's later
+/// announcement of one of the ids makes the want due at once, so the id is asked of the
+/// announcer within one `want_timeout` of its announcement, not after the liar's doubled
+/// timeouts (before: at the liar's next deadline, 1.5 s later here, and 2, 4, 8 s later for
+/// ids announced after that).
+#[test]
+fn a_liar_past_its_deadline_cannot_keep_ids_an_honest_peer_announces() {
+    const LIAR: u8 = 1;
+    const HONEST: u8 = 2;
+    let mut v = engine_with(&[LIAR, HONEST]);
+    let author = new_author();
+    let mut now = T0;
+    for k in 1..=4u64 {
+        let real = sign(&author, k, T0, b"real");
+        let id = real.id();
+        if k == 1 {
+            v.handle_frame(LIAR, have_range(author.public(), 1, u64::MAX), now);
+            assert_eq!(
+                drain(&mut v, &id).0,
+                vec![LIAR],
+                "all of it wanted of the liar"
+            );
+            // Its first deadline passes: no one else has the ids, they go back to it.
+            let mut again = Vec::new();
+            while again.is_empty() && now < T0 + 5_000 {
+                again = next_timeout(&mut v, &mut now, &id);
+            }
+            assert_eq!(again, vec![LIAR], "asked of the liar again at {now}");
+        }
+        now += 500;
+        let announced = now;
+        v.handle_frame(HONEST, have_range(author.public(), k, k), now);
+        let mut asked = drain(&mut v, &id).0;
+        while !asked.contains(&HONEST) && now < announced + 60_000 {
+            asked.extend(next_timeout(&mut v, &mut now, &id));
+        }
+        assert!(
+            now <= announced + 1_000,
+            "message {k}: asked of the honest announcer {} ms after its announcement",
+            now - announced
+        );
+        v.handle_frame(HONEST, push(vec![real]), now);
+        assert_eq!(drain(&mut v, &id).1, vec![id], "message {k}");
+        v.check_invariants();
+    }
+    assert!(v.stats().wants_hurried >= 1);
+}

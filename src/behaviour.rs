@@ -1,7 +1,7 @@
 //! The [`NetworkBehaviour`]: drives an [`Engine<PeerId>`](crate::engine::Engine) with the
 //! swarm's connections, the handlers' frames and a timer. It makes no protocol decision.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, STEP_MS};
 use crate::config::Config;
 use crate::engine::{
     Engine, Input, Millis, Output, PublishError, SharedFilter, Stats, Validation, Violation,
@@ -132,6 +132,8 @@ pub struct Behaviour {
     /// connections opened or closed.
     paused_for: (usize, u64),
     connection_changes: u64,
+    /// Wall time minus engine time, as the engine was last told.
+    wall_offset: i64,
     metrics: Option<Metrics>,
     /// Shared with every handler, so they verify signatures ahead (`verify.rs`).
     checks: AheadChecks,
@@ -180,6 +182,7 @@ impl Behaviour {
             paused: HashSet::new(),
             paused_for: (0, 0),
             connection_changes: 0,
+            wall_offset: 0,
             metrics: None,
         }
     }
@@ -190,9 +193,8 @@ impl Behaviour {
     /// with this id waits (unknown, decided already, or past `validation_timeout`, after
     /// which it was ignored).
     pub fn report_validation(&mut self, id: &MessageId, validation: Validation) -> bool {
-        let decided = self
-            .engine
-            .report_validation(id, validation, self.clock.now());
+        let now = self.now();
+        let decided = self.engine.report_validation(id, validation, now);
         self.wake();
         decided
     }
@@ -212,7 +214,8 @@ impl Behaviour {
     /// Publishes a message: signs it, keeps it for peers that come later, and pushes it to
     /// the connected peers (at once with `eager_push`, else in the next round).
     pub fn publish(&mut self, payload: impl Into<Bytes>) -> Result<MessageId, PublishError> {
-        let id = self.engine.publish(payload, self.clock.now())?;
+        let now = self.now();
+        let id = self.engine.publish(payload, now)?;
         self.checks.known(id);
         tracing::debug!(message = %id, "published");
         self.wake();
@@ -225,7 +228,8 @@ impl Behaviour {
     /// [`Event::Message`]. Everything imported is one group in the fair shares of the author
     /// table and the store, like one peer's.
     pub fn import(&mut self, envelope: Envelope) -> Result<MessageId, crate::ImportError> {
-        let id = self.engine.import(envelope, self.clock.now())?;
+        let now = self.now();
+        let id = self.engine.import(envelope, now)?;
         self.checks.known(id);
         self.wake();
         Ok(id)
@@ -260,20 +264,22 @@ impl Behaviour {
 
     /// Runs one gossip round now.
     pub fn gossip(&mut self) {
-        self.engine.gossip(self.clock.now());
+        let now = self.now();
+        self.engine.gossip(now);
         self.wake();
     }
 
     /// Stops periodic rounds; [`Behaviour::gossip`] still runs one by hand.
     pub fn stop(&mut self) {
-        self.engine.set_gossip_interval(None, self.clock.now());
+        let now = self.now();
+        self.engine.set_gossip_interval(None, now);
         self.wake();
     }
 
     /// Starts (or changes) periodic rounds.
     pub fn start(&mut self, interval: Duration) {
-        self.engine
-            .set_gossip_interval(Some(interval), self.clock.now());
+        let now = self.now();
+        self.engine.set_gossip_interval(Some(interval), now);
         self.wake();
     }
 
@@ -306,6 +312,27 @@ impl Behaviour {
         if let Some(waker) = self.waker.take() {
             waker.wake();
         }
+    }
+
+    /// The engine's time, now, with the engine told where wall time is: after a suspend or
+    /// a step of the system clock the time window and this node's timestamps follow wall
+    /// time, while deadlines keep to monotonic time (`clock.rs`).
+    fn now(&mut self) -> Millis {
+        let (offset, now) = self.clock.offset();
+        if offset != self.wall_offset {
+            let change = offset.saturating_sub(self.wall_offset);
+            if change.abs() > STEP_MS {
+                tracing::warn!(
+                    change_ms = change,
+                    "the wall clock moved against monotonic time (a suspend, or the system \
+                     clock was set): the time window follows the wall clock"
+                );
+            }
+            self.wall_offset = offset;
+            self.engine
+                .set_wall_clock(now.saturating_add_signed(offset), now);
+        }
+        now
     }
 
     /// Whether `connection` is the one that carries this node's frames to `peer`.
@@ -387,14 +414,16 @@ impl Behaviour {
             self.connections.remove(&peer_id);
             self.unsupported.remove(&peer_id);
             self.stopped.remove(&peer_id);
-            self.engine.disconnect(&peer_id, self.clock.now());
+            let now = self.now();
+            self.engine.disconnect(&peer_id, now);
             self.peer_down(peer_id);
         } else if was_active
             && !self.unsupported.contains(&peer_id)
             && !self.stopped.contains(&peer_id)
         {
             // The next connection carries on, starting with a complete digest.
-            self.engine.connect(peer_id, self.clock.now());
+            let now = self.now();
+            self.engine.connect(peer_id, now);
         }
     }
 
@@ -434,7 +463,8 @@ impl Behaviour {
         }
         if !self.unsupported.contains(&peer) {
             tracing::debug!(%peer, "ban over, gossiping again");
-            self.engine.connect(peer, self.clock.now());
+            let now = self.now();
+            self.engine.connect(peer, now);
         }
     }
 
@@ -455,7 +485,7 @@ impl Behaviour {
             Output::Deliver { message, from } => {
                 self.checks.known(message.id);
                 if let Some(metrics) = &self.metrics {
-                    metrics.delivered(self.clock.now() as i64 - message.timestamp as i64);
+                    metrics.delivered(self.clock.wall() as i64 - message.timestamp as i64);
                 }
                 self.events
                     .push_back(ToSwarm::GenerateEvent(Event::Message {
@@ -521,7 +551,7 @@ impl Behaviour {
             return false;
         };
         loop {
-            let now = self.clock.now();
+            let now = self.now();
             if deadline <= now {
                 self.engine.handle_timeout(now);
                 return true;
@@ -599,7 +629,8 @@ impl NetworkBehaviour for Behaviour {
                 // A banned peer's new connection starts with a stopped handler, and the engine
                 // ignores it until the ban ends.
                 if connections.len() == 1 {
-                    self.engine.connect(established.peer_id, self.clock.now());
+                    let now = self.now();
+                    self.engine.connect(established.peer_id, now);
                 }
             }
             FromSwarm::ConnectionClosed(closed) => self.on_connection_closed(closed),
@@ -619,8 +650,8 @@ impl NetworkBehaviour for Behaviour {
                     metrics.bytes_read(len);
                 }
                 let discarded = self.engine.verified_discarded();
-                self.engine
-                    .handle(Input::Verified { peer, frame }, self.clock.now());
+                let now = self.now();
+                self.engine.handle(Input::Verified { peer, frame }, now);
                 // Verification work the engine threw away is charged to the peer once more.
                 let wasted = self.engine.verified_discarded() - discarded;
                 if wasted > 0 {
@@ -639,16 +670,17 @@ impl NetworkBehaviour for Behaviour {
                 }
             }
             HandlerEvent::Violation(error) => {
+                let now = self.now();
                 self.engine
-                    .handle_violation(peer, Violation::Malformed(error), self.clock.now());
+                    .handle_violation(peer, Violation::Malformed(error), now);
             }
             HandlerEvent::Slow {
                 waited,
                 queued_bytes,
             } => {
                 tracing::warn!(%peer, ?waited, queued_bytes, "slow peer, gossip with it stopped");
-                self.engine
-                    .handle(Input::Stalled { peer }, self.clock.now());
+                let now = self.now();
+                self.engine.handle(Input::Stalled { peer }, now);
                 self.stop_gossip(peer);
                 self.events
                     .push_back(ToSwarm::GenerateEvent(Event::SlowPeer {
@@ -659,7 +691,8 @@ impl NetworkBehaviour for Behaviour {
             }
             HandlerEvent::Unsupported => {
                 if self.is_active(&peer, connection) {
-                    self.engine.disconnect(&peer, self.clock.now());
+                    let now = self.now();
+                    self.engine.disconnect(&peer, now);
                     self.peer_down(peer);
                 }
                 if self.unsupported.insert(peer) {

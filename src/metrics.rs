@@ -13,7 +13,10 @@
 //! shows here); gauges `secure_gossip_peers`,
 //! `secure_gossip_stored_messages`, `secure_gossip_stored_bytes`,
 //! `secure_gossip_tracked_authors`, `secure_gossip_outstanding_wants`; histogram
-//! `secure_gossip_delivery_delay_seconds` (receipt time minus the envelope's timestamp).
+//! `secure_gossip_delivery_delay_seconds` (receipt time by this node's wall clock minus the
+//! envelope's timestamp: **sender-reported**, since the author chose the timestamp within
+//! the window, so it measures honest authors' paths and can be shaped by any author; read it
+//! as a health signal, not as a measurement an attacker cannot move).
 
 use crate::engine::{Engine, Violation};
 
@@ -159,7 +162,7 @@ mod enabled {
             );
             r.register_with_unit(
                 "delivery_delay",
-                "Receipt time minus the envelope's timestamp",
+                "Receipt time minus the envelope's timestamp (sender-reported: authors choose timestamps)",
                 Unit::Seconds,
                 metrics.delivery_delay.clone(),
             );

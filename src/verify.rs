@@ -132,7 +132,7 @@ impl AheadChecks {
     /// Verifies, with `verify_strict`, the envelopes of `frame` that would reach the engine's
     /// signature check, now.
     pub(crate) fn verify(&self, frame: Frame) -> VerifiedFrame {
-        let verdicts = self.verdicts(&frame.messages, self.clock.now());
+        let verdicts = self.verdicts(&frame.messages, self.clock.wall());
         VerifiedFrame { frame, verdicts }
     }
 

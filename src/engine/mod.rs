@@ -101,6 +101,8 @@ pub struct Engine<P> {
     keys: Keypair,
     me: PublicKey,
     next_sequence: Option<u64>,
+    /// Wall-clock time minus engine time, in milliseconds ([`Engine::set_wall_clock`]).
+    wall_offset: i64,
     // What the node knows and holds.
     authors: Authors<P>,
     store: Store<P>,
@@ -206,7 +208,21 @@ impl<P: Clone + Ord> Engine<P> {
             keys,
             me,
             next_sequence,
+            wall_offset: 0,
         }
+    }
+
+    /// Wall-clock time is `wall` at engine time `now` (a driver whose clock for deadlines is
+    /// monotonic tells the engine where wall time is, after a suspend or a clock step). The
+    /// time window, the age of messages and of authors, and this node's own timestamps follow
+    /// wall time; deadlines follow `now`. Without it the two are the same (the simulator).
+    pub fn set_wall_clock(&mut self, wall: Millis, now: Millis) {
+        self.wall_offset = i64::try_from(i128::from(wall) - i128::from(now)).unwrap_or(0);
+    }
+
+    /// Wall-clock time at engine time `now`.
+    pub(crate) fn wall(&self, now: Millis) -> Millis {
+        now.saturating_add_signed(self.wall_offset)
     }
 
     /// The author key this node signs with.
@@ -291,7 +307,11 @@ impl<P: Clone + Ord> Engine<P> {
             Timer::LazyAnnounce => self.tree.next_announce(),
             Timer::Want => self.wants.next_deadline(),
             Timer::Graft => self.tree.next_graft(),
-            Timer::Expiry => self.store.next_expiry(),
+            // Messages age by wall time: the store's deadline, in engine time.
+            Timer::Expiry => self
+                .store
+                .next_expiry()
+                .map(|wall| wall.saturating_add_signed(self.wall_offset.saturating_neg())),
             Timer::Validation => self.validations.next_deadline(),
             Timer::Ban => self.violators.next_expiry(),
         }
@@ -411,7 +431,7 @@ impl<P: Clone + Ord> Engine<P> {
             Timer::Want => self.retry_wants(now),
             Timer::Graft => self.graft_due(now),
             Timer::Expiry => {
-                for id in self.store.expire(now) {
+                for id in self.store.expire(self.wall(now)) {
                     self.authors.aged_out(&id.author, id.sequence);
                 }
             }
@@ -446,8 +466,8 @@ impl<P: Clone + Ord> Engine<P> {
         }
         let sequence = self.next_sequence.ok_or(PublishError::SequenceExhausted)?;
         self.next_sequence = sequence.checked_add(1);
-        let envelope =
-            Envelope::sign(&self.keys, sequence, now, payload).expect("sequence is at least 1");
+        let envelope = Envelope::sign(&self.keys, sequence, self.wall(now), payload)
+            .expect("sequence is at least 1");
         let id = envelope.id();
         self.stats.published += 1;
         self.store_and_forward(envelope, None, now);

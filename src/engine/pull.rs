@@ -144,7 +144,7 @@ impl<P: Clone + Ord> Engine<P> {
         if !self.filter.permits(author)
             || !self
                 .authors
-                .can_admit(author, &Introducer::Peer(peer.clone()), now)
+                .can_admit(author, &Introducer::Peer(peer.clone()), self.wall(now))
         {
             return false;
         }

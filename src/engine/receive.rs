@@ -208,7 +208,8 @@ impl<P: Clone + Ord> Engine<P> {
         let outside = matches!(checked, Err(Skip::TooOld | Skip::TooNew));
         let connected = self.beliefs.len();
         if let Some(estimated_offset_ms) =
-            self.skew.sample(from, timestamp, now, outside, connected)
+            self.skew
+                .sample(from, timestamp, self.wall(now), outside, connected)
         {
             self.outputs.push_back(Output::ClockSkew {
                 estimated_offset_ms,
@@ -407,7 +408,7 @@ impl<P: Clone + Ord> Engine<P> {
             .map_err(|skip| match skip {
                 Skip::TooOld | Skip::TooNew => ImportError::OutsideWindow {
                     timestamp: envelope.timestamp(),
-                    now,
+                    now: self.wall(now),
                 },
                 Skip::Oversize => ImportError::PayloadTooLarge {
                     size: envelope.payload().len(),
@@ -436,9 +437,10 @@ impl<P: Clone + Ord> Engine<P> {
         introducer: &Introducer<P>,
         now: Millis,
     ) -> Result<(), Skip> {
-        check_before_signature(&self.config, &self.filter.read(), envelope, now)?;
+        let wall = self.wall(now);
+        check_before_signature(&self.config, &self.filter.read(), envelope, wall)?;
         let id = envelope.id();
-        if !self.authors.can_admit(&id.author, introducer, now) {
+        if !self.authors.can_admit(&id.author, introducer, wall) {
             return Err(Skip::NoRoomForAuthor);
         }
         if self.authors.would_fragment(&id.author, id.sequence) {
@@ -450,7 +452,8 @@ impl<P: Clone + Ord> Engine<P> {
     /// Tracks `author` (introduced by `introducer`, if new); an author displaced to make room
     /// is forgotten.
     fn admit(&mut self, author: &PublicKey, introducer: &Introducer<P>, now: Millis) {
-        if let Ok(Admission::Displaced(displaced)) = self.authors.admit(author, introducer, now) {
+        let wall = self.wall(now);
+        if let Ok(Admission::Displaced(displaced)) = self.authors.admit(author, introducer, wall) {
             self.stats.authors_displaced += 1;
             self.forget_author(&displaced);
         }

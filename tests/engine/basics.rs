@@ -191,3 +191,38 @@ fn an_interval_under_a_millisecond_never_makes_a_zero_length_timer() {
     net.e(0).handle_timeout(T0 + 1);
     assert_eq!(net.e(0).poll_timeout(), Some(T0 + 2));
 }
+
+/// After a two-hour suspend (the driver's monotonic clock stopped, wall time did not), the
+/// time window and this node's own timestamps follow wall time, as the driver tells the
+/// engine; deadlines keep to engine time.
+#[test]
+fn the_window_and_own_timestamps_follow_wall_time_after_a_suspend() {
+    let mut v = engine_with(&[1]);
+    let hours2 = 2 * 3_600_000;
+    let now = T0 + 10;
+    v.set_wall_clock(now + hours2, now);
+    let author = keys(70);
+    let fresh = sign(&author, 2, now + hours2, b"stamped by wall time");
+    let stale = sign(&author, 1, now, b"two hours old by wall time");
+    v.handle_frame(1, push(vec![stale.clone(), fresh.clone()]), now);
+    let (_, delivered) = drain(&mut v, &fresh.id());
+    assert_eq!(
+        delivered,
+        vec![fresh.id()],
+        "only the fresh one is in the window"
+    );
+    assert_eq!(v.stats().too_old, 1);
+    let id = v.publish(b"mine".to_vec(), now).unwrap();
+    let mine = v.message(&id).expect("stored");
+    assert!(
+        mine.timestamp() >= now + hours2,
+        "own timestamp by wall time"
+    );
+    // Messages age by wall time: this one expires max_age (1 h) of wall time after it was
+    // stamped, which is engine time now + 1 h.
+    let expiry = v
+        .timer(secure_gossip::engine::Timer::Expiry)
+        .expect("armed");
+    assert!(expiry <= now + 3_600_000 + 1 && expiry > now, "{expiry}");
+    v.check_invariants();
+}

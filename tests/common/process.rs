@@ -63,6 +63,8 @@ pub struct NodeProcess {
     stdin: ChildStdin,
     lines: mpsc::UnboundedReceiver<Value>,
     backlog: VecDeque<Value>,
+    /// Whether the test reads the process's stdout (a slow reader when it does not).
+    reading: tokio::sync::watch::Sender<bool>,
     pub peer_id: String,
     pub author: String,
 }
@@ -90,9 +92,18 @@ impl NodeProcess {
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let (tx, lines) = mpsc::unbounded_channel();
+        let (reading, mut allowed) = tokio::sync::watch::channel(true);
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
+            loop {
+                while !*allowed.borrow_and_update() {
+                    if allowed.changed().await.is_err() {
+                        return;
+                    }
+                }
+                let Ok(Some(line)) = reader.next_line().await else {
+                    return;
+                };
                 match serde_json::from_str::<Value>(&line) {
                     Ok(v) => {
                         if tx.send(v).is_err() {
@@ -109,6 +120,7 @@ impl NodeProcess {
             stdin,
             lines,
             backlog: VecDeque::new(),
+            reading,
             peer_id: String::new(),
             author: String::new(),
         };
@@ -116,6 +128,16 @@ impl NodeProcess {
         node.peer_id = started["peer_id"].as_str().unwrap().to_string();
         node.author = started["author"].as_str().unwrap().to_string();
         node
+    }
+
+    /// Stops reading the process's stdout (after the line being read), as a slow reader.
+    pub fn pause_reading(&self) {
+        let _ = self.reading.send(false);
+    }
+
+    /// Reads its stdout again.
+    pub fn resume_reading(&self) {
+        let _ = self.reading.send(true);
     }
 
     /// Sends one command line.

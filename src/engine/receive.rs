@@ -84,7 +84,7 @@ impl<P: Clone + Ord> Engine<P> {
             prune,
             graft,
         } = frame;
-        self.tree.on_control(&peer, prune, graft);
+        self.tree.on_control(&peer, prune, graft, now);
         // What this frame delivered of what was asked of the peer: its authors, and how much.
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for (i, envelope) in messages.into_iter().enumerate() {

@@ -16,10 +16,20 @@
 //!   a new message first is eager ([`Tree::on_first_copy`]);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
 //!   the peer is sent `prune` (so it stops pushing to this node too), unless the link is in
-//!   its grace period (a catch-up or an answer to a graft may still be in flight) or the copy
-//!   answered this node's own want of that peer ([`Tree::on_duplicate`]);
-//! - `prune` from a peer makes its link lazy; `graft` makes it eager ([`Tree::on_control`]),
-//!   with the tree on or off;
+//!   its grace period (a catch-up or an answer to a graft may still be in flight), the copy
+//!   answered this node's own want of that peer, or another eager link is *suspect*
+//!   ([`Tree::on_duplicate`]);
+//! - a link is suspect for [`SUSPECT_MS`] after it was eager while this node had to graft
+//!   another peer for a message it lacked: it pushed nothing of a message the network had.
+//!   A peer that pushes its own fresh envelopes to two neighbours at once makes their copies
+//!   to each other duplicates; pruning on them would leave it the eager link of both, from
+//!   which it then withholds. With the rule, that works at most once per [`SUSPECT_MS`] (the
+//!   first withheld message is grafted, which marks it), and every prune it causes is undone
+//!   by the next honest message within `graft_timeout` and a round trip;
+//! - `prune` from a peer makes its link lazy; `graft` makes it eager, and this side does not
+//!   prune it for [`SUSPECT_MS`] (the peer needed it: the duplicates a third party can cause
+//!   by writing to both ends at once are no sign of redundancy) ([`Tree::on_control`]), with
+//!   the tree on or off;
 //! - new messages are pushed to eager links ([`Tree::route`]) and announced to lazy ones
 //!   within `announce_delay` ([`Tree::announce_later`]); with no delay, at the end of the same
 //!   input. Waiting a little lets the peer's own announcement of the same id arrive first,
@@ -67,12 +77,20 @@ pub(crate) enum Route {
     Announce,
 }
 
+/// How long a link stays suspect after it was eager while another peer had to be grafted
+/// (ten times the default `want_timeout`: an attacker's prunes cost it an injection per
+/// minute per neighbour pair, and an honest repair keeps the tree as it is for a minute).
+pub(crate) const SUSPECT_MS: Millis = 60_000;
+
 /// The tree's view of one connected peer.
 #[derive(Debug)]
 struct Link {
     role: Role,
     /// Until then a duplicate over this link does not prune it.
     grace_until: Millis,
+    /// Until then the link is suspect: it was eager and pushed nothing of a message another
+    /// peer had to be grafted for. While any other eager link is suspect, no link is pruned.
+    suspect_until: Millis,
     /// Ids the peer announced while lazy, waiting `graft_timeout` for a pushed copy.
     deferred: RangeQueue,
     /// When the deferred ids are due.
@@ -129,6 +147,7 @@ impl<P: Clone + Ord> Tree<P> {
             Link {
                 role: Role::Eager,
                 grace_until: now.saturating_add(self.config.grace),
+                suspect_until: 0,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
@@ -174,6 +193,13 @@ impl<P: Clone + Ord> Tree<P> {
         if !self.is_on() || answered {
             return false;
         }
+        let suspect = self
+            .links
+            .iter()
+            .any(|(p, l)| p != peer && l.role == Role::Eager && now < l.suspect_until);
+        if suspect {
+            return false;
+        }
         match self.links.get_mut(peer) {
             Some(link) if link.role == Role::Eager && now >= link.grace_until => {
                 link.role = Role::Lazy;
@@ -183,13 +209,16 @@ impl<P: Clone + Ord> Tree<P> {
         }
     }
 
-    /// A frame's tree control flags from `peer`.
-    pub(crate) fn on_control(&mut self, peer: &P, prune: bool, graft: bool) {
+    /// A frame's tree control flags from `peer`, at `now`.
+    pub(crate) fn on_control(&mut self, peer: &P, prune: bool, graft: bool, now: Millis) {
         let Some(link) = self.links.get_mut(peer) else {
             return;
         };
         if graft {
+            // The peer lacked a message this link would have pushed: a duplicate over it is
+            // no sign of a redundant path for a while.
             link.role = Role::Eager;
+            link.grace_until = link.grace_until.max(now.saturating_add(SUSPECT_MS));
         } else if prune {
             link.role = Role::Lazy;
         }
@@ -245,6 +274,12 @@ impl<P: Clone + Ord> Tree<P> {
         if let Some(link) = self.links.get_mut(peer) {
             link.role = Role::Eager;
             link.grace_until = now.saturating_add(self.config.grace);
+        }
+        // The links that were eager pushed nothing of what the grafted peer had: suspect.
+        for (p, link) in self.links.iter_mut() {
+            if p != peer && link.role == Role::Eager && now >= link.grace_until {
+                link.suspect_until = now.saturating_add(SUSPECT_MS);
+            }
         }
     }
 
@@ -358,11 +393,11 @@ mod tests {
                     false
                 }
                 In::Prune => {
-                    t.on_control(&1, true, false);
+                    t.on_control(&1, true, false, 0);
                     false
                 }
                 In::Graft => {
-                    t.on_control(&1, false, true);
+                    t.on_control(&1, false, true, 0);
                     false
                 }
             };
@@ -377,7 +412,7 @@ mod tests {
             let mut t = tree(eager_push, broadcast_tree);
             t.connected(&1, 0);
             assert!(!t.on_duplicate(&1, false, 5_000));
-            t.on_control(&1, true, false);
+            t.on_control(&1, true, false, 0);
             assert_eq!(t.role(&1), Some(Role::Lazy));
             assert!(!t.defers(&1));
             assert_eq!(t.route(&1), Route::Announce);
@@ -397,7 +432,7 @@ mod tests {
         let mut t = tree(true, true);
         t.connected(&1, 0);
         t.connected(&2, 0);
-        t.on_control(&1, true, false);
+        t.on_control(&1, true, false, 0);
         assert!(t.defers(&1) && !t.defers(&2));
         t.defer(&1, &author, &ids(&[1, 2]), 2_000);
         t.defer(&1, &author, &ids(&[3]), 2_050); // the deadline does not move
@@ -411,7 +446,17 @@ mod tests {
         t.grafted(&1, 2_100);
         assert_eq!(t.role(&1), Some(Role::Eager));
         assert!(!t.on_duplicate(&1, false, 3_099), "grace after a graft");
-        assert!(t.on_duplicate(&1, false, 3_100));
+        assert!(
+            !t.on_duplicate(&1, false, 3_100),
+            "peer 2 was eager and pushed nothing of what 1 had: suspect, no prune"
+        );
+        assert!(t.on_duplicate(&1, false, 2_100 + SUSPECT_MS));
+        // Grace on the other side of a graft too.
+        t.on_control(&2, false, true, 70_000);
+        assert!(
+            !t.on_duplicate(&2, false, 70_000 + SUSPECT_MS - 1),
+            "a link the peer grafted is kept"
+        );
         t.check_invariants();
     }
 
@@ -420,7 +465,7 @@ mod tests {
         let author = Keypair::from_seed(&[1; 32]).public();
         let mut t = tree(true, true);
         t.connected(&1, 0);
-        t.on_control(&1, true, false);
+        t.on_control(&1, true, false, 0);
         t.defer(&1, &author, &ids(&[1]), 10);
         t.announce_later(&1, 10);
         assert_eq!((t.next_graft(), t.next_announce()), (Some(110), Some(30)));

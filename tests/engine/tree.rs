@@ -1,7 +1,7 @@
 //! The broadcast tree: eager links pruned on duplicates, lazy announcers grafted.
 
 use crate::harness::*;
-use secure_gossip::engine::{Engine, Output, Timer};
+use secure_gossip::engine::{Engine, Millis, Output, Timer};
 use secure_gossip::{Config, Frame, MessageId};
 use std::time::Duration;
 
@@ -162,4 +162,68 @@ fn an_announcement_over_a_lazy_link_arms_the_graft_timer_for_the_graft_timeout()
         "and asked for the id"
     );
     assert_eq!(v.stats().grafts, 1);
+}
+
+/// Found by the third attack review (prune injection): a peer that writes its own fresh
+/// envelopes to two neighbours at once makes their copies to each other duplicates. The
+/// first injection may prune the honest link; once the honest neighbour had to be grafted
+/// for a message the injector withheld, the injector is suspect and later injections prune
+/// nothing; and the side that received the graft keeps the link as well.
+#[test]
+fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
+    const INJECTOR: u8 = 1;
+    const HONEST: u8 = 2;
+    let mut v = engine_with(&[INJECTOR, HONEST]);
+    let mut now = T0 + 1_001; // past every link's grace
+    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8| -> bool {
+        let x = sign(&keys(seed), 1, now, b"injected");
+        v.handle_frame(INJECTOR, push(vec![x.clone()]), now);
+        v.handle_frame(HONEST, push(vec![x.clone()]), now);
+        let mut pruned = false;
+        while let Some(output) = v.poll_output() {
+            if let Output::Send {
+                peer: HONEST,
+                frame,
+            } = output
+            {
+                pruned |= frame.prune;
+            }
+        }
+        pruned
+    };
+    assert!(
+        inject(&mut v, now, 80),
+        "the first injection prunes the honest link"
+    );
+    // An honest message the injector withholds: announced by the honest peer, grafted.
+    let honest = sign(&keys(81), 1, now, b"honest");
+    v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
+    drain(&mut v, &honest.id());
+    now = v.timer(Timer::Graft).expect("deferred");
+    v.handle_timeout(now);
+    drain(&mut v, &honest.id());
+    v.handle_frame(HONEST, push(vec![honest.clone()]), now);
+    drain(&mut v, &honest.id());
+    assert_eq!(v.stats().grafts, 1);
+    // Later injections, past the graft's grace: no prune while the injector is suspect.
+    for (k, seed) in (82..86).enumerate() {
+        now += 1_500;
+        assert!(
+            !inject(&mut v, now, seed),
+            "injection {k} pruned the honest link again"
+        );
+    }
+    // The side that received a graft keeps the link too.
+    let mut w = engine_with(&[INJECTOR, HONEST]);
+    let graft = Frame {
+        graft: true,
+        ..Frame::default()
+    };
+    w.handle_frame(HONEST, graft, T0 + 1_001);
+    assert!(
+        !inject(&mut w, T0 + 3_000, 90),
+        "pruned right after the peer grafted it"
+    );
+    v.check_invariants();
+    w.check_invariants();
 }

@@ -128,9 +128,9 @@ pub struct Behaviour {
     /// Peers not read from: they hold their share of `max_pending_validations` (the engine's
     /// rule, `engine/validation.rs`).
     paused: HashSet<PeerId>,
-    /// What `paused` was last brought up to date with: messages waiting for a verdict, and
+    /// What `paused` was last brought up to date with: the engine's validation changes, and
     /// connections opened or closed.
-    paused_for: (usize, u64),
+    paused_for: (u64, u64),
     connection_changes: u64,
     /// Wall time minus engine time, as the engine was last told.
     wall_offset: i64,
@@ -362,7 +362,7 @@ impl Behaviour {
     /// Pauses or resumes reading from each peer as its share of the validation queue fills
     /// or empties.
     fn sync_reading(&mut self) {
-        let state = (self.engine.pending_validations(), self.connection_changes);
+        let state = (self.engine.validation_changes(), self.connection_changes);
         if state == self.paused_for {
             return;
         }

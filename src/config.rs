@@ -310,7 +310,7 @@ impl ConfigBuilder {
         validate_messages: bool;
         /// Messages waiting for a verdict (default 4,096), shared by the peers: a peer that
         /// holds the bound divided by the connected peers is not read from until verdicts
-        /// come (all are paused at twice the bound).
+        /// come (all are paused at twice the bound plus a frame per peer).
         max_pending_validations: usize;
         /// How long a message may wait for a verdict before it is ignored (default 10 s).
         validation_timeout: Duration;

@@ -10,8 +10,9 @@
 //! - at most `max_tracked_authors` authors are tracked. Each is attributed to the peer that
 //!   introduced it (the peer its first accepted message came from; the application, for an
 //!   imported one, as one group; this node's own key to no one). A new author is refused
-//!   only when it comes from the group that would have to give up an author and that group
-//!   is at its tombstone share (below). Otherwise, when the table is full, it takes the
+//!   only when it comes from the group that would have to give up an author, that group
+//!   holds its share of *live* tombstones (below), and another peer is connected to bring
+//!   new authors (a node with one peer gains nothing by refusing it). Otherwise, when the table is full, it takes the
 //!   place of
 //!   1. an author whose newest message is older than `max_age` (every message of it is then
 //!      outside the time window, so forgetting it cannot cause a second delivery); else
@@ -118,6 +119,9 @@ pub(crate) struct Authors<P> {
     /// `(tombstones held, introducer)`: who holds the most.
     tombstone_groups_by_size: BTreeSet<(usize, Introducer<P>)>,
     tombstones_made: u64,
+    /// Connected peers (set by the engine): the tombstone share is enforced only with more
+    /// than one.
+    peers: usize,
     /// Messages accepted or held so far: the clock of `last_seen`.
     activity: u64,
     max_authors: usize,
@@ -156,6 +160,7 @@ impl<P: Clone + Ord> Authors<P> {
             tombstone_groups_by_size: BTreeSet::new(),
             tombstones_made: 0,
             activity: 0,
+            peers: 0,
             max_authors,
             max_ranges,
             max_age_ms,
@@ -259,6 +264,7 @@ impl<P: Clone + Ord> Authors<P> {
         if self.authors.contains_key(author) {
             return Ok(Admission::Free);
         }
+        self.sweep(now);
         let displaced = match self.room(from, now)? {
             Some(victim) => {
                 self.forget(&victim, now);
@@ -351,7 +357,10 @@ impl<P: Clone + Ord> Authors<P> {
         let (_, victim) = self.groups[heaviest]
             .first()
             .expect("a group is never empty");
+        // Only with other peers to bring new authors: a node whose one peer brings
+        // everything gains nothing by refusing it (that peer could withhold anyway).
         if heaviest == from
+            && self.peers > 1
             && self.needs_tombstone(&self.authors[victim], horizon)
             && self.tombstones_held(from) >= self.tombstone_share()
         {
@@ -359,6 +368,22 @@ impl<P: Clone + Ord> Authors<P> {
             return Err(AuthorsFull);
         }
         Ok(Some(*victim))
+    }
+
+    /// How many peers are connected.
+    pub(crate) fn set_peers(&mut self, peers: usize) {
+        self.peers = peers;
+    }
+
+    /// Drops the tombstones whose newest message has left the window by `now`, so shares
+    /// count live tombstones only (called before every admission check).
+    pub(crate) fn sweep(&mut self, now: u64) {
+        let horizon = now.saturating_sub(self.max_age_ms);
+        while let Some(&(newest, key)) = self.tombstones_by_newest.first()
+            && newest < horizon
+        {
+            self.unbury(&key);
+        }
     }
 
     /// Whether forgetting `a` needs a tombstone: it has ids and its newest message may still
@@ -546,6 +571,7 @@ mod tests {
         let me = key();
         let (max_authors, max_age) = (4, 1_000_000);
         let mut t = Authors::<u8>::new(me, max_authors, 64, max_age);
+        t.set_peers(2);
         let flooder = Introducer::Peer(1);
         let honest = key();
         t.admit(&honest, &flooder, 10).unwrap();

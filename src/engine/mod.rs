@@ -180,6 +180,7 @@ impl<P: Clone + Ord> Engine<P> {
             validations: Validations::new(
                 config.max_pending_validations,
                 millis(config.validation_timeout),
+                config.max_messages_per_frame,
             ),
             filter,
             violators: Violators::new(millis(config.violation_ban)),
@@ -287,6 +288,12 @@ impl<P: Clone + Ord> Engine<P> {
     /// each to the sender.
     pub fn verified_discarded(&self) -> u64 {
         self.stats.verified_discarded
+    }
+
+    /// A count that changes whenever who should be paused for validation may have
+    /// ([`Engine::validation_pauses`]): a message held or released, or a peer come or gone.
+    pub fn validation_changes(&self) -> u64 {
+        (self.validations.changes() << 24) ^ self.beliefs.len() as u64
     }
 
     /// How many messages wait for the application's verdict.
@@ -549,6 +556,7 @@ impl<P: Clone + Ord> Engine<P> {
             return;
         }
         self.beliefs.connected(&peer);
+        self.authors.set_peers(self.beliefs.len());
         self.wants.add_peer(&peer, now);
         self.tree.connected(&peer, now);
         self.rounds.connected(&peer);
@@ -581,6 +589,7 @@ impl<P: Clone + Ord> Engine<P> {
         // envelope, say) is not sent.
         self.batcher.forget(peer);
         if self.beliefs.disconnected(peer) {
+            self.authors.set_peers(self.beliefs.len());
             self.tree.disconnected(peer);
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);

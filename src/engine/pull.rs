@@ -84,7 +84,7 @@ impl<P: Clone + Ord> Engine<P> {
             if self.wants.wants_author(author) {
                 let wanted = self.wants.wanted_within(author, &ids);
                 if !wanted.is_empty() {
-                    self.hurry_overdue(peer, author, &wanted.intersection(&ids), now);
+                    self.hurry_overdue(peer, author, &wanted.intersection(&ids));
                 }
             }
             self.tree.defer(peer, author, &ids, now);
@@ -141,6 +141,7 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     fn ask_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) -> bool {
+        self.authors.sweep(self.wall(now));
         if !self.filter.permits(author)
             || !self
                 .authors
@@ -155,9 +156,9 @@ impl<P: Clone + Ord> Engine<P> {
         if self.wants.wants_author(author) {
             let wanted = self.wants.wanted_within(author, &missing);
             if !wanted.is_empty() {
-                self.hurry_overdue(peer, author, &wanted.intersection(&missing), now);
+                self.hurry_overdue(peer, author, &wanted.intersection(&missing));
             }
-            missing = missing.difference(&wanted);
+            missing = missing.difference(&self.wants.wanted_within(author, &missing));
         }
         let Some(state) = self.beliefs.get(peer) else {
             return false;
@@ -184,12 +185,13 @@ impl<P: Clone + Ord> Engine<P> {
         !asked.is_empty()
     }
 
-    /// `announcer` announced `ids` of `author`, wanted of others already: a want of them
-    /// that has missed a deadline is due now, so the want timer moves the ids along the
-    /// turns (to the announcer, unless an earlier turn has them), instead of waiting for the
-    /// doubled timeout of a peer that may never answer. A want on its first attempt keeps its
-    /// deadline (at most one `want_timeout`; the announcer is known to have them by then).
-    fn hurry_overdue(&mut self, announcer: &P, author: &PublicKey, ids: &RangeSet, now: Millis) {
+    /// `announcer` announced `ids` of `author`, wanted of others already: those asked of a
+    /// peer that has missed a deadline for them are taken back from it (its deadline,
+    /// attempts and progress stay as they were, and it gets no strike), so the caller asks
+    /// the announcer for them, instead of waiting for the doubled timeout of a peer that may
+    /// never answer. A want on its first attempt keeps its ids (at most one `want_timeout`;
+    /// the announcer is known to have them by then, and the deadline moves them to it).
+    fn hurry_overdue(&mut self, announcer: &P, author: &PublicKey, ids: &RangeSet) {
         for holder in self.wants.holders_within(author, ids) {
             if holder == *announcer {
                 continue;
@@ -197,11 +199,30 @@ impl<P: Clone + Ord> Engine<P> {
             let Some(want) = self.wants.want(&holder, author) else {
                 continue;
             };
-            if want.attempts > 1 && want.deadline > now {
-                let attempts = want.attempts;
-                self.wants.rearm(&holder, author, now, attempts);
-                self.stats.wants_hurried += 1;
+            if want.attempts <= 1 {
+                continue;
             }
+            let moved = want.ids.intersection(ids);
+            if moved.is_empty() {
+                continue;
+            }
+            let (deadline, attempts, since, progress) =
+                (want.deadline, want.attempts, want.since, want.progress);
+            let Some(taken) = self.wants.take_author(&holder, author) else {
+                continue;
+            };
+            // The rest goes back to the holder as it was, within its budget (taking ids out
+            // may split a range); what does not fit waits in its backlog.
+            let rest = taken.ids.difference(&moved);
+            let mut keep = rest.clone();
+            keep.forget_lowest(self.wants.room(&holder));
+            let later = rest.difference(&keep);
+            self.wants.ask(&holder, author, &keep, deadline, since);
+            self.wants.restore(&holder, author, attempts, progress);
+            if !later.is_empty() {
+                self.wants.add_backlog(&holder, author, &later);
+            }
+            self.stats.wants_hurried += 1;
         }
     }
 

@@ -432,12 +432,13 @@ impl<P: Clone + Ord> Engine<P> {
     /// 3 and 4): [`check_before_signature`], then room for the author (if new, introduced by
     /// `introducer`) and for the id.
     fn check_admission(
-        &self,
+        &mut self,
         envelope: &Envelope,
         introducer: &Introducer<P>,
         now: Millis,
     ) -> Result<(), Skip> {
         let wall = self.wall(now);
+        self.authors.sweep(wall);
         check_before_signature(&self.config, &self.filter.read(), envelope, wall)?;
         let id = envelope.id();
         if !self.authors.can_admit(&id.author, introducer, wall) {

@@ -381,7 +381,8 @@ mod tests {
             (In::First, 1_002, Eager, false),
             (In::Prune, 1_003, Lazy, false),
             (In::Graft, 1_004, Eager, false),
-            (In::Dup, 1_005, Lazy, true),
+            (In::Dup, 1_005, Eager, false), // the peer grafted it: kept for SUSPECT_MS
+            (In::Dup, 1_004 + SUSPECT_MS, Lazy, true),
         ];
         let mut t = tree(true, true);
         t.connected(&1, 0);
@@ -397,7 +398,7 @@ mod tests {
                     false
                 }
                 In::Graft => {
-                    t.on_control(&1, false, true, 0);
+                    t.on_control(&1, false, true, now);
                     false
                 }
             };

@@ -15,7 +15,8 @@
 //!   a peer's share is the bound divided by the connected peers. The driver stops reading
 //!   from a peer while it holds its share (counted per peer id, so reconnecting does not
 //!   reset it), and goes on reading from the others; it stops reading from everyone only at
-//!   twice the bound (peers that left and shares that grew as peers left). Accepted input
+//!   twice the bound plus one frame per connected peer (peers that left, shares that grew as
+//!   peers left), so k peers that each send one full frame pause only themselves. Accepted input
 //!   is never dropped: a frame read is held whole, so a peer is over its share by at most
 //!   one frame;
 //! - a message not decided within `validation_timeout` is treated as `Ignore`
@@ -56,17 +57,23 @@ pub(crate) struct Validations<P> {
     /// Messages held per peer they came from.
     per_peer: BTreeMap<P, usize>,
     max: usize,
+    /// Envelopes in one frame at most: how far one peer can go past its share.
+    frame: usize,
+    /// Holds and releases so far: the driver re-reads who pauses when it changes.
+    changes: u64,
     timeout_ms: Millis,
 }
 
 impl<P: Clone + Ord> Validations<P> {
-    pub(crate) fn new(max: usize, timeout_ms: Millis) -> Self {
+    pub(crate) fn new(max: usize, timeout_ms: Millis, frame: usize) -> Self {
         Validations {
             held: BTreeMap::new(),
             ids: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
             per_peer: BTreeMap::new(),
             max,
+            frame,
+            changes: 0,
             timeout_ms,
         }
     }
@@ -80,16 +87,25 @@ impl<P: Clone + Ord> Validations<P> {
         self.ids.get(author)
     }
 
+    /// Holds and releases so far.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.held.len()
     }
 
     /// Whether the driver should stop reading from `peer`, one of `peers` connected: it
-    /// holds its share, or twice the bound is held.
+    /// holds its share, or twice the bound plus a frame per peer is held (so peers that each
+    /// sent one full frame never pause the others).
     pub(crate) fn pauses(&self, peer: &P, peers: usize) -> bool {
         let share = (self.max / peers.max(1)).max(1);
-        self.held.len() >= self.max.saturating_mul(2)
-            || self.per_peer.get(peer).is_some_and(|n| *n >= share)
+        let all = self
+            .max
+            .saturating_mul(2)
+            .saturating_add(peers.saturating_mul(self.frame));
+        self.held.len() >= all || self.per_peer.get(peer).is_some_and(|n| *n >= share)
     }
 
     pub(crate) fn hold(&mut self, envelope: Envelope, from: P, now: Millis) {
@@ -98,6 +114,7 @@ impl<P: Clone + Ord> Validations<P> {
         self.ids.entry(id.author).or_default().insert(id.sequence);
         self.by_deadline.insert((deadline, id));
         *self.per_peer.entry(from.clone()).or_default() += 1;
+        self.changes += 1;
         self.held.insert(
             id,
             Held {
@@ -145,6 +162,7 @@ impl<P: Clone + Ord> Validations<P> {
 
     /// A message `from` sent is no longer held.
     fn released(&mut self, from: &P) {
+        self.changes += 1;
         if let Some(n) = self.per_peer.get_mut(from) {
             *n -= 1;
             if *n == 0 {
@@ -184,7 +202,7 @@ mod tests {
     #[test]
     fn a_peer_at_its_share_pauses_alone() {
         let keys = Keypair::generate();
-        let mut v = Validations::<u8>::new(8, 1_000);
+        let mut v = Validations::<u8>::new(8, 1_000, 1);
         let envelope = |seq| Envelope::sign(&keys, seq, 0, vec![]).unwrap();
         // Four peers connected: a share is 2.
         v.hold(envelope(1), 1, 0);
@@ -195,10 +213,13 @@ mod tests {
         assert!(!v.pauses(&1, 1), "alone, its share is the bound");
         v.take(&envelope(1).id());
         assert!(!v.pauses(&1, 4), "a verdict frees its slot");
-        for seq in 3..=17 {
+        for seq in 3..=21 {
             v.hold(envelope(seq), 3, 0);
         }
-        assert!(v.pauses(&2, 4), "twice the bound: everyone waits");
+        assert!(
+            v.pauses(&2, 4),
+            "twice the bound and a frame per peer: everyone waits"
+        );
         v.remove_author(&keys.public());
         assert!(!v.pauses(&3, 4));
         v.check_invariants();

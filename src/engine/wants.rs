@@ -26,9 +26,10 @@
 //!   after them.
 //!
 //! - an id another peer announces while it is wanted of a peer that has already missed a
-//!   deadline for it makes that want due at once (`pull.rs` moves it along the turns), so
-//!   however long a peer keeps announcing ids and not answering, a pull waits at most one
-//!   `want_timeout` after a peer that answers announced the ids.
+//!   deadline for it is taken back from that peer and asked of the announcer (`pull.rs`;
+//!   the rest of that want keeps its deadline, attempts and progress), so however long a
+//!   peer keeps announcing ids and not answering, a pull waits at most one `want_timeout`
+//!   after a peer that answers announced the ids.
 //!
 //! Bounds per connected peer: `max_want_ranges_per_frame` wanted ranges, and
 //! `max_ranges_per_peer` ranges each of backlog and tried marks (marks only for authors the
@@ -188,6 +189,8 @@ impl<P: Clone + Ord> Wants<P> {
     /// The peers that `ranges` (of `author`) are asked of, each once.
     pub(crate) fn holders_within(&self, author: &PublicKey, ranges: &RangeSet) -> Vec<P> {
         let mut holders: Vec<P> = Vec::new();
+        // Ends of `ranges`, for an overlap test by binary search.
+        let spans: Vec<(u64, u64)> = ranges.ranges().collect();
         let (Some(map), Some(first), Some(last)) = (
             self.by_id.get(author),
             ranges.ranges().next(),
@@ -200,9 +203,9 @@ impl<P: Clone + Ord> Wants<P> {
             .next_back()
             .map_or(first.0, |(s, _)| *s);
         for (&s, &(e, ref peer)) in map.range(from..=last) {
-            if !holders.contains(peer)
-                && !ranges.intersection(&RangeSet::from_range(s, e)).is_empty()
-            {
+            let i = spans.partition_point(|&(_, end)| end < s);
+            let overlaps = spans.get(i).is_some_and(|&(start, _)| start <= e);
+            if overlaps && !holders.contains(peer) {
                 holders.push(peer.clone());
             }
         }
@@ -271,6 +274,25 @@ impl<P: Clone + Ord> Wants<P> {
         {
             want.progress.0 += 1;
             want.progress.1 += len;
+        }
+    }
+
+    /// Puts back the attempt count and progress of `peer`'s want of `author` (after some of
+    /// its ids were taken out: the rest keeps its standing).
+    pub(crate) fn restore(
+        &mut self,
+        peer: &P,
+        author: &PublicKey,
+        attempts: u32,
+        progress: (usize, usize),
+    ) {
+        if let Some(want) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|a| a.wants.get_mut(author))
+        {
+            want.attempts = attempts;
+            want.progress = progress;
         }
     }
 

@@ -24,6 +24,14 @@ async fn scrape(addr: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The address `node` serves `/metrics` on.
+async fn metrics_address(node: &mut NodeProcess) -> String {
+    node.wait_event("metrics").await["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
@@ -63,10 +71,7 @@ async fn node_processes_gossip_over_tcp_and_quic_and_serve_metrics_over_http() {
         ]),
     )
     .await;
-    let metrics = b.wait_event("metrics").await["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let metrics = metrics_address(&mut b).await;
     let mut c = NodeProcess::start(
         "c",
         None,
@@ -154,10 +159,7 @@ async fn a_slow_reader_of_the_output_does_not_stall_the_node() {
     )
     .await;
     let tcp = slow.address(|s| s.contains("/tcp/")).await;
-    let metrics = slow.wait_event("metrics").await["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let metrics = metrics_address(&mut slow).await;
     let mut author = NodeProcess::start("author", None, &args(&["--dial", &tcp])).await;
     author.connected_to(&slow.peer_id).await;
     slow.connected_to(&author.peer_id).await;

@@ -470,11 +470,7 @@ impl<P: Clone + Ord> Authors<P> {
         let highest = a.known.last().max(a.held.last()).unwrap_or(0);
         // Tombstones out of the window go first; then, if the author's group is at its
         // share, its newest; then, if all are taken, the newest of the group holding most.
-        while let Some(&(newest, key)) = self.tombstones_by_newest.first()
-            && newest < horizon
-        {
-            self.unbury(&key);
-        }
+        self.sweep(now);
         if self.tombstones_held(&a.introducer) >= self.tombstone_share() {
             self.evict_newest_of(&a.introducer);
         } else if self.tombstones.len() >= self.max_tombstones()

@@ -81,12 +81,7 @@ impl<P: Clone + Ord> Engine<P> {
         }
         let ids = self.authors.unknown(author, ids);
         if !ids.is_empty() {
-            if self.wants.wants_author(author) {
-                let wanted = self.wants.wanted_within(author, &ids);
-                if !wanted.is_empty() {
-                    self.hurry_overdue(peer, author, &wanted.intersection(&ids));
-                }
-            }
+            self.hurry_overdue(peer, author, &ids);
             self.tree.defer(peer, author, &ids, now);
         }
     }
@@ -154,10 +149,7 @@ impl<P: Clone + Ord> Engine<P> {
             missing = missing.difference(pending);
         }
         if self.wants.wants_author(author) {
-            let wanted = self.wants.wanted_within(author, &missing);
-            if !wanted.is_empty() {
-                self.hurry_overdue(peer, author, &wanted.intersection(&missing));
-            }
+            self.hurry_overdue(peer, author, &missing);
             missing = missing.difference(&self.wants.wanted_within(author, &missing));
         }
         let Some(state) = self.beliefs.get(peer) else {

@@ -120,6 +120,8 @@ pub(crate) struct Tree<P> {
     lazy_due: BTreeSet<P>,
     /// When the queued lazy announcements are sent.
     next_announce: Option<Millis>,
+    /// The latest `suspect_until` of any link: before it, a duplicate looks for suspects.
+    suspects_until: Millis,
 }
 
 impl<P: Clone + Ord> Tree<P> {
@@ -130,6 +132,7 @@ impl<P: Clone + Ord> Tree<P> {
             graft_timers: BTreeSet::new(),
             lazy_due: BTreeSet::new(),
             next_announce: None,
+            suspects_until: 0,
         }
     }
 
@@ -193,10 +196,12 @@ impl<P: Clone + Ord> Tree<P> {
         if !self.is_on() || answered {
             return false;
         }
-        let suspect = self
-            .links
-            .iter()
-            .any(|(p, l)| p != peer && l.role == Role::Eager && now < l.suspect_until);
+        // Most duplicates come with no link suspect: no scan then.
+        let suspect = now < self.suspects_until
+            && self
+                .links
+                .iter()
+                .any(|(p, l)| p != peer && l.role == Role::Eager && now < l.suspect_until);
         if suspect {
             return false;
         }
@@ -279,6 +284,7 @@ impl<P: Clone + Ord> Tree<P> {
         for (p, link) in self.links.iter_mut() {
             if p != peer && link.role == Role::Eager && now >= link.grace_until {
                 link.suspect_until = now.saturating_add(SUSPECT_MS);
+                self.suspects_until = link.suspect_until;
             }
         }
     }

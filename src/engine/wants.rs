@@ -165,22 +165,28 @@ impl<P: Clone + Ord> Wants<P> {
         self.by_id.contains_key(author)
     }
 
+    /// The wanted intervals of `author` that may overlap `ranges` (those within its span),
+    /// with the peer each is asked of.
+    fn wanted_near<'a>(
+        &'a self,
+        author: &PublicKey,
+        ranges: &RangeSet,
+    ) -> impl Iterator<Item = (u64, u64, &'a P)> + 'a {
+        let span = self
+            .by_id
+            .get(author)
+            .zip(ranges.ranges().next().zip(ranges.last()));
+        span.into_iter().flat_map(|(map, ((first, _), last))| {
+            // From the interval starting at or before the span's start.
+            let from = map.range(..=first).next_back().map_or(first, |(s, _)| *s);
+            map.range(from..=last).map(|(&s, (e, p))| (s, *e, p))
+        })
+    }
+
     /// The ids of `ranges` (of `author`) asked of anyone.
     pub(crate) fn wanted_within(&self, author: &PublicKey, ranges: &RangeSet) -> RangeSet {
         let mut set = RangeSet::new();
-        let (Some(map), Some(first), Some(last)) = (
-            self.by_id.get(author),
-            ranges.ranges().next(),
-            ranges.last(),
-        ) else {
-            return set;
-        };
-        // Intervals that may overlap [first.0, last]: from the one starting at or before it.
-        let from = map
-            .range(..=first.0)
-            .next_back()
-            .map_or(first.0, |(s, _)| *s);
-        for (&s, &(e, _)) in map.range(from..=last) {
+        for (s, e, _) in self.wanted_near(author, ranges) {
             set.insert_range(s, e);
         }
         set
@@ -191,18 +197,7 @@ impl<P: Clone + Ord> Wants<P> {
         let mut holders: Vec<P> = Vec::new();
         // Ends of `ranges`, for an overlap test by binary search.
         let spans: Vec<(u64, u64)> = ranges.ranges().collect();
-        let (Some(map), Some(first), Some(last)) = (
-            self.by_id.get(author),
-            ranges.ranges().next(),
-            ranges.last(),
-        ) else {
-            return holders;
-        };
-        let from = map
-            .range(..=first.0)
-            .next_back()
-            .map_or(first.0, |(s, _)| *s);
-        for (&s, &(e, ref peer)) in map.range(from..=last) {
+        for (s, e, peer) in self.wanted_near(author, ranges) {
             let i = spans.partition_point(|&(_, end)| end < s);
             let overlaps = spans.get(i).is_some_and(|&(start, _)| start <= e);
             if overlaps && !holders.contains(peer) {

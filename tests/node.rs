@@ -192,9 +192,26 @@ async fn a_slow_reader_of_the_output_does_not_stall_the_node() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     slow.resume_reading();
-    // The next line written after the queue drained reports what was dropped.
-    slow.command("stats").await;
-    let stats = slow.wait_event("stats").await;
+    // The next line written after the queue drained reports what was dropped. A `stats`
+    // answered while the queue is still full is itself dropped (and counted), so the command
+    // is repeated until an answer gets through.
+    let asked = std::time::Instant::now();
+    let stats = loop {
+        slow.command("stats").await;
+        let answer = slow
+            .wait_within(std::time::Duration::from_secs(2), |v| {
+                (v["event"] == "stats").then(|| v.clone())
+            })
+            .await;
+        if let Some(stats) = answer {
+            break stats;
+        }
+        assert!(
+            asked.elapsed() < common::process::WAIT,
+            "slow: no stats answer in {:?} after reading resumed",
+            common::process::WAIT
+        );
+    };
     let dropped = slow.wait_event("dropped").await;
     println!("{dropped}; {stats}");
     assert!(stats["output_dropped"].as_u64().unwrap() > 0);

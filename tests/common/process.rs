@@ -150,18 +150,32 @@ impl NodeProcess {
     }
 
     /// The first line (queued or new) that `pick` accepts; others stay queued, in order.
-    pub async fn wait_for<T>(&mut self, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    pub async fn wait_for<T>(&mut self, pick: impl FnMut(&Value) -> Option<T>) -> T {
+        let name = self.name.clone();
+        self.wait_within(WAIT, pick)
+            .await
+            .unwrap_or_else(|| panic!("{name}: no awaited line in {WAIT:?}"))
+    }
+
+    /// As [`NodeProcess::wait_for`], or `None` if no line that `pick` accepts came within
+    /// `limit` of the call.
+    pub async fn wait_within<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&Value) -> Option<T>,
+    ) -> Option<T> {
         if let Some(i) = self.backlog.iter().position(|v| pick(v).is_some()) {
             let v = self.backlog.remove(i).expect("found");
-            return pick(&v).expect("picked");
+            return pick(&v);
         }
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let line = tokio::time::timeout(WAIT, self.lines.recv())
+            let line = tokio::time::timeout_at(deadline, self.lines.recv())
                 .await
-                .unwrap_or_else(|_| panic!("{}: no awaited line in {WAIT:?}", self.name))
+                .ok()?
                 .unwrap_or_else(|| panic!("{}: the process ended", self.name));
             if let Some(t) = pick(&line) {
-                return t;
+                return Some(t);
             }
             self.backlog.push_back(line);
         }

@@ -22,11 +22,13 @@
 //!      keeps speaking stays; and no flood of authors can keep another peer's new author
 //!      out, at this node or at any node behind it.
 //! - an author forgotten by rule 2 while its messages are still inside the time window
-//!   leaves a tombstone (its highest known or held sequence, and newest timestamp: a message
-//!   held for the application's verdict counts as the author's activity and is covered too)
-//!   until its newest message leaves the window: its sequences up to that one count as
-//!   known, so none is delivered twice, and if it speaks again it is tracked again from
-//!   there. A tombstone belongs to the forgotten author's introducer. At most
+//!   leaves a tombstone (its known and held ids, and newest timestamp: a message held for
+//!   the application's verdict counts as the author's activity and is covered too) until its
+//!   newest message leaves the window: those ids count as known, so none is delivered twice,
+//!   and if it speaks again it is tracked again from there. Only ids this node had are
+//!   covered: an author whose newest id alone was relayed, then forgotten, still has its
+//!   earlier ids wanted (a tombstone never marks an id known that never arrived). A
+//!   tombstone's ids are at most `max_ranges_per_author` ranges, as the author's were. A tombstone belongs to the forgotten author's introducer. At most
 //!   [`TOMBSTONES_PER_AUTHOR`] × `max_tracked_authors` are kept, and one introducer holds at
 //!   most half of them (its *share*): an introducer at its share whose own new author would
 //!   cost another of its authors a tombstone has that new author refused (for now: room
@@ -80,7 +82,8 @@ struct Author<P> {
 
 #[derive(Debug, Clone)]
 struct Tombstone<P> {
-    highest: u64,
+    /// The ids the author had when it was forgotten: known and held.
+    known: RangeSet,
     newest: u64,
     /// The forgotten author's introducer.
     group: Introducer<P>,
@@ -175,7 +178,7 @@ impl<P: Clone + Ord> Authors<P> {
             None => self
                 .tombstones
                 .get(author)
-                .is_some_and(|t| sequence <= t.highest),
+                .is_some_and(|t| t.known.contains(sequence)),
         }
     }
 
@@ -204,7 +207,7 @@ impl<P: Clone + Ord> Authors<P> {
         match self.authors.get(author) {
             Some(a) => ids.difference(&a.known),
             None => match self.tombstones.get(author) {
-                Some(t) => ids.difference(&RangeSet::from_range(1, t.highest)),
+                Some(t) => ids.difference(&t.known),
                 None => ids.clone(),
             },
         }
@@ -275,7 +278,7 @@ impl<P: Clone + Ord> Authors<P> {
         let mut known = RangeSet::new();
         let mut newest = 0;
         if let Some(t) = self.unbury(author) {
-            known.insert_range(1, t.highest);
+            known = t.known;
             newest = t.newest;
         }
         let entry = Author {
@@ -406,7 +409,7 @@ impl<P: Clone + Ord> Authors<P> {
     }
 
     /// Leaves a tombstone for `author`.
-    fn bury(&mut self, author: &PublicKey, highest: u64, newest: u64, group: Introducer<P>) {
+    fn bury(&mut self, author: &PublicKey, known: RangeSet, newest: u64, group: Introducer<P>) {
         self.tombstones_made += 1;
         let made = self.tombstones_made;
         let held = self.tombstone_groups.entry(group.clone()).or_default();
@@ -419,7 +422,7 @@ impl<P: Clone + Ord> Authors<P> {
         self.tombstones.insert(
             *author,
             Tombstone {
-                highest,
+                known,
                 newest,
                 group,
                 made,
@@ -467,7 +470,8 @@ impl<P: Clone + Ord> Authors<P> {
         if !self.needs_tombstone(&a, horizon) {
             return;
         }
-        let highest = a.known.last().max(a.held.last()).unwrap_or(0);
+        let mut known = a.known;
+        known.union_with(&a.held);
         // Tombstones out of the window go first; then, if the author's group is at its
         // share, its newest; then, if all are taken, the newest of the group holding most.
         self.sweep(now);
@@ -478,7 +482,7 @@ impl<P: Clone + Ord> Authors<P> {
         {
             self.evict_newest_of(&most);
         }
-        self.bury(author, highest, a.newest, a.introducer);
+        self.bury(author, known, a.newest, a.introducer);
     }
 
     fn index(&mut self, author: &PublicKey, a: &Author<P>) {

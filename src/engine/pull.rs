@@ -6,8 +6,8 @@
 //!
 //! Bounds, all here:
 //! - a complete digest after the peer's first frame (a resync: after a dropped digest, or
-//!   when the peer's side stopped and resumed gossip on the connection) replaces what the peer
-//!   is believed to have;
+//!   when the peer's side stopped and resumed gossip on the connection) that the resync
+//!   budget answers replaces what the peer is believed to have;
 //! - a `want` is answered with at most one frame ([`FrameBudget::answer`]), and never with
 //!   an envelope already sent on this connection (unless a frame to the peer was dropped): a
 //!   peer draws at most what it lacks;
@@ -38,13 +38,15 @@ impl<P: Clone + Ord> Engine<P> {
     /// authors). A complete one, if the resync budget allows, is answered with what the peer
     /// lacks; otherwise the announced ids this node lacks are wanted.
     pub(super) fn on_have(&mut self, peer: &P, have: Vec<Digest>, complete: bool, now: Millis) {
-        if complete && self.rounds.is_synced(peer) {
+        let answer = complete && self.resyncs.allow(peer, now);
+        if answer && self.rounds.is_synced(peer) {
             // A resync: the peer says all it has. What it was believed to have is replaced by
             // that, so what it lacks is what it says it lacks (frames it sent that this side
-            // never read, or that never reached it, are not taken as known any more).
+            // never read, or that never reached it, are not taken as known any more). Only a
+            // resync within the budget does this: a peer that repeats complete digests
+            // cannot wipe the record of what it was sent, and draw it all again by `want`.
             self.beliefs.reset_has(peer);
         }
-        let answer = complete && self.resyncs.allow(peer, now);
         if answer {
             self.stats.resyncs += 1;
         } else if complete {

@@ -21,6 +21,10 @@
 //!   ([`Tree::on_duplicate`]);
 //! - a link is suspect for [`SUSPECT_MS`] after it was eager while this node had to graft
 //!   another peer for a message it lacked: it pushed nothing of a message the network had.
+//!   Grace does not exempt a link from suspicion (a peer that sets `graft` on its own frames
+//!   gets grace, and would otherwise never be suspect), and suspicion outlives the
+//!   connection: a peer that reconnects is as suspect as it was (up to [`MAX_SUSPECTED`]
+//!   disconnected peers are remembered; a fresh peer id starts clean, as any new peer).
 //!   A peer that pushes its own fresh envelopes to two neighbours at once makes their copies
 //!   to each other duplicates; pruning on them would leave it the eager link of both, from
 //!   which it then withholds. With the rule, that works at most once per [`SUSPECT_MS`] (the
@@ -82,6 +86,9 @@ pub(crate) enum Route {
 /// minute per neighbour pair, and an honest repair keeps the tree as it is for a minute).
 pub(crate) const SUSPECT_MS: Millis = 60_000;
 
+/// How many disconnected peers' suspicion is remembered until it ends.
+pub(crate) const MAX_SUSPECTED: usize = 1_024;
+
 /// The tree's view of one connected peer.
 #[derive(Debug)]
 struct Link {
@@ -122,6 +129,8 @@ pub(crate) struct Tree<P> {
     next_announce: Option<Millis>,
     /// The latest `suspect_until` of any link: before it, a duplicate looks for suspects.
     suspects_until: Millis,
+    /// Disconnected peers that were suspect, until when (at most [`MAX_SUSPECTED`]).
+    suspected: BTreeMap<P, Millis>,
 }
 
 impl<P: Clone + Ord> Tree<P> {
@@ -133,6 +142,7 @@ impl<P: Clone + Ord> Tree<P> {
             lazy_due: BTreeSet::new(),
             next_announce: None,
             suspects_until: 0,
+            suspected: BTreeMap::new(),
         }
     }
 
@@ -145,12 +155,17 @@ impl<P: Clone + Ord> Tree<P> {
     /// earlier connection to it is gone.
     pub(crate) fn connected(&mut self, peer: &P, now: Millis) {
         self.disconnected(peer);
+        let suspect_until = self
+            .suspected
+            .remove(peer)
+            .filter(|&until| until > now)
+            .unwrap_or(0);
         self.links.insert(
             peer.clone(),
             Link {
                 role: Role::Eager,
                 grace_until: now.saturating_add(self.config.grace),
-                suspect_until: 0,
+                suspect_until,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
@@ -159,12 +174,32 @@ impl<P: Clone + Ord> Tree<P> {
 
     /// The connection to `peer` is gone.
     pub(crate) fn disconnected(&mut self, peer: &P) {
-        if let Some(link) = self.links.remove(peer)
-            && let Some(at) = link.graft_at
-        {
+        let Some(link) = self.links.remove(peer) else {
+            return;
+        };
+        if let Some(at) = link.graft_at {
             self.graft_timers.remove(&(at, peer.clone()));
         }
         self.lazy_due.remove(peer);
+        if link.suspect_until > 0 {
+            self.remember_suspect(peer, link.suspect_until);
+        }
+    }
+
+    /// Keeps a disconnected peer's suspicion until `until`; at the bound, the entries that
+    /// end soonest go first (the ended ones before any).
+    fn remember_suspect(&mut self, peer: &P, until: Millis) {
+        self.suspected.insert(peer.clone(), until);
+        while self.suspected.len() > MAX_SUSPECTED {
+            let soonest = self
+                .suspected
+                .iter()
+                .min_by_key(|(_, until)| **until)
+                .map(|(p, _)| p.clone());
+            if let Some(p) = soonest {
+                self.suspected.remove(&p);
+            }
+        }
     }
 
     /// The role of `peer`'s link, if it is connected.
@@ -280,9 +315,10 @@ impl<P: Clone + Ord> Tree<P> {
             link.role = Role::Eager;
             link.grace_until = now.saturating_add(self.config.grace);
         }
-        // The links that were eager pushed nothing of what the grafted peer had: suspect.
+        // The links that were eager pushed nothing of what the grafted peer had: suspect,
+        // in grace or not.
         for (p, link) in self.links.iter_mut() {
-            if p != peer && link.role == Role::Eager && now >= link.grace_until {
+            if p != peer && link.role == Role::Eager {
                 link.suspect_until = now.saturating_add(SUSPECT_MS);
                 self.suspects_until = link.suspect_until;
             }

@@ -2,6 +2,7 @@
 //! congestion.
 
 use crate::harness::*;
+use secure_gossip::engine::{Engine, Output};
 use secure_gossip::{Config, Digest, Envelope, Frame, Keypair, RangeSet};
 
 #[test]
@@ -289,4 +290,41 @@ fn what_a_congested_peer_wants_is_announced_back_when_its_queue_drains() {
     net.e(0).peer_drained(&1);
     net.pump();
     assert_eq!(net.got(1), vec![id]);
+}
+
+/// Complete digests beyond the resync budget do not wipe the record of what the peer was
+/// sent: a peer repeating `{complete, want everything}` draws the history once.
+#[test]
+fn repeated_complete_digests_do_not_draw_the_history_again() {
+    let mut v = engine_with(&[1]);
+    for k in 0..5u8 {
+        v.publish(vec![k], T0).unwrap();
+    }
+    let me = v.public_key();
+    let mut sent = 0;
+    let mut count = |v: &mut Engine<u8>| {
+        while let Some(output) = v.poll_output() {
+            if let Output::Send { peer: 1, frame } = output {
+                sent += frame.messages.len();
+            }
+        }
+    };
+    count(&mut v);
+    for k in 0..10 {
+        let frame = Frame {
+            complete: true,
+            want: vec![Digest {
+                author: me,
+                ranges: RangeSet::from_range(1, u64::MAX),
+            }],
+            ..Frame::default()
+        };
+        v.handle_frame(1, frame, T0 + k);
+        count(&mut v);
+    }
+    assert_eq!(
+        sent, 5,
+        "each envelope sent once within the resync interval"
+    );
+    v.check_invariants();
 }

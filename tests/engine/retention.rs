@@ -193,3 +193,45 @@ fn imports_are_one_fair_group_and_crowd_out_neither_peers_authors_nor_own_messag
     assert_eq!(own_left, 10, "imports pushed out this node's own messages");
     w.check_invariants();
 }
+
+/// A tombstone covers only the ids this node had: a relay that brings an author's newest
+/// id alone, then floods fresh authors until that author is forgotten, does not make its
+/// earlier ids known (they would never be asked for or accepted again).
+#[test]
+fn a_tombstone_never_marks_ids_known_that_never_arrived() {
+    let config = Config::builder()
+        .max_tracked_authors(4)
+        .max_ranges_per_peer(64)
+        .build()
+        .unwrap();
+    let mut net = Net::linked(3, config, &[(0, 1), (0, 2)]);
+    let x = keys(9);
+    let sign = |s: u64| Envelope::sign(&x, s, T0, vec![s as u8]).unwrap();
+    // The relay (1) brings X's newest id alone, then fresh authors.
+    net.e(0).handle_frame(1, push(vec![sign(5)]), T0);
+    for k in 0..6u8 {
+        let fresh = Envelope::sign(&keys(100 + k), 1, T0, vec![k]).unwrap();
+        net.e(0)
+            .handle_frame(1, push(vec![fresh]), T0 + 1 + u64::from(k));
+    }
+    net.collect();
+    assert!(
+        net.e(0).knows(&sign(5).id()),
+        "the delivered id stays known"
+    );
+    for s in 1..5 {
+        assert!(!net.e(0).knows(&sign(s).id()), "id {s} never arrived");
+    }
+    // The honest peer's copies of the earlier ids are accepted; the newest is not again.
+    net.e(0)
+        .handle_frame(2, push((1..=5).map(sign).collect()), T0 + 10);
+    net.collect();
+    let got: Vec<u64> = net
+        .got(0)
+        .iter()
+        .filter(|id| id.author == x.public())
+        .map(|id| id.sequence)
+        .collect();
+    assert_eq!(got, vec![5, 1, 2, 3, 4]);
+    net.e(0).check_invariants();
+}

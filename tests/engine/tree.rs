@@ -227,3 +227,55 @@ fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
     v.check_invariants();
     w.check_invariants();
 }
+
+/// The suspicion that stops prune injection holds for a peer that sets `graft` on its own
+/// frames (which gives its link grace) and for one that reconnects.
+#[test]
+fn an_injector_that_grafts_itself_or_reconnects_is_still_suspect() {
+    const INJECTOR: u8 = 1;
+    const HONEST: u8 = 2;
+    let mut v = engine_with(&[INJECTOR, HONEST]);
+    let mut now = T0 + 1_001; // past every link's grace
+    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8| -> bool {
+        let x = sign(&keys(seed), 1, now, b"injected");
+        let mut frame = push(vec![x.clone()]);
+        frame.graft = true;
+        v.handle_frame(INJECTOR, frame, now);
+        v.handle_frame(HONEST, push(vec![x]), now);
+        let mut pruned = false;
+        while let Some(output) = v.poll_output() {
+            if let Output::Send {
+                peer: HONEST,
+                frame,
+            } = output
+            {
+                pruned |= frame.prune;
+            }
+        }
+        pruned
+    };
+    assert!(inject(&mut v, now, 80), "the first injection prunes");
+    // An honest message the injector withholds: grafted from the honest peer.
+    let honest = sign(&keys(81), 1, now, b"honest");
+    v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
+    drain(&mut v, &honest.id());
+    now = v.timer(Timer::Graft).expect("deferred");
+    v.handle_timeout(now);
+    v.handle_frame(HONEST, push(vec![honest.clone()]), now);
+    drain(&mut v, &honest.id());
+    assert_eq!(v.stats().grafts, 1);
+    now += 1_500;
+    assert!(
+        !inject(&mut v, now, 82),
+        "an injector with grace of its own graft flag pruned the honest link again"
+    );
+    v.disconnect(&INJECTOR, now);
+    v.connect(INJECTOR, now);
+    drain(&mut v, &honest.id());
+    now += 1_500;
+    assert!(
+        !inject(&mut v, now, 83),
+        "an injector that reconnected pruned the honest link again"
+    );
+    v.check_invariants();
+}

@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --release --example simulate            # seed 1
 //! cargo run --release --example simulate -- 42      # another seed
+//! cargo run --release --example simulate -- sybil   # the attack table (seed 1)
+//! cargo run --release --example simulate -- sybil 2 small   # 100 honest, 400 Sybils
 //! ```
 //!
 //! 1. Faults: networks of 100 and 1,000 nodes with 5 % loss and one partition (and with churn
@@ -10,9 +12,12 @@
 //! 2. The broadcast tree in steady state (no faults), at 1,000 and 10,000 nodes, for three
 //!    publishing patterns: one author, random authors, every node at once. RMR and the last
 //!    delivery's hop count, with the tree and with flooding (`broadcast_tree(false)`).
+//! 3. `sybil`: 1,000 honest nodes among 4,000 Sybils (80 % of each honest node's connections),
+//!    one row per attack against the same network without Sybils (`sim::attack`).
 
 use secure_gossip::Config;
-use secure_gossip::sim::{Report, Rng, Scenario, SimConfig, Simulation};
+use secure_gossip::sim::attack::{AttackReport, AttackScenario};
+use secure_gossip::sim::{Attack, Report, Rng, Scenario, SimConfig, Simulation};
 use std::time::Instant;
 
 fn faults(seed: u64) {
@@ -103,9 +108,45 @@ fn steady(nodes: usize, tree: bool, seed: u64, messages: usize) -> [Pattern; 3] 
     [one, random, all]
 }
 
+/// The attack table: every attack, each beside the same network without Sybils.
+fn sybil(seed: u64, small: bool) {
+    let scenario = if small {
+        AttackScenario::small(seed)
+    } else {
+        AttackScenario::full(seed)
+    };
+    println!(
+        "attacks: seed {seed}; {} honest nodes, {} Sybils, {} Sybil links per honest node, \
+         degree {}, latency 10-100 ms, {} messages",
+        scenario.honest, scenario.sybils, scenario.sybil_links, scenario.degree, scenario.messages
+    );
+    println!("{}", AttackReport::HEADER);
+    let baseline = scenario.run(Attack::SilentSink, false);
+    println!("{baseline}");
+    for attack in Attack::ALL {
+        if attack == Attack::Eclipse {
+            // Its own network: the target keeps one honest link.
+            println!("{}", scenario.run(attack, false));
+        }
+        println!("{}", scenario.run(attack, true));
+    }
+    println!("{}", scenario.run_late_joiner(false));
+    println!("{}", scenario.run_late_joiner(true));
+}
+
 fn main() {
-    let seed = std::env::args()
-        .nth(1)
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("sybil") {
+        args.next();
+        let seed = args
+            .next()
+            .map_or(1, |s| s.parse().expect("a seed is a number"));
+        let small = args.next().as_deref() == Some("small");
+        sybil(seed, small);
+        return;
+    }
+    let seed = args
+        .next()
         .map(|s| s.parse().expect("a seed is a number"))
         .unwrap_or(1);
     faults(seed);

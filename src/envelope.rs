@@ -117,6 +117,24 @@ impl Envelope {
         Ok(envelope)
     }
 
+    /// An envelope from its parts, signature unchecked (the simulator's forgers).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn from_parts(
+        author: PublicKey,
+        sequence: u64,
+        timestamp: u64,
+        payload: Bytes,
+        signature: [u8; 64],
+    ) -> Envelope {
+        Envelope {
+            author,
+            sequence,
+            timestamp,
+            payload,
+            signature,
+        }
+    }
+
     /// `"secure-gossip/v1" ‖ author ‖ sequence (8, BE) ‖ timestamp (8, BE) ‖ payload`.
     pub fn signing_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.payload.len());

@@ -9,6 +9,12 @@
 //! - **partitions**: links across a cut go down until healed;
 //! - **churn**: nodes leave and come back, with their state or as a fresh engine.
 //!
+//! Adversaries: [`SimConfig::sybils`] adds Sybil nodes (cheap models, not engines: see
+//! [`Attack`]) after the honest ones, and a share of every honest node's connections to
+//! them; the honest graph, its latencies and keys stay those of the same seed without them,
+//! so a run with an attack compares with the same network without it
+//! ([`attack::AttackScenario`]).
+//!
 //! Everything random comes from one [`Rng`] seeded by [`SimConfig::seed`]: the same seed
 //! replays the same run. [`Simulation::report`] gives delivery ratio, duplicate deliveries,
 //! RMR, the last delivery's hop count and the bytes sent.
@@ -21,6 +27,12 @@ use crate::keys::{Keypair, PublicKey};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
+
+pub mod attack;
+mod sybil;
+
+use sybil::Sybils;
+pub use sybil::{Attack, SybilConfig};
 
 /// SplitMix64: a tiny seeded generator for simulations and tests (not for keys).
 #[derive(Clone, Debug)]
@@ -74,6 +86,11 @@ pub struct SimConfig {
     pub engine: Config,
     /// The seed of everything random.
     pub seed: u64,
+    /// Sybil nodes and what they do (none by default).
+    pub sybils: Option<SybilConfig>,
+    /// An honest node left with a single honest link (the last node: its other honest
+    /// links are not made), as the target of an eclipse.
+    pub single_link: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -86,6 +103,8 @@ impl Default for SimConfig {
             redial: 500,
             engine: Config::default(),
             seed: 1,
+            sybils: None,
+            single_link: None,
         }
     }
 }
@@ -121,6 +140,14 @@ pub struct Report {
     pub envelope_copies: u64,
     /// Simulated time, in milliseconds.
     pub elapsed_ms: Millis,
+    /// Bytes of frames sent by honest nodes (to anyone, Sybils included).
+    pub honest_bytes: u64,
+    /// Bytes of frames sent by Sybils.
+    pub sybil_bytes: u64,
+    /// Violations honest nodes reported of Sybils.
+    pub violations: u64,
+    /// Deliveries of messages no honest node published (a Sybil flood's).
+    pub other_deliveries: u64,
 }
 
 impl fmt::Display for Report {
@@ -210,6 +237,8 @@ enum Event {
     },
     Redial(usize, usize),
     Timer(usize),
+    /// The Sybils' own turn.
+    SybilTick,
 }
 
 struct Node {
@@ -225,6 +254,8 @@ struct Node {
 struct Published {
     timestamp: Millis,
     at: Millis,
+    /// The honest node that published it.
+    by: usize,
 }
 
 /// A running simulation. See the [module docs](self).
@@ -243,6 +274,10 @@ pub struct Simulation {
     copies: u64,
     published: BTreeMap<MessageId, Published>,
     report: Report,
+    /// The Sybils, if any (node indices from `nodes.len()` on).
+    sybils: Option<Sybils>,
+    /// Per delivery of an honest message at an honest node: (publisher, delay).
+    delays: Vec<(usize, Millis)>,
 }
 
 /// The simulated start time: 2025-01-01, so timestamps look like real ones.
@@ -270,8 +305,9 @@ impl Simulation {
                 }
             })
             .collect();
+        let total = config.nodes + config.sybils.as_ref().map_or(0, |s| s.count);
         let mut sim = Simulation {
-            side: vec![false; config.nodes],
+            side: vec![false; total],
             rng,
             now,
             nodes,
@@ -284,6 +320,8 @@ impl Simulation {
                 nodes: config.nodes,
                 ..Report::default()
             },
+            sybils: None,
+            delays: Vec::new(),
             config,
         };
         let n = sim.config.nodes;
@@ -298,14 +336,137 @@ impl Simulation {
                 sim.add_link(a, b);
             }
         }
-        let keys: Vec<(usize, usize)> = sim.links.keys().copied().collect();
-        for (a, b) in keys {
-            sim.link_up(a, b);
+        if let Some(lone) = sim.config.single_link {
+            // The node's first link (of the spanning tree) stays: the last node is no other
+            // node's link in that tree, so the honest graph stays connected.
+            let first = sim
+                .links
+                .keys()
+                .copied()
+                .find(|&(a, b)| a == lone || b == lone);
+            sim.links
+                .retain(|&(a, b), _| (a != lone && b != lone) || Some((a, b)) == first);
+        }
+        let honest_links: Vec<(usize, usize)> = sim.links.keys().copied().collect();
+        let cold_boot = sim.add_sybils();
+        if cold_boot {
+            // The Sybils are there first; honest links come up a second later.
+            let sybil_links: Vec<(usize, usize)> =
+                sim.links.keys().copied().filter(|&(_, b)| b >= n).collect();
+            for (a, b) in sybil_links {
+                sim.link_up(a, b);
+            }
+            for (a, b) in honest_links {
+                sim.push(now + 1_000, Event::Redial(a, b));
+            }
+        } else {
+            let keys: Vec<(usize, usize)> = sim.links.keys().copied().collect();
+            for (a, b) in keys {
+                sim.link_up(a, b);
+            }
         }
         for i in 0..n {
             sim.schedule_timer(i);
         }
+        if let Some(brain) = &sim.sybils {
+            let at = brain.next_tick();
+            sim.push(at, Event::SybilTick);
+        }
         sim
+    }
+
+    /// Adds the Sybils of the config, with links drawn from a generator of their own (the
+    /// honest graph is the same as without them). Returns whether they boot first.
+    fn add_sybils(&mut self) -> bool {
+        let Some(config) = self.config.sybils.clone() else {
+            return false;
+        };
+        let n = self.config.nodes;
+        let mut rng = Rng::new(self.config.seed ^ 0x5B11_5EED);
+        let mut neighbours = vec![Vec::new(); n];
+        if config.count > 0 {
+            let (lo, hi) = self.config.latency;
+            for (h, mine) in neighbours.iter_mut().enumerate() {
+                let want = config.links_per_node.min(config.count);
+                let mut picked: Vec<(Millis, usize)> = Vec::with_capacity(want);
+                while picked.len() < want {
+                    let s = n + rng.index(config.count);
+                    if picked.iter().any(|&(_, p)| p == s) {
+                        continue;
+                    }
+                    picked.push((lo + rng.below(hi.saturating_sub(lo) + 1), s));
+                }
+                picked.sort_unstable();
+                for &(latency, s) in &picked {
+                    self.links.insert(
+                        (h, s),
+                        Link {
+                            latency,
+                            up: false,
+                            epoch: 0,
+                        },
+                    );
+                }
+                *mine = picked.into_iter().map(|(_, s)| s).collect();
+            }
+        }
+        let target_author = (config.target < n).then(|| self.nodes[config.target].keys.public());
+        let cold_boot = config.attack == Attack::ColdBoot;
+        self.sybils = Some(Sybils::new(
+            config,
+            neighbours,
+            target_author,
+            self.now,
+            self.config.seed,
+        ));
+        cold_boot
+    }
+
+    fn is_sybil(&self, i: usize) -> bool {
+        i >= self.nodes.len()
+    }
+
+    /// Whether node `i` is up (Sybils always are).
+    fn up(&self, i: usize) -> bool {
+        self.nodes.get(i).is_none_or(|n| n.up)
+    }
+
+    /// The covert flash: every Sybil stops relaying and answering at once.
+    pub fn withhold(&mut self) {
+        if let Some(brain) = &mut self.sybils {
+            brain.withhold();
+        }
+    }
+
+    /// Gives the Sybils `count` valid envelopes of throwaway authors to flood with.
+    pub fn prepare_flood(&mut self, count: usize) {
+        let now = self.now;
+        if let Some(brain) = &mut self.sybils {
+            brain.prepare_flood(count, now);
+        }
+    }
+
+    /// The delays (publication to delivery, ms) of every delivery of an honest message at an
+    /// honest node, of messages published by `by` if given, sorted.
+    pub fn delays(&self, by: Option<usize>) -> Vec<Millis> {
+        let mut out: Vec<Millis> = self
+            .delays
+            .iter()
+            .filter(|(p, _)| by.is_none_or(|b| b == *p))
+            .map(|(_, d)| *d)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Whether node `i` holds (or knows) every message published so far that is still
+    /// retained.
+    pub fn holds_all(&self, i: usize) -> bool {
+        let max_age = millis(self.config.engine.max_age);
+        self.published
+            .iter()
+            .filter(|(_, p)| p.timestamp + max_age >= self.now && p.by != i)
+            .all(|(id, _)| self.nodes[i].engine.knows(id))
     }
 
     fn add_link(&mut self, a: usize, b: usize) {
@@ -367,6 +528,7 @@ impl Simulation {
             Published {
                 timestamp: self.now,
                 at: self.now,
+                by: i,
             },
         );
         self.report.messages += 1;
@@ -466,7 +628,11 @@ impl Simulation {
         link.up = false;
         link.epoch += 1;
         for (x, y) in [(a, b), (b, a)] {
-            if self.nodes[x].up {
+            if self.is_sybil(x) {
+                if let Some(brain) = &mut self.sybils {
+                    brain.disconnected(x, y);
+                }
+            } else if self.nodes[x].up {
                 self.nodes[x].engine.disconnect(&y, self.now);
                 self.drain(x);
             }
@@ -474,7 +640,7 @@ impl Simulation {
     }
 
     fn link_up(&mut self, a: usize, b: usize) {
-        let can = self.nodes[a].up && self.nodes[b].up && self.side[a] == self.side[b];
+        let can = self.up(a) && self.up(b) && self.side[a] == self.side[b];
         let link = self.links.get_mut(&(a, b)).expect("known link");
         if link.up || !can {
             return;
@@ -482,10 +648,50 @@ impl Simulation {
         link.up = true;
         link.epoch += 1;
         for (x, y) in [(a, b), (b, a)] {
-            self.nodes[x].engine.connect(y, self.now);
+            if !self.is_sybil(x) {
+                self.nodes[x].engine.connect(y, self.now);
+            }
         }
-        self.drain(a);
-        self.drain(b);
+        for (x, y) in [(a, b), (b, a)] {
+            if self.is_sybil(x) {
+                let sends = self
+                    .sybils
+                    .as_mut()
+                    .map(|brain| brain.connected(x, y))
+                    .unwrap_or_default();
+                self.sybil_sends(sends, self.now);
+            } else {
+                self.drain(x);
+            }
+        }
+    }
+
+    /// Puts frames the Sybils send at `at` on their links.
+    fn sybil_sends(&mut self, sends: sybil::Sends, at: Millis) {
+        for (from, to, frame) in sends {
+            let key = (from.min(to), from.max(to));
+            let Some(link) = self.links.get(&key) else {
+                continue;
+            };
+            if !link.up {
+                continue;
+            }
+            let len = frame.encoded_len() as u64;
+            let sent = len + prost::encoding::encoded_len_varint(len) as u64;
+            self.report.bytes += sent;
+            self.report.sybil_bytes += sent;
+            self.report.frames += 1;
+            let (arrival, epoch) = (at + link.latency, link.epoch);
+            self.push(
+                arrival,
+                Event::Frame {
+                    from,
+                    to,
+                    epoch,
+                    frame,
+                },
+            );
+        }
     }
 
     fn push(&mut self, at: Millis, event: Event) {
@@ -519,6 +725,10 @@ impl Simulation {
             match output {
                 Output::Send { peer, frame } => self.send(i, peer, frame),
                 Output::Deliver { message, .. } => {
+                    match self.published.get(&message.id) {
+                        Some(p) => self.delays.push((p.by, self.now - p.at)),
+                        None => self.report.other_deliveries += 1,
+                    }
                     let node = &mut self.nodes[i];
                     let count = node.delivered.entry(message.id).or_insert(0);
                     *count += 1;
@@ -534,6 +744,9 @@ impl Simulation {
                         self.report.last_delivery_ms =
                             self.report.last_delivery_ms.max(self.now - p.at);
                     }
+                }
+                Output::Violation { peer, .. } if self.is_sybil(peer) => {
+                    self.report.violations += 1;
                 }
                 Output::Violation { peer, violation } => {
                     panic!("node {i}: honest peer {peer} reported: {violation}")
@@ -553,7 +766,9 @@ impl Simulation {
             return;
         }
         let len = frame.encoded_len() as u64;
-        self.report.bytes += len + prost::encoding::encoded_len_varint(len) as u64;
+        let sent = len + prost::encoding::encoded_len_varint(len) as u64;
+        self.report.bytes += sent;
+        self.report.honest_bytes += sent;
         self.report.frames += 1;
         if self.rng.chance(self.config.loss) {
             self.report.link_failures += 1;
@@ -563,6 +778,19 @@ impl Simulation {
             return;
         }
         let (at, epoch) = (self.now + link.latency, link.epoch);
+        if self.is_sybil(to) {
+            // The Sybils' brain takes the frame as it is sent (they collude, so what one of
+            // them will have at `at` is theirs then); what they send in return leaves at `at`.
+            let hops = &self.nodes[from].hops;
+            let sends = match &mut self.sybils {
+                Some(brain) => {
+                    brain.on_frame(to, from, &frame, |id| hops.get(id).copied().unwrap_or(0))
+                }
+                None => Vec::new(),
+            };
+            self.sybil_sends(sends, at);
+            return;
+        }
         self.push(
             at,
             Event::Frame {
@@ -592,17 +820,26 @@ impl Simulation {
                 }
                 self.copies += frame.messages.len() as u64;
                 for envelope in &frame.messages {
-                    let hop = self.nodes[from]
-                        .hops
-                        .get(&envelope.id())
-                        .copied()
-                        .unwrap_or(0);
-                    self.nodes[to].hops.entry(envelope.id()).or_insert(hop + 1);
+                    let id = envelope.id();
+                    let hop = match self.nodes.get(from) {
+                        Some(node) => node.hops.get(&id).copied().unwrap_or(0),
+                        None => self.sybils.as_ref().and_then(|b| b.hop(&id)).unwrap_or(0),
+                    };
+                    self.nodes[to].hops.entry(id).or_insert(hop + 1);
                 }
                 self.nodes[to].engine.handle_frame(from, frame, self.now);
                 self.drain(to);
             }
             Event::Redial(a, b) => self.link_up(a, b),
+            Event::SybilTick => {
+                let Some(brain) = &mut self.sybils else {
+                    return true;
+                };
+                let sends = brain.tick(self.now);
+                let next = brain.next_tick();
+                self.sybil_sends(sends, self.now);
+                self.push(next, Event::SybilTick);
+            }
             Event::Timer(i) => {
                 if self.nodes[i].timer == Some(at) && self.nodes[i].up {
                     self.nodes[i].timer = None;

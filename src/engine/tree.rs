@@ -21,10 +21,12 @@
 //!   ([`Tree::on_duplicate`]);
 //! - a link is suspect for [`SUSPECT_MS`] after it was eager while this node had to graft
 //!   another peer for a message it lacked: it pushed nothing of a message the network had.
-//!   Grace does not exempt a link from suspicion (a peer that sets `graft` on its own frames
-//!   gets grace, and would otherwise never be suspect), and suspicion outlives the
-//!   connection: a peer that reconnects is as suspect as it was (up to [`MAX_SUSPECTED`]
-//!   disconnected peers are remembered; a fresh peer id starts clean, as any new peer).
+//!   Suspicion outlives the connection: a peer that reconnects is as suspect as it was (up to
+//!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as any
+//!   new peer). A link in grace is not marked, so a peer that sets `graft` on its own frames
+//!   escapes suspicion; against it, a link this node grafts a second time within
+//!   [`SUSPECT_MS`] keeps its grace for [`SUSPECT_MS`] (the first graft's grace is
+//!   `want_timeout`): prunes that keep undoing the same repair stop after the second;
 //!   A peer that pushes its own fresh envelopes to two neighbours at once makes their copies
 //!   to each other duplicates; pruning on them would leave it the eager link of both, from
 //!   which it then withholds. With the rule, that works at most once per [`SUSPECT_MS`] (the
@@ -95,6 +97,8 @@ struct Link {
     role: Role,
     /// Until then a duplicate over this link does not prune it.
     grace_until: Millis,
+    /// When this node last grafted the link (0: never).
+    grafted_at: Millis,
     /// Until then the link is suspect: it was eager and pushed nothing of a message another
     /// peer had to be grafted for. While any other eager link is suspect, no link is pruned.
     suspect_until: Millis,
@@ -165,6 +169,7 @@ impl<P: Clone + Ord> Tree<P> {
             Link {
                 role: Role::Eager,
                 grace_until: now.saturating_add(self.config.grace),
+                grafted_at: 0,
                 suspect_until,
                 deferred: RangeQueue::default(),
                 graft_at: None,
@@ -313,12 +318,15 @@ impl<P: Clone + Ord> Tree<P> {
     pub(crate) fn grafted(&mut self, peer: &P, now: Millis) {
         if let Some(link) = self.links.get_mut(peer) {
             link.role = Role::Eager;
-            link.grace_until = now.saturating_add(self.config.grace);
+            // Grafted again within a minute: something keeps pruning this repair.
+            let again = link.grafted_at > 0 && now < link.grafted_at.saturating_add(SUSPECT_MS);
+            let grace = if again { SUSPECT_MS } else { self.config.grace };
+            link.grace_until = link.grace_until.max(now.saturating_add(grace));
+            link.grafted_at = now;
         }
-        // The links that were eager pushed nothing of what the grafted peer had: suspect,
-        // in grace or not.
+        // The links that were eager pushed nothing of what the grafted peer had: suspect.
         for (p, link) in self.links.iter_mut() {
-            if p != peer && link.role == Role::Eager {
+            if p != peer && link.role == Role::Eager && now >= link.grace_until {
                 link.suspect_until = now.saturating_add(SUSPECT_MS);
                 self.suspects_until = link.suspect_until;
             }

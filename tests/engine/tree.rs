@@ -228,18 +228,18 @@ fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
     w.check_invariants();
 }
 
-/// The suspicion that stops prune injection holds for a peer that sets `graft` on its own
-/// frames (which gives its link grace) and for one that reconnects.
+/// A peer that sets `graft` on its own frames (which gives its link grace, so it is never
+/// suspect) prunes the same honest repair at most twice a minute: a link grafted a second time
+/// within a minute keeps its grace for the minute. A suspect peer that reconnects is still
+/// suspect.
 #[test]
-fn an_injector_that_grafts_itself_or_reconnects_is_still_suspect() {
+fn an_injector_that_grafts_itself_or_reconnects_prunes_a_repair_at_most_twice_a_minute() {
     const INJECTOR: u8 = 1;
     const HONEST: u8 = 2;
-    let mut v = engine_with(&[INJECTOR, HONEST]);
-    let mut now = T0 + 1_001; // past every link's grace
-    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8| -> bool {
+    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8, flag: bool| -> bool {
         let x = sign(&keys(seed), 1, now, b"injected");
         let mut frame = push(vec![x.clone()]);
-        frame.graft = true;
+        frame.graft = flag;
         v.handle_frame(INJECTOR, frame, now);
         v.handle_frame(HONEST, push(vec![x]), now);
         let mut pruned = false;
@@ -254,28 +254,45 @@ fn an_injector_that_grafts_itself_or_reconnects_is_still_suspect() {
         }
         pruned
     };
-    assert!(inject(&mut v, now, 80), "the first injection prunes");
     // An honest message the injector withholds: grafted from the honest peer.
-    let honest = sign(&keys(81), 1, now, b"honest");
-    v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
-    drain(&mut v, &honest.id());
-    now = v.timer(Timer::Graft).expect("deferred");
-    v.handle_timeout(now);
-    v.handle_frame(HONEST, push(vec![honest.clone()]), now);
-    drain(&mut v, &honest.id());
-    assert_eq!(v.stats().grafts, 1);
-    now += 1_500;
-    assert!(
-        !inject(&mut v, now, 82),
-        "an injector with grace of its own graft flag pruned the honest link again"
+    let withheld = |v: &mut Engine<u8>, now: Millis, seed: u8| -> Millis {
+        let honest = sign(&keys(seed), 1, now, b"honest");
+        v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
+        drain(v, &honest.id());
+        let at = v.timer(Timer::Graft).expect("deferred");
+        v.handle_timeout(at);
+        v.handle_frame(HONEST, push(vec![honest.clone()]), at);
+        drain(v, &honest.id());
+        at
+    };
+    let mut v = engine_with(&[INJECTOR, HONEST]);
+    let mut now = T0 + 1_001; // past every link's grace
+    let mut prunes = 0;
+    for cycle in 0..20u8 {
+        if inject(&mut v, now, 80 + cycle, true) {
+            prunes += 1;
+            now = withheld(&mut v, now, 120 + cycle);
+        }
+        now += 1_500; // past a first graft's grace
+    }
+    assert!(now < T0 + 60_000);
+    assert_eq!(
+        prunes, 2,
+        "the honest repair was pruned {prunes} times in a minute"
     );
-    v.disconnect(&INJECTOR, now);
-    v.connect(INJECTOR, now);
-    drain(&mut v, &honest.id());
+    // Suspicion outlives a reconnect.
+    let mut w = engine_with(&[INJECTOR, HONEST]);
+    let mut now = T0 + 1_001;
+    assert!(inject(&mut w, now, 60, false), "the first injection prunes");
+    now = withheld(&mut w, now, 61);
+    w.disconnect(&INJECTOR, now);
+    w.connect(INJECTOR, now);
+    while w.poll_output().is_some() {}
     now += 1_500;
     assert!(
-        !inject(&mut v, now, 83),
+        !inject(&mut w, now, 62, false),
         "an injector that reconnected pruned the honest link again"
     );
     v.check_invariants();
+    w.check_invariants();
 }

@@ -721,6 +721,7 @@ impl Simulation {
 
     /// Takes every output of node `i`: frames go on links, deliveries are recorded.
     fn drain(&mut self, i: usize) {
+        let mut violators = Vec::new();
         while let Some(output) = self.nodes[i].engine.poll_output() {
             match output {
                 Output::Send { peer, frame } => self.send(i, peer, frame),
@@ -747,12 +748,18 @@ impl Simulation {
                 }
                 Output::Violation { peer, .. } if self.is_sybil(peer) => {
                     self.report.violations += 1;
+                    violators.push(peer);
                 }
                 Output::Violation { peer, violation } => {
                     panic!("node {i}: honest peer {peer} reported: {violation}")
                 }
                 _ => {}
             }
+        }
+        // The application disconnects a violator (as the examples do); a Sybil's link is
+        // not re-dialled.
+        for peer in violators {
+            self.link_down(i.min(peer), i.max(peer));
         }
         self.schedule_timer(i);
     }

@@ -51,6 +51,7 @@ mod knowledge;
 mod output;
 mod pull;
 mod receive;
+mod record;
 mod resync;
 mod round;
 mod skew;
@@ -109,6 +110,8 @@ pub struct Engine<P> {
     validations: Validations<P>,
     filter: SharedFilter,
     violators: Violators<P>,
+    /// What each peer has done for this node, across its reconnects (`record.rs`).
+    records: record::Records<P>,
     skew: Skew<P>,
     // The connected peers, one component per concern.
     beliefs: Beliefs<P>,
@@ -184,6 +187,7 @@ impl<P: Clone + Ord> Engine<P> {
             ),
             filter,
             violators: Violators::new(millis(config.violation_ban)),
+            records: record::Records::new(),
             skew: Skew::new(),
             beliefs: Beliefs::new(limits),
             wants: Wants::new(config.max_want_ranges_per_frame, limits),
@@ -516,6 +520,7 @@ impl<P: Clone + Ord> Engine<P> {
                 // A timed-out verdict counts against the sender like a rejection.
                 if validation == Validation::Reject || now >= deadline {
                     self.wants.strike(&from);
+                    self.records.failed(&from, now);
                 }
                 // Known, so never delivered again; not stored, so never forwarded.
                 self.authors
@@ -595,6 +600,10 @@ impl<P: Clone + Ord> Engine<P> {
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
             let asked = self.wants.remove_peer(peer);
+            if !asked.is_empty() {
+                // It left with wants of it unanswered: as a want that timed out.
+                self.records.failed(peer, now);
+            }
             self.move_wants(asked, peer, now);
         }
     }
@@ -689,6 +698,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.store.check_invariants();
         self.wants.check_invariants();
         self.violators.check_invariants();
+        self.records.check_invariants();
         self.resyncs.check_invariants();
         self.validations.check_invariants();
         self.beliefs.check_invariants();

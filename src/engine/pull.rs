@@ -27,6 +27,7 @@
 use super::authors::Introducer;
 use super::ids::{IdSets, Ids};
 use super::knowledge::worth_knowing;
+use super::record::Standing;
 use super::wants::{Asks, Want};
 use super::{Engine, Millis, millis};
 use crate::frame::{Digest, FrameBudget, envelope_len};
@@ -193,7 +194,11 @@ impl<P: Clone + Ord> Engine<P> {
             let Some(want) = self.wants.want(&holder, author) else {
                 continue;
             };
-            if want.attempts <= 1 {
+            // A proven announcer takes the ids from a holder that is not proven at once;
+            // otherwise only from a holder that already missed a deadline for them.
+            let proven = |p: &P| self.records.standing(p) == Standing::Proven;
+            let outranked = proven(announcer) && !proven(&holder);
+            if want.attempts <= 1 && !outranked {
                 continue;
             }
             let moved = want.ids.intersection(ids);
@@ -384,6 +389,7 @@ impl<P: Clone + Ord> Engine<P> {
             }
             if !touched.contains(&peer) {
                 self.wants.strike(&peer);
+                self.records.failed(&peer, now);
                 touched.push(peer.clone());
             }
             let Some(want) = self.wants.take_author(&peer, &author) else {
@@ -412,14 +418,16 @@ impl<P: Clone + Ord> Engine<P> {
     /// Returns what no other peer could take.
     fn reroute(&mut self, ids: IdSets, failed: &P, now: Millis, since: Millis) -> IdSets {
         let deadline = now.saturating_add(millis(self.config.want_timeout));
-        let beliefs = &self.beliefs;
+        let (beliefs, records) = (&self.beliefs, &self.records);
         let offers = |peer: &P, author: &PublicKey, ids: &RangeSet| {
             beliefs
                 .get(peer)
                 .map_or_else(RangeSet::new, |k| k.offers(author, ids))
         };
-        let (asks, rest): (Asks<P>, IdSets) =
-            self.wants.reroute(failed, ids, since, deadline, offers);
+        let standing = |peer: &P| records.standing(peer);
+        let (asks, rest): (Asks<P>, IdSets) = self
+            .wants
+            .reroute(failed, ids, since, deadline, offers, standing);
         for (peer, author, ids) in asks {
             self.batcher.want(&peer, &author, &ids);
         }

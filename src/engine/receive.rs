@@ -242,6 +242,7 @@ impl<P: Clone + Ord> Engine<P> {
         //    application's verdict, with `validate_messages`; `validation.rs`).
         self.admit(&id.author, &introducer, now);
         self.deliver(&envelope, from);
+        self.records.useful(from, now);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
             self.authors.hold(&id.author, id.sequence, timestamp);

@@ -38,6 +38,7 @@
 use super::Millis;
 use super::ids::{IdSets, RangeQueue};
 use super::knowledge::{Knowledge, KnowledgeLimits};
+use super::record::Standing;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -493,12 +494,13 @@ impl<P: Clone + Ord> Wants<P> {
         since: Millis,
         deadline: Millis,
         offers: impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
+        standing: impl Fn(&P) -> Standing,
     ) -> (Asks<P>, IdSets) {
         let mut asks = Vec::new();
         if ids.is_empty() {
             return (asks, ids);
         }
-        let candidates = self.turn_order(failed, since);
+        let candidates = self.turn_order(failed, since, standing);
         let mut rest = IdSets::new();
         for (author, mut ids) in ids {
             self.ask_in_turn(
@@ -535,9 +537,10 @@ impl<P: Clone + Ord> Wants<P> {
     }
 
     /// The peers a want leaving `failed` (pulled since `since`) may go to, in turn order:
-    /// those with room, connections older than the pull alike, younger ones by age, each by
-    /// fewest strikes, then in turn after `failed`.
-    fn turn_order(&self, failed: &P, since: Millis) -> Vec<P> {
+    /// those with room, by standing (`record.rs`: proven, unknown, failed), then connections
+    /// older than the pull alike, younger ones by age, each by fewest strikes, then in turn
+    /// after `failed`.
+    fn turn_order(&self, failed: &P, since: Millis, standing: impl Fn(&P) -> Standing) -> Vec<P> {
         let mut candidates: Vec<P> = self
             .peers
             .range((Bound::Excluded(failed), Bound::Unbounded))
@@ -547,7 +550,7 @@ impl<P: Clone + Ord> Wants<P> {
             .collect();
         candidates.sort_by_cached_key(|p| {
             let asked = &self.peers[p];
-            (asked.connected_at.max(since), asked.strikes)
+            (standing(p), asked.connected_at.max(since), asked.strikes)
         });
         candidates
     }
@@ -699,8 +702,25 @@ mod tests {
         ];
         for (case, peers, expected) in table {
             let w = wants(peers);
-            assert_eq!(w.turn_order(&0, 1_000), expected, "{case}");
+            assert_eq!(
+                w.turn_order(&0, 1_000, |_| Standing::Unknown),
+                expected,
+                "{case}"
+            );
         }
+    }
+
+    /// Standing comes before age and strikes: a proven peer that connected after the pull
+    /// began is asked before unknown older ones; a failed one after them all.
+    #[test]
+    fn turn_order_puts_proven_peers_first_and_failed_ones_last() {
+        let w = wants(&[(0, 0, 0), (1, 0, 0), (2, 0, 0), (3, 1_900, 4), (4, 0, 0)]);
+        let standing = |p: &u8| match p {
+            3 => Standing::Proven,
+            1 => Standing::Failed,
+            _ => Standing::Unknown,
+        };
+        assert_eq!(w.turn_order(&0, 1_000, standing), vec![3, 2, 4, 1]);
     }
 
     /// `reroute`: peers that were tried for the ids wait until every peer that has them had
@@ -760,6 +780,7 @@ mod tests {
                 1_000,
                 2_000,
                 offers,
+                |_| Standing::Unknown,
             );
             let got = asks
                 .iter()

@@ -2,7 +2,7 @@
 //! keep an id from an honest peer that has it.
 
 use crate::harness::*;
-use secure_gossip::Frame;
+use secure_gossip::{Envelope, Frame};
 
 /// A new author's message announced by an honest lazy peer (its announcement waits for the
 /// graft timer) while an eager peer pushes a forged out-of-window copy, announces the id and
@@ -164,4 +164,42 @@ fn a_liar_past_its_deadline_cannot_keep_ids_an_honest_peer_announces() {
         v.check_invariants();
     }
     assert!(v.stats().wants_hurried >= 1);
+}
+
+/// Track records: ids wanted of a peer that never delivered anything move at once to a
+/// peer that has delivered something first (proven) when it announces them, and the liars'
+/// wants then go to proven peers before unknown ones, whatever their age. Eight liars that
+/// announce an author's every id and never answer delay its messages by no want timeout.
+#[test]
+fn a_proven_announcer_takes_ids_from_liars_at_once() {
+    const LIARS: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+    const LATE: u8 = 9;
+    let mut v = engine_with(&LIARS);
+    let author = new_author();
+    for liar in LIARS {
+        v.handle_frame(liar, have_range(author.public(), 1, u64::MAX), T0);
+    }
+    let first = sign(&author, 1, T0, b"first").id();
+    assert_eq!(drain(&mut v, &first).0, vec![1], "asked of the first liar");
+    // An honest peer connects after the liars and delivers a message of another author
+    // first: it is proven.
+    let now = T0 + 100;
+    v.connect(LATE, now);
+    v.handle_frame(LATE, push(vec![sign(&keys(42), 1, now, b"other")]), now);
+    drain(&mut v, &first);
+    // It announces the author's messages: they are asked of it at once.
+    v.handle_frame(LATE, have_range(author.public(), 1, 3), now);
+    assert_eq!(
+        drain(&mut v, &first).0,
+        vec![LATE],
+        "asked of the proven peer at once"
+    );
+    let messages: Vec<Envelope> = (1..=3).map(|s| sign(&author, s, now, b"m")).collect();
+    v.handle_frame(LATE, push(messages), now + 10);
+    assert_eq!(
+        drain(&mut v, &first).1.len(),
+        3,
+        "delivered within a round trip"
+    );
+    v.check_invariants();
 }

@@ -1,0 +1,166 @@
+//! Track records: what each peer has done for this node, kept across its reconnects.
+//!
+//! Rules, all here:
+//! - a peer is *useful* when it delivers a message this node did not have (pushed first, or
+//!   in answer to a want), and *fails* when a want of it reaches its deadline without
+//!   progress, when it leaves with wants of it outstanding (so a liar cannot escape its
+//!   deadline by reconnecting), or when the application rejects (or never decides) a
+//!   message it sent;
+//! - its [`Standing`]: [`Standing::Proven`] if it was useful since its last failure,
+//!   [`Standing::Failed`] if it failed since it was last useful, [`Standing::Unknown`] if
+//!   neither ever happened (every new peer id). A Sybil that never delivered anything first
+//!   is never better than unknown, however it reconnects; a fresh peer id is unknown, never
+//!   proven;
+//! - the record of a peer id outlives its connections: a peer that reconnects keeps its
+//!   standing;
+//! - at most [`MAX_RECORDS`] peer ids are remembered; beyond that, the one whose record
+//!   changed least recently is forgotten (it becomes unknown again, as a new peer).
+//!
+//! Who uses it: the want turns rank candidates by standing first (`wants.rs`), and an id
+//! wanted of a peer that is not proven moves at once to a proven peer that announces it
+//! (`pull.rs`), so liars that announce everything and never answer hold a pull for at most
+//! the time it takes a proven peer to announce the ids.
+
+use super::Millis;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How many peer ids' records are kept (about 100 bytes each with a libp2p `PeerId`).
+pub(crate) const MAX_RECORDS: usize = 4_096;
+
+/// What a peer's record says of it, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Standing {
+    /// Useful since its last failure.
+    Proven,
+    /// Nothing recorded: a new peer id.
+    Unknown,
+    /// Failed since it was last useful.
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    /// When it last delivered something new (0: never).
+    useful_at: Millis,
+    /// When it last failed (0: never).
+    failed_at: Millis,
+    /// When the record last changed, in changes made so far (the eviction order).
+    touched: u64,
+}
+
+/// Every remembered peer's record.
+#[derive(Debug)]
+pub(crate) struct Records<P> {
+    records: BTreeMap<P, Record>,
+    by_touch: BTreeSet<(u64, P)>,
+    changes: u64,
+}
+
+impl<P: Clone + Ord> Records<P> {
+    pub(crate) fn new() -> Self {
+        Records {
+            records: BTreeMap::new(),
+            by_touch: BTreeSet::new(),
+            changes: 0,
+        }
+    }
+
+    /// `peer` delivered a message this node did not have, at `now`.
+    pub(crate) fn useful(&mut self, peer: &P, now: Millis) {
+        self.update(peer, |r| r.useful_at = r.useful_at.max(now.max(1)));
+    }
+
+    /// A want of `peer` timed out without progress, or the application turned down what it
+    /// sent, at `now`.
+    pub(crate) fn failed(&mut self, peer: &P, now: Millis) {
+        self.update(peer, |r| r.failed_at = r.failed_at.max(now.max(1)));
+    }
+
+    /// `peer`'s standing.
+    pub(crate) fn standing(&self, peer: &P) -> Standing {
+        match self.records.get(peer) {
+            None => Standing::Unknown,
+            Some(r) if r.useful_at > r.failed_at => Standing::Proven,
+            Some(r) if r.failed_at > 0 => Standing::Failed,
+            Some(_) => Standing::Unknown,
+        }
+    }
+
+    fn update(&mut self, peer: &P, change: impl FnOnce(&mut Record)) {
+        self.changes += 1;
+        let touched = self.changes;
+        let record = match self.records.get_mut(peer) {
+            Some(r) => {
+                self.by_touch.remove(&(r.touched, peer.clone()));
+                r
+            }
+            None => {
+                if self.records.len() >= MAX_RECORDS
+                    && let Some((_, oldest)) = self.by_touch.pop_first()
+                {
+                    self.records.remove(&oldest);
+                }
+                self.records.entry(peer.clone()).or_insert(Record {
+                    useful_at: 0,
+                    failed_at: 0,
+                    touched,
+                })
+            }
+        };
+        change(record);
+        record.touched = touched;
+        self.by_touch.insert((touched, peer.clone()));
+    }
+
+    /// How many peers are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Panics if the eviction order and the records disagree, or the bound is broken.
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.records.len() <= MAX_RECORDS);
+        assert_eq!(self.records.len(), self.by_touch.len());
+        for (touched, peer) in &self.by_touch {
+            assert_eq!(self.records[peer].touched, *touched);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standing_follows_the_latest_of_useful_and_failed() {
+        let mut r: Records<u32> = Records::new();
+        assert_eq!(r.standing(&1), Standing::Unknown);
+        r.failed(&1, 10);
+        assert_eq!(r.standing(&1), Standing::Failed);
+        r.useful(&1, 20);
+        assert_eq!(r.standing(&1), Standing::Proven);
+        r.failed(&1, 30);
+        assert_eq!(r.standing(&1), Standing::Failed);
+        r.useful(&2, 5);
+        assert_eq!(r.standing(&2), Standing::Proven);
+        assert!(Standing::Proven < Standing::Unknown && Standing::Unknown < Standing::Failed);
+        r.check_invariants();
+    }
+
+    #[test]
+    fn the_least_recently_changed_record_goes_first_at_the_bound() {
+        let mut r: Records<u32> = Records::new();
+        for p in 0..MAX_RECORDS as u32 {
+            r.useful(&p, 1);
+        }
+        r.useful(&0, 2); // 0 is now the most recent
+        r.failed(&(MAX_RECORDS as u32), 3);
+        assert_eq!(r.len(), MAX_RECORDS);
+        assert_eq!(r.standing(&1), Standing::Unknown, "the oldest went");
+        assert_eq!(r.standing(&0), Standing::Proven);
+        assert_eq!(r.standing(&(MAX_RECORDS as u32)), Standing::Failed);
+        r.check_invariants();
+    }
+}

@@ -1,15 +1,21 @@
-//! Sybil-scale attacks in the simulator, at a tenth of the full scale (100 honest nodes
+//! Sybil-scale attacks. In the simulator, at a tenth of the full scale (100 honest nodes
 //! among 400 Sybils, 80 % of each honest node's connections to Sybils): every attack of
-//! `sim::attack`, each against the same network without Sybils. `SEED=<n>` replays one.
+//! `sim::attack`, each against the same network without Sybils (`SEED=<n>` replays one).
+//! Over real swarms (memory transport, noise, yamux; Sybils as raw peers with their own peer
+//! ids): liars that announce everything and never answer.
 //!
 //! The full table (1,000 honest nodes, 4,000 Sybils) is `cargo run --release --example
 //! simulate -- sybil`; its figures are in `docs/simulation.md`.
 
 mod common;
 
+use common::raw::{Raw, Reading};
 use common::seed_from_env;
+use common::swarm::{Node, connect};
 use secure_gossip::sim::Attack;
 use secure_gossip::sim::attack::{AttackReport, AttackScenario};
+use secure_gossip::{Config, Digest, Frame, RangeSet};
+use std::time::{Duration, Instant};
 
 /// What every attack must keep: every honest message at every honest node, once.
 fn assert_whole(report: &AttackReport, seed: u64) {
@@ -70,4 +76,88 @@ fn a_late_joiner_gets_the_whole_history_with_and_without_liars() {
             report.name
         );
     }
+}
+
+/// Eight Sybil connections (eight peer ids, raw streams) announce every id of an honest
+/// author (`[1, u64::MAX]`) and never answer; the author connects after them, with a
+/// history. With eager push off every message is pulled. The author has delivered nothing
+/// yet, so it is as unknown as the liars: at the first liar's deadline the want goes to the
+/// next liar and is hedged to the others that have the ids, the author among them, so the
+/// history arrives after one `want_timeout`, not one per liar (before: 8 × 2 s = 16.0 s).
+/// The author is proven by it, and its new messages are asked of it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_liars_that_came_first_do_not_hold_up_an_honest_author() {
+    let want_timeout = Duration::from_secs(2);
+    let config = Config::builder()
+        .eager_push(false)
+        .want_timeout(want_timeout)
+        .build()
+        .unwrap();
+    let mut victim = Node::spawn(config.clone()).await;
+    let mut author = Node::spawn(config.clone()).await;
+    let history = published(&author, 3).await;
+    // A message of the victim's own, which each liar asks for after lying: its answer shows
+    // the victim has read the lie (a stream is in order).
+    victim.publish(b"the victim's".to_vec()).await;
+    let everything = Frame {
+        have: vec![Digest {
+            author: author.author,
+            ranges: RangeSet::from_range(1, u64::MAX),
+        }],
+        ..Frame::default()
+    };
+    let ask = Frame {
+        want: vec![Digest {
+            author: victim.author,
+            ranges: RangeSet::from_range(1, u64::MAX),
+        }],
+        ..Frame::default()
+    };
+    let mut liars = Vec::new();
+    for _ in 0..8 {
+        let mut liar = Raw::connect(&mut victim, Reading::Count).await;
+        liar.send(&everything).await.unwrap();
+        liar.send(&ask).await.unwrap();
+        liar.wait_until(|r| r.messages > 0).await;
+        liars.push(liar);
+    }
+    let connected = Instant::now();
+    connect(&mut author, &mut victim).await;
+    for id in history {
+        victim.message(id).await;
+    }
+    let caught_up = connected.elapsed();
+    let stats = victim.stats().await.stats;
+    let asked: Vec<u64> = liars.iter().map(|l| l.received().want_frames).collect();
+    println!(
+        "the author's history arrived {caught_up:?} after it connected; wants hedged {}; \
+         want frames to each liar {asked:?}",
+        stats.wants_hedged
+    );
+    assert!(
+        caught_up < 2 * want_timeout,
+        "the history took {caught_up:?} (want_timeout {want_timeout:?})"
+    );
+    let mut delays = Vec::new();
+    for k in 0..5u8 {
+        let started = Instant::now();
+        let id = author.publish(vec![k]).await;
+        victim.message(id).await;
+        delays.push(started.elapsed());
+    }
+    let worst = delays.iter().max().copied().unwrap_or_default();
+    println!("new messages of the author past eight liars: {delays:?}");
+    assert!(
+        worst < 2 * want_timeout,
+        "a message waited {worst:?} (want_timeout {want_timeout:?}): {delays:?}"
+    );
+}
+
+/// `author` publishes `n` messages; their ids.
+async fn published(author: &Node, n: u8) -> Vec<secure_gossip::MessageId> {
+    let mut ids = Vec::new();
+    for k in 0..n {
+        ids.push(author.publish(vec![100 + k]).await);
+    }
+    ids
 }

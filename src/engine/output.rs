@@ -233,6 +233,9 @@ pub struct Stats {
     /// Wants made due at once because another peer announced their ids after the peer
     /// asked had missed a deadline for them.
     pub wants_hurried: u64,
+    /// Wants also sent to another peer because the peer they went to after a timeout is
+    /// not proven (hedges).
+    pub wants_hedged: u64,
     /// Signatures verified by the connection handlers for envelopes the engine then dropped
     /// before its signature step (each is charged to the sender's inbound budget once more).
     pub verified_discarded: u64,

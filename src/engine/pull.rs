@@ -430,6 +430,17 @@ impl<P: Clone + Ord> Engine<P> {
             .reroute(failed, ids, since, deadline, offers, standing);
         for (peer, author, ids) in asks {
             self.batcher.want(&peer, &author, &ids);
+            if standing(&peer) == Standing::Proven {
+                continue;
+            }
+            // Not proven: hedged to others that have the ids (`wants.rs`).
+            let hedges = self
+                .wants
+                .hedge_candidates(failed, &peer, &author, &ids, offers, standing);
+            for (hedge, take) in hedges {
+                self.batcher.want(&hedge, &author, &take);
+                self.stats.wants_hedged += 1;
+            }
         }
         rest
     }

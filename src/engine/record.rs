@@ -16,6 +16,13 @@
 //! - at most [`MAX_RECORDS`] peer ids are remembered; beyond that, the one whose record
 //!   changed least recently is forgotten (it becomes unknown again, as a new peer).
 //!
+//! What it does not stop: a message of a peer's own throwaway author is as new as any, so a
+//! Sybil that publishes is proven (until its next failure) for the price of a signature and
+//! of a message every node accepts (under the author table's and the store's bounds).
+//! Crediting only authors another peer introduced was tried: it denies honest authors and
+//! the first relay of each author their credit, and in the simulator (100 honest nodes
+//! among 400 liars) the liars' p99 went from 442 to 1,189 ms.
+//!
 //! Who uses it: the want turns rank candidates by standing first (`wants.rs`), and an id
 //! wanted of a peer that is not proven moves at once to a proven peer that announces it
 //! (`pull.rs`), so liars that announce everything and never answer hold a pull for at most

@@ -25,6 +25,14 @@
 //!   connection younger than the pull and than every honest peer already connected, asked
 //!   after them.
 //!
+//! - *hedges*: when a want that timed out goes to a peer that is not proven (`record.rs`),
+//!   the same ids are also asked of up to [`MAX_HEDGES`] other peers that offer them, are
+//!   not failed and were not tried for them ([`Wants::hedge_candidates`]); they are marked
+//!   as tried for those ids (their one turn), and the ids stay wanted of the one peer. The
+//!   first copy from any of them is accepted, which proves its sender. So k liars that came
+//!   before an honest peer that has not yet delivered anything delay a pull by one
+//!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each; the extra cost is a want
+//!   frame per hedge, and one answer frame per honest peer hedged;
 //! - an id another peer announces while it is wanted of a peer that has already missed a
 //!   deadline for it is taken back from that peer and asked of the announcer (`pull.rs`;
 //!   the rest of that want keeps its deadline, attempts and progress), so however long a
@@ -89,6 +97,9 @@ enum CatchUp {
 
 /// Whom a want was asked of, by [`Wants::reroute`]: the frames to send.
 pub(crate) type Asks<P> = Vec<(P, PublicKey, RangeSet)>;
+
+/// Most peers a rerouted want is hedged to at once (each costs one want frame).
+pub(crate) const MAX_HEDGES: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct Wants<P> {
@@ -534,6 +545,46 @@ impl<P: Clone + Ord> Wants<P> {
             }
         }
         (asks, rest)
+    }
+
+    /// Whom ids of `author` just asked of `asked` (leaving `failed`) are hedged to, with what
+    /// of them each offers: at most [`MAX_HEDGES`] other connected peers that offer some,
+    /// are not failed, and were not tried for them, best standing first. They are marked as
+    /// tried for what they are asked.
+    pub(crate) fn hedge_candidates(
+        &mut self,
+        failed: &P,
+        asked: &P,
+        author: &PublicKey,
+        ids: &RangeSet,
+        offers: impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
+        standing: impl Fn(&P) -> Standing,
+    ) -> Vec<(P, RangeSet)> {
+        let mut hedges: Vec<(Standing, P, RangeSet)> = Vec::new();
+        for (peer, state) in &self.peers {
+            if peer == failed || peer == asked || standing(peer) == Standing::Failed {
+                continue;
+            }
+            let mut take = offers(peer, author, ids);
+            if let Some(tried) = state.tried.get(author) {
+                take = take.difference(tried);
+            }
+            if !take.is_empty() {
+                hedges.push((standing(peer), peer.clone(), take));
+            }
+        }
+        hedges.sort_by_key(|h| h.0);
+        hedges.truncate(MAX_HEDGES);
+        let limits = self.limits;
+        hedges
+            .into_iter()
+            .map(|(_, peer, take)| {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.tried.learn(author, &take, limits);
+                }
+                (peer, take)
+            })
+            .collect()
     }
 
     /// The peers a want leaving `failed` (pulled since `since`) may go to, in turn order:

@@ -84,8 +84,10 @@ fn liars_that_reconnect_cannot_pass_a_want_between_them() {
 }
 
 /// The honest peer connected after the pull began and then earned a strike; the liars,
-/// there from the start, leave before their deadlines and reconnect. A reconnected liar is
-/// younger than the honest peer, so the honest peer is asked after each liar's first turn.
+/// there from the start, leave before their deadlines and reconnect. A liar that leaves with
+/// a want outstanding has failed (`record.rs`), and the want it left goes to the other liar,
+/// which is not proven, so it is hedged to the honest peer at once (before the hedges: the
+/// honest peer was asked only after each liar's first turn).
 #[test]
 fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
     let mut v = engine_with(&[LIAR_A, LIAR_B]);
@@ -102,9 +104,15 @@ fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
     v.handle_frame(HONEST, unanswered().1, T0 + 10);
     asked.extend(drain(&mut v, &id).0);
 
-    // Liar A leaves just before its deadline (the want goes to liar B) and comes back.
+    // Liar A leaves just before its deadline (the want goes to liar B, hedged to the
+    // honest peer) and comes back.
     v.disconnect(&LIAR_A, T0 + 990);
     asked.extend(drain(&mut v, &id).0);
+    assert_eq!(
+        asked,
+        [LIAR_A, LIAR_B, HONEST],
+        "hedged to the honest peer at once"
+    );
     v.connect(LIAR_A, T0 + 990);
     v.handle_frame(LIAR_A, announce.clone(), T0 + 990);
     asked.extend(drain(&mut v, &id).0);
@@ -114,7 +122,7 @@ fn liars_that_reconnect_cannot_starve_an_honest_peer_that_came_late() {
     // Liar B leaves just before its deadline.
     v.disconnect(&LIAR_B, T0 + 1_980);
     asked.extend(drain(&mut v, &id).0);
-    honest_answers(&mut v, &asked, real, id, T0 + 1_990);
+    honest_answers(&mut v, &asked[..3], real, id, T0 + 1_990);
 }
 
 /// Found by the third attack review: a liar announces every id of an author ([1, u64::MAX])
@@ -201,5 +209,44 @@ fn a_proven_announcer_takes_ids_from_liars_at_once() {
         3,
         "delivered within a round trip"
     );
+    v.check_invariants();
+}
+
+/// Hedges: eight liars announce an author's every id and never answer; a peer that
+/// connected after them announces the ids but has delivered nothing yet (unknown, as the
+/// liars). At the first liar's deadline the want goes to the next liar and is hedged to the
+/// others that have the ids, the late peer among them: it is asked after one want timeout,
+/// not eight.
+#[test]
+fn at_a_liars_deadline_the_want_is_hedged_to_the_late_honest_peer() {
+    const LIARS: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+    const LATE: u8 = 9;
+    let mut v = engine_with(&LIARS);
+    let author = new_author();
+    for liar in LIARS {
+        v.handle_frame(liar, have_range(author.public(), 1, u64::MAX), T0);
+    }
+    let first = sign(&author, 1, T0, b"first").id();
+    assert_eq!(drain(&mut v, &first).0, vec![1]);
+    v.connect(LATE, T0 + 100);
+    v.handle_frame(LATE, have_range(author.public(), 1, 3), T0 + 100);
+    assert!(
+        drain(&mut v, &first).0.is_empty(),
+        "wanted of the first liar still"
+    );
+    let mut now = T0 + 100;
+    let mut asked = Vec::new();
+    while now < T0 + 1_000 {
+        asked.extend(next_timeout(&mut v, &mut now, &first));
+    }
+    assert_eq!(now, T0 + 1_000, "the first deadline");
+    assert!(asked.contains(&LATE), "the late peer was hedged: {asked:?}");
+    assert!(v.stats().wants_hedged > 0);
+    v.handle_frame(
+        LATE,
+        push((1..=3).map(|s| sign(&author, s, T0, b"m")).collect()),
+        now,
+    );
+    assert_eq!(drain(&mut v, &first).1.len(), 3);
     v.check_invariants();
 }

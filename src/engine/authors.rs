@@ -28,7 +28,9 @@
 //!   and if it speaks again it is tracked again from there. Only ids this node had are
 //!   covered: an author whose newest id alone was relayed, then forgotten, still has its
 //!   earlier ids wanted (a tombstone never marks an id known that never arrived). A
-//!   tombstone's ids are at most `max_ranges_per_author` ranges, as the author's were. A tombstone belongs to the forgotten author's introducer. At most
+//!   tombstone's ids are the author's known ranges (at most `max_ranges_per_author`) and its
+//!   held ids (at most its peers' validation shares); re-admitted, they are cut back to the
+//!   bound by filling the lowest gaps. A tombstone belongs to the forgotten author's introducer. At most
 //!   [`TOMBSTONES_PER_AUTHOR`] × `max_tracked_authors` are kept, and one introducer holds at
 //!   most half of them (its *share*): an introducer at its share whose own new author would
 //!   cost another of its authors a tombstone has that new author refused (for now: room
@@ -279,6 +281,9 @@ impl<P: Clone + Ord> Authors<P> {
         let mut newest = 0;
         if let Some(t) = self.unbury(author) {
             known = t.known;
+            // Held ids (never checked for fragmentation) may have put it past the bound:
+            // back within it, the lowest gaps count as known (only ids below held ones).
+            known.fill_lowest_gaps(self.max_ranges);
             newest = t.newest;
         }
         let entry = Author {

@@ -225,6 +225,23 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
+    /// `peer` has just become proven (`record.rs`): the ids it is believed to have that are
+    /// wanted of peers that are not proven are taken from them and asked of it, within its
+    /// budget (`hurry_overdue`, through `want_from`).
+    pub(super) fn claim_wants(&mut self, peer: &P, now: Millis) {
+        let Some(state) = self.beliefs.get(peer) else {
+            return;
+        };
+        let claims: Vec<(PublicKey, RangeSet)> = self
+            .wants
+            .wanted_authors()
+            .filter_map(|author| Some((*author, state.has.get(author)?.clone())))
+            .collect();
+        for (author, ids) in claims {
+            self.want_from(peer, &author, &ids, now);
+        }
+    }
+
     /// Asks `peer` for what waits in its backlog, as far as its want budget allows.
     pub(super) fn top_up(&mut self, peer: &P, now: Millis) {
         if self.wants.room(peer) == 0 {
@@ -428,17 +445,20 @@ impl<P: Clone + Ord> Engine<P> {
         let (asks, rest): (Asks<P>, IdSets) = self
             .wants
             .reroute(failed, ids, since, deadline, offers, standing);
+        let mut hedged = false;
         for (peer, author, ids) in asks {
             self.batcher.want(&peer, &author, &ids);
-            if standing(&peer) == Standing::Proven {
+            if hedged || standing(&peer) == Standing::Proven {
                 continue;
             }
-            // Not proven: hedged to others that have the ids (`wants.rs`).
+            // The first ask to a peer that is not proven is hedged: probes of others that
+            // have the ids (`wants.rs`).
+            hedged = true;
             let hedges = self
                 .wants
                 .hedge_candidates(failed, &peer, &author, &ids, offers, standing);
-            for (hedge, take) in hedges {
-                self.batcher.want(&hedge, &author, &take);
+            for (hedge, probe) in hedges {
+                self.batcher.want(&hedge, &author, &probe);
                 self.stats.wants_hedged += 1;
             }
         }

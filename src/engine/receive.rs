@@ -9,6 +9,7 @@ use super::authors::{Admission, Introducer};
 use super::filter::Filter;
 use super::ids::Ids;
 use super::knowledge::worth_knowing;
+use super::record::Standing;
 use super::tree::Route;
 use super::{Engine, ImportError, Millis, Output, Violation};
 use crate::config::Config;
@@ -85,6 +86,7 @@ impl<P: Clone + Ord> Engine<P> {
             graft,
         } = frame;
         self.tree.on_control(&peer, prune, graft, now);
+        let was_proven = self.records.standing(&peer) == Standing::Proven;
         // What this frame delivered of what was asked of the peer: its authors, and how much.
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for (i, envelope) in messages.into_iter().enumerate() {
@@ -116,6 +118,9 @@ impl<P: Clone + Ord> Engine<P> {
             progress.sort();
             progress.dedup();
             self.ask_rest(&peer, &progress);
+        }
+        if !was_proven && self.records.standing(&peer) == Standing::Proven {
+            self.claim_wants(&peer, now);
         }
         self.on_have(&peer, have, complete, now);
         self.on_want(&peer, want);
@@ -186,7 +191,8 @@ impl<P: Clone + Ord> Engine<P> {
         //    payload limit comes with the window.)
         if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
             self.stats.duplicates += 1;
-            let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from);
+            let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from)
+                || self.wants.was_tried(from, &id.author, id.sequence);
             if self.tree.on_duplicate(from, answered, now) {
                 self.stats.prunes += 1;
                 self.batcher.prune(from);
@@ -252,7 +258,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from);
-        if !answered {
+        if !answered && !self.wants.was_tried(from, &id.author, id.sequence) {
             // Pushed unasked: the link that delivers first is eager (an answer to a want
             // leaves the link as it is; a graft said so explicitly).
             self.tree.on_first_copy(from);

@@ -6,15 +6,17 @@
 //!   progress, when it leaves with wants of it outstanding (so a liar cannot escape its
 //!   deadline by reconnecting), or when the application rejects (or never decides) a
 //!   message it sent;
-//! - its [`Standing`]: [`Standing::Proven`] if it was useful since its last failure,
-//!   [`Standing::Failed`] if it failed since it was last useful, [`Standing::Unknown`] if
-//!   neither ever happened (every new peer id). A Sybil that never delivered anything first
+//! - its [`Standing`]: [`Standing::Proven`] if it was useful at least [`FAILED_FOR`] after
+//!   its last failure (or never failed), [`Standing::Failed`] otherwise once it has failed,
+//!   [`Standing::Unknown`] if neither ever happened (every new peer id). So a peer that
+//!   fails and then relays one envelope stays failed for a minute. A Sybil that never delivered anything first
 //!   is never better than unknown, however it reconnects; a fresh peer id is unknown, never
 //!   proven;
 //! - the record of a peer id outlives its connections: a peer that reconnects keeps its
 //!   standing;
-//! - at most [`MAX_RECORDS`] peer ids are remembered; beyond that, the one whose record
-//!   changed least recently is forgotten (it becomes unknown again, as a new peer).
+//! - at most [`MAX_RECORDS`] peer ids are remembered; beyond that, among the
+//!   [`EVICTION_SCAN`] whose records changed least recently, one that is not proven is
+//!   forgotten first (fresh ids that churn push out each other before honest records).
 //!
 //! What it does not stop: a message of a peer's own throwaway author is as new as any, so a
 //! Sybil that publishes is proven (until its next failure) for the price of a signature and
@@ -33,6 +35,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// How many peer ids' records are kept (about 100 bytes each with a libp2p `PeerId`).
 pub(crate) const MAX_RECORDS: usize = 4_096;
+
+/// How long after a failure nothing a peer delivers proves it again: a peer that fails
+/// cannot be proven by relaying one envelope after each failure.
+pub(crate) const FAILED_FOR: Millis = 60_000;
+
+/// How many of the least recently changed records are looked at for one that is not
+/// proven, when one must go.
+const EVICTION_SCAN: usize = 64;
 
 /// What a peer's record says of it, best first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,7 +97,10 @@ impl<P: Clone + Ord> Records<P> {
     pub(crate) fn standing(&self, peer: &P) -> Standing {
         match self.records.get(peer) {
             None => Standing::Unknown,
-            Some(r) if r.useful_at > r.failed_at => Standing::Proven,
+            Some(r) if r.failed_at == 0 && r.useful_at > 0 => Standing::Proven,
+            Some(r) if r.failed_at > 0 && r.useful_at >= r.failed_at.saturating_add(FAILED_FOR) => {
+                Standing::Proven
+            }
             Some(r) if r.failed_at > 0 => Standing::Failed,
             Some(_) => Standing::Unknown,
         }
@@ -102,10 +115,18 @@ impl<P: Clone + Ord> Records<P> {
                 r
             }
             None => {
-                if self.records.len() >= MAX_RECORDS
-                    && let Some((_, oldest)) = self.by_touch.pop_first()
-                {
-                    self.records.remove(&oldest);
+                if self.records.len() >= MAX_RECORDS {
+                    let victim = self
+                        .by_touch
+                        .iter()
+                        .take(EVICTION_SCAN)
+                        .find(|(_, p)| self.standing(p) != Standing::Proven)
+                        .or_else(|| self.by_touch.first())
+                        .cloned();
+                    if let Some((touched, peer)) = victim {
+                        self.by_touch.remove(&(touched, peer.clone()));
+                        self.records.remove(&peer);
+                    }
                 }
                 self.records.entry(peer.clone()).or_insert(Record {
                     useful_at: 0,
@@ -147,8 +168,14 @@ mod tests {
         r.failed(&1, 10);
         assert_eq!(r.standing(&1), Standing::Failed);
         r.useful(&1, 20);
+        assert_eq!(
+            r.standing(&1),
+            Standing::Failed,
+            "within a minute of failing"
+        );
+        r.useful(&1, 10 + FAILED_FOR);
         assert_eq!(r.standing(&1), Standing::Proven);
-        r.failed(&1, 30);
+        r.failed(&1, 20 + FAILED_FOR);
         assert_eq!(r.standing(&1), Standing::Failed);
         r.useful(&2, 5);
         assert_eq!(r.standing(&2), Standing::Proven);
@@ -157,17 +184,31 @@ mod tests {
     }
 
     #[test]
-    fn the_least_recently_changed_record_goes_first_at_the_bound() {
+    fn at_the_bound_an_old_record_that_is_not_proven_goes_first() {
         let mut r: Records<u32> = Records::new();
         for p in 0..MAX_RECORDS as u32 {
-            r.useful(&p, 1);
+            if p == 5 {
+                r.failed(&p, 1);
+            } else {
+                r.useful(&p, 1);
+            }
         }
-        r.useful(&0, 2); // 0 is now the most recent
         r.failed(&(MAX_RECORDS as u32), 3);
         assert_eq!(r.len(), MAX_RECORDS);
-        assert_eq!(r.standing(&1), Standing::Unknown, "the oldest went");
-        assert_eq!(r.standing(&0), Standing::Proven);
-        assert_eq!(r.standing(&(MAX_RECORDS as u32)), Standing::Failed);
+        assert_eq!(
+            r.standing(&5),
+            Standing::Unknown,
+            "the failed old record went"
+        );
+        assert_eq!(
+            r.standing(&0),
+            Standing::Proven,
+            "the oldest, proven, stayed"
+        );
+        // With no record that is not proven among the oldest, the oldest goes.
+        r.useful(&(MAX_RECORDS as u32 + 1), 4);
+        assert_eq!(r.standing(&0), Standing::Unknown);
+        assert_eq!(r.len(), MAX_RECORDS);
         r.check_invariants();
     }
 }

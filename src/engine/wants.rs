@@ -26,13 +26,15 @@
 //!   after them.
 //!
 //! - *hedges*: when a want that timed out goes to a peer that is not proven (`record.rs`),
-//!   the same ids are also asked of up to [`MAX_HEDGES`] other peers that offer them, are
-//!   not failed and were not tried for them ([`Wants::hedge_candidates`]); they are marked
-//!   as tried for those ids (their one turn), and the ids stay wanted of the one peer. The
-//!   first copy from any of them is accepted, which proves its sender. So k liars that came
-//!   before an honest peer that has not yet delivered anything delay a pull by one
-//!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each; the extra cost is a want
-//!   frame per hedge, and one answer frame per honest peer hedged;
+//!   up to [`MAX_HEDGES`] other peers that offer its ids, are not failed and were not tried
+//!   for them are each asked for one of them, the lowest they offer: a probe
+//!   ([`Wants::hedge_candidates`]). They are marked as tried for that id (so its answer is
+//!   an answer, not an unasked push: `receive.rs`), and the ids stay wanted of the one peer.
+//!   A probe's answer proves its sender, and a peer that becomes proven takes at once the
+//!   ids it has that are wanted of peers that are not (`pull.rs`). So k liars that came
+//!   before an honest peer that has not yet delivered anything delay a pull by about one
+//!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each; the extra cost is one small
+//!   want and one envelope per peer probed, once per timed-out want;
 //! - an id another peer announces while it is wanted of a peer that has already missed a
 //!   deadline for it is taken back from that peer and asked of the announcer (`pull.rs`;
 //!   the rest of that want keeps its deadline, attempts and progress), so however long a
@@ -170,6 +172,20 @@ impl<P: Clone + Ord> Wants<P> {
     /// Ranges outstanding, over all peers.
     pub(crate) fn total(&self) -> usize {
         self.total
+    }
+
+    /// Whether `peer` was asked for `sequence` of `author` and it went elsewhere or was a
+    /// probe (a tried mark): a copy from it then answers this node, it is no unasked push.
+    pub(crate) fn was_tried(&self, peer: &P, author: &PublicKey, sequence: u64) -> bool {
+        self.peers
+            .get(peer)
+            .and_then(|a| a.tried.get(author))
+            .is_some_and(|ids| ids.contains(sequence))
+    }
+
+    /// The authors with ids wanted.
+    pub(crate) fn wanted_authors(&self) -> impl Iterator<Item = &PublicKey> {
+        self.by_id.keys()
     }
 
     /// Whether any id of `author` is wanted.
@@ -547,10 +563,10 @@ impl<P: Clone + Ord> Wants<P> {
         (asks, rest)
     }
 
-    /// Whom ids of `author` just asked of `asked` (leaving `failed`) are hedged to, with what
-    /// of them each offers: at most [`MAX_HEDGES`] other connected peers that offer some,
-    /// are not failed, and were not tried for them, best standing first. They are marked as
-    /// tried for what they are asked.
+    /// Whom ids of `author` just asked of `asked` (leaving `failed`) are hedged to, with the
+    /// one id each is asked for (the lowest it offers): at most [`MAX_HEDGES`] other peers
+    /// that offer some, are not failed, and were not tried for them, best standing first.
+    /// They are marked as tried for that id.
     pub(crate) fn hedge_candidates(
         &mut self,
         failed: &P,
@@ -569,8 +585,12 @@ impl<P: Clone + Ord> Wants<P> {
             if let Some(tried) = state.tried.get(author) {
                 take = take.difference(tried);
             }
-            if !take.is_empty() {
-                hedges.push((standing(peer), peer.clone(), take));
+            if let Some((first, _)) = take.ranges().next() {
+                hedges.push((
+                    standing(peer),
+                    peer.clone(),
+                    RangeSet::from_range(first, first),
+                ));
             }
         }
         hedges.sort_by_key(|h| h.0);

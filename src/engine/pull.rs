@@ -445,7 +445,9 @@ impl<P: Clone + Ord> Engine<P> {
         let (asks, rest): (Asks<P>, IdSets) = self
             .wants
             .reroute(failed, ids, since, deadline, offers, standing);
-        let mut hedged = false;
+        // Hedged once per pull, at its first reroute: ids only liars claim (an author's
+        // future ids) would otherwise draw a burst of probes at every timeout, for ever.
+        let mut hedged = now.saturating_sub(since) > 2 * millis(self.config.want_timeout);
         for (peer, author, ids) in asks {
             self.batcher.want(&peer, &author, &ids);
             if hedged || standing(&peer) == Standing::Proven {

@@ -33,8 +33,10 @@
 //!   A probe's answer proves its sender, and a peer that becomes proven takes at once the
 //!   ids it has that are wanted of peers that are not (`pull.rs`). So k liars that came
 //!   before an honest peer that has not yet delivered anything delay a pull by about one
-//!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each; the extra cost is one small
-//!   want and one envelope per peer probed, once per timed-out want;
+//!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each. A pull is hedged once, at
+//!   its first reroute (ids that only liars claim, such as an author's future ids, keep
+//!   timing out at one liar after another: they draw no more probes). The extra cost is one
+//!   small want and one envelope per peer probed, once per pull;
 //! - an id another peer announces while it is wanted of a peer that has already missed a
 //!   deadline for it is taken back from that peer and asked of the announcer (`pull.rs`;
 //!   the rest of that want keeps its deadline, attempts and progress), so however long a

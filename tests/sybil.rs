@@ -1,6 +1,9 @@
 //! Sybil-scale attacks. In the simulator, at a tenth of the full scale (100 honest nodes
 //! among 400 Sybils, 80 % of each honest node's connections to Sybils): every attack of
-//! `sim::attack`, each against the same network without Sybils (`SEED=<n>` replays one).
+//! `sim::attack`, each against the same network without Sybils (`SEED=<n>` replays one):
+//! every honest message delivered once, p99 within twice the run without Sybils, and a late
+//! joiner among liars holding the history within 5 s. The bytes target (2×) and the censored
+//! target's own p99 are not met yet (`docs/simulation.md`), so they are printed, not asserted.
 //! Over real swarms (memory transport, noise, yamux; Sybils as raw peers with their own peer
 //! ids): liars that announce everything and never answer.
 //!
@@ -47,17 +50,18 @@ fn every_attack_at_a_tenth_of_the_scale_delivers_every_honest_message_once() {
     for attack in Attack::ALL {
         let report = scenario.run(attack, true);
         assert_whole(&report, seed);
-        match attack {
+        // The p99 target: at most twice the run without Sybils (the eclipse's own network
+        // differs only at the target, whose one honest link carries everything).
+        assert!(
+            report.p99 <= 2 * baseline.p99,
+            "seed {seed}: {}: p99 {} ms against {} ms without Sybils",
+            report.name,
+            report.p99,
+            baseline.p99
+        );
+        if attack == Attack::Forger {
             // Forged copies are violations: each costs the Sybil its link.
-            Attack::Forger => assert!(report.violations > 0, "seed {seed}: no violation"),
-            // Prune and graft only steer this node's own pushes to the Sybils.
-            Attack::PruneGraft => assert!(
-                report.p99 <= 2 * baseline.p99,
-                "seed {seed}: prune/graft abuse: p99 {} against {}",
-                report.p99,
-                baseline.p99
-            ),
-            _ => {}
+            assert!(report.violations > 0, "seed {seed}: no violation");
         }
     }
 }
@@ -70,11 +74,15 @@ fn a_late_joiner_gets_the_whole_history_with_and_without_liars() {
     for with_sybils in [false, true] {
         let report = scenario.run_late_joiner(with_sybils);
         println!("{report}");
-        assert!(
-            report.late_join_ms.is_some(),
-            "seed {seed}: {}: the joiner never held the history",
-            report.name
-        );
+        let took = report.late_join_ms.unwrap_or_else(|| {
+            panic!(
+                "seed {seed}: {}: the joiner never held the history",
+                report.name
+            )
+        });
+        // The target: the whole retained history within 5 s of simulated time (before the
+        // track records and hedges, among liars: 19.1 s).
+        assert!(took <= 5_000, "seed {seed}: {}: {took} ms", report.name);
     }
 }
 

@@ -562,6 +562,7 @@ impl<P: Clone + Ord> Engine<P> {
         }
         self.beliefs.connected(&peer);
         self.authors.set_peers(self.beliefs.len());
+        self.validations.returned(&peer);
         self.wants.add_peer(&peer, now);
         self.tree.connected(&peer, now);
         self.rounds.connected(&peer);
@@ -599,6 +600,11 @@ impl<P: Clone + Ord> Engine<P> {
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
+            for id in self.validations.departed(peer) {
+                // Held from peers that left, beyond the bound: ignored now (`validation.rs`).
+                self.decide(&id, Validation::Ignore, now);
+                self.stats.validation_timeouts += 1;
+            }
             let asked = self.wants.remove_peer(peer);
             if !asked.is_empty() {
                 // It left with wants of it unanswered: as a want that timed out.

@@ -19,6 +19,11 @@
 //!   peers left), so k peers that each send one full frame pause only themselves. Accepted input
 //!   is never dropped: a frame read is held whole, so a peer is over its share by at most
 //!   one frame;
+//! - messages held from peers that have left are kept up to `max_pending_validations` in
+//!   all; beyond that the oldest of them get `Ignore` at once, as at their timeout (without
+//!   a strike). So fresh peer ids that each send a frame of undecided messages and leave
+//!   cannot add up to the pause of every peer (the pause-all bound counts at most that many
+//!   of theirs); a verdict on a message so ignored finds nothing;
 //! - a message not decided within `validation_timeout` is treated as `Ignore`
 //!   ([`Timer::Validation`](super::Timer::Validation)), and counts against the peer that
 //!   sent it like a `Reject` (a strike), so a peer cannot make its own messages time out
@@ -56,6 +61,8 @@ pub(crate) struct Validations<P> {
     by_deadline: BTreeSet<(Millis, MessageId)>,
     /// Messages held per peer they came from.
     per_peer: BTreeMap<P, usize>,
+    /// Peers that left while messages of theirs were held.
+    departed: BTreeSet<P>,
     max: usize,
     /// Envelopes in one frame at most: how far one peer can go past its share.
     frame: usize,
@@ -71,6 +78,7 @@ impl<P: Clone + Ord> Validations<P> {
             ids: BTreeMap::new(),
             by_deadline: BTreeSet::new(),
             per_peer: BTreeMap::new(),
+            departed: BTreeSet::new(),
             max,
             frame,
             changes: 0,
@@ -167,8 +175,33 @@ impl<P: Clone + Ord> Validations<P> {
             *n -= 1;
             if *n == 0 {
                 self.per_peer.remove(from);
+                self.departed.remove(from);
             }
         }
+    }
+
+    /// `peer` is connected (again): what it sent counts as a connected peer's.
+    pub(crate) fn returned(&mut self, peer: &P) {
+        self.departed.remove(peer);
+    }
+
+    /// `peer` left. Returns the ids to ignore at once: the oldest held from peers that left,
+    /// beyond `max` of them.
+    pub(crate) fn departed(&mut self, peer: &P) -> Vec<MessageId> {
+        if self.per_peer.contains_key(peer) {
+            self.departed.insert(peer.clone());
+        }
+        let held: usize = self.departed.iter().map(|p| self.per_peer[p]).sum();
+        let excess = held.saturating_sub(self.max);
+        if excess == 0 {
+            return Vec::new();
+        }
+        self.by_deadline
+            .iter()
+            .filter(|(_, id)| self.departed.contains(&self.held[id].from))
+            .take(excess)
+            .map(|(_, id)| *id)
+            .collect()
     }
 
     /// The ids whose verdict is overdue.
@@ -191,6 +224,8 @@ impl<P: Clone + Ord> Validations<P> {
         assert_eq!(ids, self.held.len() as u64);
         let counted: usize = self.per_peer.values().sum();
         assert_eq!(counted, self.held.len(), "per-peer counts");
+        let departed: usize = self.departed.iter().map(|p| self.per_peer[p]).sum();
+        assert!(departed <= self.max, "held from peers that left");
     }
 }
 
@@ -222,6 +257,36 @@ mod tests {
         );
         v.remove_author(&keys.public());
         assert!(!v.pauses(&3, 4));
+        v.check_invariants();
+    }
+
+    #[test]
+    fn messages_of_peers_that_left_are_kept_up_to_the_bound() {
+        let keys = Keypair::generate();
+        let mut v = Validations::<u8>::new(4, 1_000, 8);
+        let envelope = |seq| Envelope::sign(&keys, seq, 0, vec![]).unwrap();
+        // Peer 1 sends three and leaves, peer 2 sends three and leaves.
+        for seq in 1..=3 {
+            v.hold(envelope(seq), 1, seq);
+        }
+        assert!(v.departed(&1).is_empty(), "three of four");
+        for seq in 4..=6 {
+            v.hold(envelope(seq), 2, seq);
+        }
+        let ignored = v.departed(&2);
+        assert_eq!(
+            ignored,
+            vec![envelope(1).id(), envelope(2).id()],
+            "the oldest beyond the bound"
+        );
+        for id in &ignored {
+            v.take(id);
+        }
+        v.check_invariants();
+        // A peer that comes back counts as connected again.
+        v.returned(&2);
+        v.hold(envelope(7), 2, 7);
+        assert!(v.departed(&9).is_empty());
         v.check_invariants();
     }
 }

@@ -94,3 +94,45 @@ fn a_peer_at_its_validation_share_is_paused_alone_and_timeouts_count_against_it(
     assert_eq!(stats.ignored, 8);
     v.check_invariants();
 }
+
+/// Found by the third attack review: messages held from peers that left stayed counted, so
+/// fresh peer ids that each sent a frame of undecided messages and left reached the
+/// pause-all bound and stopped reading from every peer until the verdicts timed out. Held
+/// messages of peers that left are kept up to `max_pending_validations`; the oldest beyond
+/// get `Ignore` at once.
+#[test]
+fn fresh_peers_that_leave_undecided_messages_behind_cannot_pause_everyone() {
+    let config = Config::builder()
+        .validate_messages(true)
+        .max_pending_validations(8)
+        .max_messages_per_frame(8)
+        .build()
+        .unwrap();
+    let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
+    const HONEST: u8 = 2;
+    v.connect(HONEST, T0);
+    for (k, sybil) in (10..20u8).enumerate() {
+        let now = T0 + k as u64;
+        v.connect(sybil, now);
+        let throwaway = keys(100 + sybil);
+        let frame = push(
+            (1..=8)
+                .map(|s| sign(&throwaway, s, now, b"undecided"))
+                .collect(),
+        );
+        v.handle_frame(sybil, frame, now);
+        v.disconnect(&sybil, now);
+        while v.poll_output().is_some() {}
+    }
+    assert!(
+        !v.validation_pauses(&HONEST),
+        "{} held: the honest peer is paused",
+        v.pending_validations()
+    );
+    assert!(
+        v.pending_validations() <= 8 + 8,
+        "{}",
+        v.pending_validations()
+    );
+    v.check_invariants();
+}

@@ -179,17 +179,7 @@ fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
         let x = sign(&keys(seed), 1, now, b"injected");
         v.handle_frame(INJECTOR, push(vec![x.clone()]), now);
         v.handle_frame(HONEST, push(vec![x.clone()]), now);
-        let mut pruned = false;
-        while let Some(output) = v.poll_output() {
-            if let Output::Send {
-                peer: HONEST,
-                frame,
-            } = output
-            {
-                pruned |= frame.prune;
-            }
-        }
-        pruned
+        sent_prune(v, HONEST)
     };
     assert!(
         inject(&mut v, now, 80),
@@ -242,17 +232,7 @@ fn an_injector_that_grafts_itself_or_reconnects_prunes_a_repair_at_most_twice_a_
         frame.graft = flag;
         v.handle_frame(INJECTOR, frame, now);
         v.handle_frame(HONEST, push(vec![x]), now);
-        let mut pruned = false;
-        while let Some(output) = v.poll_output() {
-            if let Output::Send {
-                peer: HONEST,
-                frame,
-            } = output
-            {
-                pruned |= frame.prune;
-            }
-        }
-        pruned
+        sent_prune(v, HONEST)
     };
     // An honest message the injector withholds: grafted from the honest peer.
     let withheld = |v: &mut Engine<u8>, now: Millis, seed: u8| -> Millis {
@@ -295,4 +275,17 @@ fn an_injector_that_grafts_itself_or_reconnects_prunes_a_repair_at_most_twice_a_
     );
     v.check_invariants();
     w.check_invariants();
+}
+
+/// Drains `v`'s outputs: whether a frame to `peer` set `prune`.
+fn sent_prune(v: &mut Engine<u8>, peer: u8) -> bool {
+    let mut pruned = false;
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer: to, frame } = output
+            && to == peer
+        {
+            pruned |= frame.prune;
+        }
+    }
+    pruned
 }

@@ -2,7 +2,8 @@
 //! keep an id from an honest peer that has it.
 
 use crate::harness::*;
-use secure_gossip::{Envelope, Frame};
+use secure_gossip::engine::Engine;
+use secure_gossip::{Envelope, Frame, Keypair, MessageId};
 
 /// A new author's message announced by an honest lazy peer (its announcement waits for the
 /// graft timer) while an eager peer pushes a forged out-of-window copy, announces the id and
@@ -180,14 +181,8 @@ fn a_liar_past_its_deadline_cannot_keep_ids_an_honest_peer_announces() {
 /// announce an author's every id and never answer delay its messages by no want timeout.
 #[test]
 fn a_proven_announcer_takes_ids_from_liars_at_once() {
-    const LIARS: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
     const LATE: u8 = 9;
-    let mut v = engine_with(&LIARS);
-    let author = new_author();
-    for liar in LIARS {
-        v.handle_frame(liar, have_range(author.public(), 1, u64::MAX), T0);
-    }
-    let first = sign(&author, 1, T0, b"first").id();
+    let (mut v, author, first) = eight_liars_of_a_new_author();
     assert_eq!(drain(&mut v, &first).0, vec![1], "asked of the first liar");
     // An honest peer connects after the liars and delivers a message of another author
     // first: it is proven.
@@ -219,14 +214,8 @@ fn a_proven_announcer_takes_ids_from_liars_at_once() {
 /// not eight.
 #[test]
 fn at_a_liars_deadline_the_want_is_hedged_to_the_late_honest_peer() {
-    const LIARS: [u8; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
     const LATE: u8 = 9;
-    let mut v = engine_with(&LIARS);
-    let author = new_author();
-    for liar in LIARS {
-        v.handle_frame(liar, have_range(author.public(), 1, u64::MAX), T0);
-    }
-    let first = sign(&author, 1, T0, b"first").id();
+    let (mut v, author, first) = eight_liars_of_a_new_author();
     assert_eq!(drain(&mut v, &first).0, vec![1]);
     v.connect(LATE, T0 + 100);
     v.handle_frame(LATE, have_range(author.public(), 1, 3), T0 + 100);
@@ -249,4 +238,16 @@ fn at_a_liars_deadline_the_want_is_hedged_to_the_late_honest_peer() {
     );
     assert_eq!(drain(&mut v, &first).1.len(), 3);
     v.check_invariants();
+}
+
+/// Peers 1 to 8 announce every id of the new author (`[1, u64::MAX]`) at `T0`: the engine,
+/// the author, and its first message's id.
+fn eight_liars_of_a_new_author() -> (Engine<u8>, Keypair, MessageId) {
+    let mut v = engine_with(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    let author = new_author();
+    for liar in 1..=8 {
+        v.handle_frame(liar, have_range(author.public(), 1, u64::MAX), T0);
+    }
+    let first = sign(&author, 1, T0, b"first").id();
+    (v, author, first)
 }

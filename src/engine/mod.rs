@@ -368,6 +368,12 @@ impl<P: Clone + Ord> Engine<P> {
             Input::Round => self.round(),
             Input::Timeout => self.on_timeout(now),
         }
+        // Held from peers that left (not a replaced connection: it is back by now), beyond
+        // the bound: ignored now (`validation.rs`).
+        for id in self.validations.excess_departed() {
+            self.decide(&id, Validation::Ignore, now);
+            self.stats.validation_timeouts += 1;
+        }
         self.end_of_input();
     }
 
@@ -507,6 +513,7 @@ impl<P: Clone + Ord> Engine<P> {
         match validation {
             Validation::Accept => {
                 self.stats.accepted += 1;
+                self.records.useful(&from, now);
                 // The sender has it (what was believed of it may have been forgotten since).
                 self.peer_has(&from, id);
                 self.store_and_forward(envelope, Some(&from), now);
@@ -600,11 +607,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
-            for id in self.validations.departed(peer) {
-                // Held from peers that left, beyond the bound: ignored now (`validation.rs`).
-                self.decide(&id, Validation::Ignore, now);
-                self.stats.validation_timeouts += 1;
-            }
+            self.validations.departed(peer);
             let asked = self.wants.remove_peer(peer);
             if !asked.is_empty() {
                 // It left with wants of it unanswered: as a want that timed out.

@@ -210,6 +210,10 @@ impl<P: Clone + Ord> Engine<P> {
             let Some(taken) = self.wants.take_author(&holder, author) else {
                 continue;
             };
+            // Its answer may be in flight: a copy from it is still an answer (a tried mark),
+            // not an unasked push that would prune its link.
+            let moved_ids = IdSets::from([(*author, moved.clone())]);
+            self.wants.mark_tried(&holder, &moved_ids, &IdSets::new());
             // The rest goes back to the holder as it was, within its budget (taking ids out
             // may split a range); what does not fit waits in its backlog.
             let rest = taken.ids.difference(&moved);
@@ -404,7 +408,9 @@ impl<P: Clone + Ord> Engine<P> {
                     .rearm(&peer, &author, now.saturating_add(timeout), 1);
                 continue;
             }
-            if !touched.contains(&peer) {
+            // One batch of deadlines of a peer: one strike, and one burst of probes.
+            let first = !touched.contains(&peer);
+            if first {
                 self.wants.strike(&peer);
                 self.records.failed(&peer, now);
                 touched.push(peer.clone());
@@ -413,7 +419,7 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             };
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let rest = self.reroute(ids.clone(), &peer, now, want.since);
+            let rest = self.reroute(ids.clone(), &peer, now, want.since, first);
             self.wants.mark_tried(&peer, &ids, &rest);
             if want.attempts >= self.config.max_want_attempts {
                 self.abandon(rest);
@@ -431,9 +437,17 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the peers the
-    /// want turns name (`wants.rs`), each for what it is believed to have and did not refuse.
-    /// Returns what no other peer could take.
-    fn reroute(&mut self, ids: IdSets, failed: &P, now: Millis, since: Millis) -> IdSets {
+    /// want turns name (`wants.rs`), each for what it is believed to have and did not refuse,
+    /// with probes of others if `may_hedge` (`wants.rs`'s hedges). Returns what no other peer
+    /// could take.
+    fn reroute(
+        &mut self,
+        ids: IdSets,
+        failed: &P,
+        now: Millis,
+        since: Millis,
+        may_hedge: bool,
+    ) -> IdSets {
         let deadline = now.saturating_add(millis(self.config.want_timeout));
         let (beliefs, records) = (&self.beliefs, &self.records);
         let offers = |peer: &P, author: &PublicKey, ids: &RangeSet| {
@@ -445,9 +459,12 @@ impl<P: Clone + Ord> Engine<P> {
         let (asks, rest): (Asks<P>, IdSets) = self
             .wants
             .reroute(failed, ids, since, deadline, offers, standing);
-        // Hedged once per pull, at its first reroute: ids only liars claim (an author's
-        // future ids) would otherwise draw a burst of probes at every timeout, for ever.
-        let mut hedged = now.saturating_sub(since) > 2 * millis(self.config.want_timeout);
+        // Hedged once per pull, at its first reroute (the next comes a `want_timeout` later at
+        // the earliest): ids only liars claim (an author's future ids) would otherwise draw a
+        // burst of probes at every timeout, for ever. And once per batch of deadlines or per
+        // departure of the failed peer (`may_hedge`), not once per author.
+        let mut hedged =
+            !may_hedge || now.saturating_sub(since) >= 2 * millis(self.config.want_timeout);
         for (peer, author, ids) in asks {
             self.batcher.want(&peer, &author, &ids);
             if hedged || standing(&peer) == Standing::Proven {
@@ -481,9 +498,10 @@ impl<P: Clone + Ord> Engine<P> {
     /// Wants that `from` will not answer (it left, or sent an id unverified): they go to
     /// other peers; what no one else has is given up.
     pub(super) fn move_wants(&mut self, wants: Vec<(PublicKey, Want)>, from: &P, now: Millis) {
-        for (author, want) in wants {
+        // One burst of probes per departure.
+        for (k, (author, want)) in wants.into_iter().enumerate() {
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let rest = self.reroute(ids, from, now, want.since);
+            let rest = self.reroute(ids, from, now, want.since, k == 0);
             self.abandon(rest);
         }
     }

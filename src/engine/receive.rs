@@ -248,13 +248,14 @@ impl<P: Clone + Ord> Engine<P> {
         //    application's verdict, with `validate_messages`; `validation.rs`).
         self.admit(&id.author, &introducer, now);
         self.deliver(&envelope, from);
-        self.records.useful(from, now);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
             self.authors.hold(&id.author, id.sequence, timestamp);
             self.validations.hold(envelope, from.clone(), now);
             asked_of
         } else {
+            // Useful (`record.rs`); with validation, only once the application accepts it.
+            self.records.useful(from, now);
             self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from);

@@ -20,10 +20,13 @@
 //!   is never dropped: a frame read is held whole, so a peer is over its share by at most
 //!   one frame;
 //! - messages held from peers that have left are kept up to `max_pending_validations` in
-//!   all; beyond that the oldest of them get `Ignore` at once, as at their timeout (without
-//!   a strike). So fresh peer ids that each send a frame of undecided messages and leave
-//!   cannot add up to the pause of every peer (the pause-all bound counts at most that many
-//!   of theirs); a verdict on a message so ignored finds nothing;
+//!   all; beyond that, after the input that went past it, the oldest of the peer that left
+//!   the most get `Ignore` at once, as at their timeout (without a strike). So fresh peer ids
+//!   that each send a frame of undecided messages and leave cannot add up to the pause of
+//!   every peer (the pause-all bound counts at most that many of theirs), and a peer that
+//!   left a few behind keeps them unless it left the most; a connection replaced within one
+//!   input is not a departure. A verdict on a message so ignored finds nothing (the
+//!   application saw it; this node neither stores nor forwards it);
 //! - a message not decided within `validation_timeout` is treated as `Ignore`
 //!   ([`Timer::Validation`](super::Timer::Validation)), and counts against the peer that
 //!   sent it like a `Reject` (a strike), so a peer cannot make its own messages time out
@@ -63,6 +66,8 @@ pub(crate) struct Validations<P> {
     per_peer: BTreeMap<P, usize>,
     /// Peers that left while messages of theirs were held.
     departed: BTreeSet<P>,
+    /// Messages held from them.
+    departed_held: usize,
     max: usize,
     /// Envelopes in one frame at most: how far one peer can go past its share.
     frame: usize,
@@ -79,6 +84,7 @@ impl<P: Clone + Ord> Validations<P> {
             by_deadline: BTreeSet::new(),
             per_peer: BTreeMap::new(),
             departed: BTreeSet::new(),
+            departed_held: 0,
             max,
             frame,
             changes: 0,
@@ -173,6 +179,9 @@ impl<P: Clone + Ord> Validations<P> {
         self.changes += 1;
         if let Some(n) = self.per_peer.get_mut(from) {
             *n -= 1;
+            if self.departed.contains(from) {
+                self.departed_held -= 1;
+            }
             if *n == 0 {
                 self.per_peer.remove(from);
                 self.departed.remove(from);
@@ -182,26 +191,47 @@ impl<P: Clone + Ord> Validations<P> {
 
     /// `peer` is connected (again): what it sent counts as a connected peer's.
     pub(crate) fn returned(&mut self, peer: &P) {
-        self.departed.remove(peer);
+        if self.departed.remove(peer) {
+            self.departed_held -= self.per_peer[peer];
+        }
     }
 
-    /// `peer` left. Returns the ids to ignore at once: the oldest held from peers that left,
-    /// beyond `max` of them.
-    pub(crate) fn departed(&mut self, peer: &P) -> Vec<MessageId> {
-        if self.per_peer.contains_key(peer) {
-            self.departed.insert(peer.clone());
+    /// `peer` left.
+    pub(crate) fn departed(&mut self, peer: &P) {
+        if let Some(&n) = self.per_peer.get(peer)
+            && self.departed.insert(peer.clone())
+        {
+            self.departed_held += n;
         }
-        let held: usize = self.departed.iter().map(|p| self.per_peer[p]).sum();
-        let excess = held.saturating_sub(self.max);
+    }
+
+    /// The ids to ignore at once: beyond `max` held from peers that left, the oldest of the
+    /// peer that left the most.
+    pub(crate) fn excess_departed(&self) -> Vec<MessageId> {
+        let excess = self.departed_held.saturating_sub(self.max);
         if excess == 0 {
             return Vec::new();
         }
-        self.by_deadline
+        let mut out = Vec::with_capacity(excess);
+        let mut by_size: Vec<(usize, &P)> = self
+            .departed
             .iter()
-            .filter(|(_, id)| self.departed.contains(&self.held[id].from))
-            .take(excess)
-            .map(|(_, id)| *id)
-            .collect()
+            .map(|p| (self.per_peer[p], p))
+            .collect();
+        by_size.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+        for (_, peer) in by_size {
+            out.extend(
+                self.by_deadline
+                    .iter()
+                    .filter(|(_, id)| self.held[id].from == *peer)
+                    .map(|(_, id)| *id)
+                    .take(excess - out.len()),
+            );
+            if out.len() >= excess {
+                break;
+            }
+        }
+        out
     }
 
     /// The ids whose verdict is overdue.
@@ -225,7 +255,7 @@ impl<P: Clone + Ord> Validations<P> {
         let counted: usize = self.per_peer.values().sum();
         assert_eq!(counted, self.held.len(), "per-peer counts");
         let departed: usize = self.departed.iter().map(|p| self.per_peer[p]).sum();
-        assert!(departed <= self.max, "held from peers that left");
+        assert_eq!(departed, self.departed_held, "held from peers that left");
     }
 }
 
@@ -265,28 +295,32 @@ mod tests {
         let keys = Keypair::generate();
         let mut v = Validations::<u8>::new(4, 1_000, 8);
         let envelope = |seq| Envelope::sign(&keys, seq, 0, vec![]).unwrap();
-        // Peer 1 sends three and leaves, peer 2 sends three and leaves.
-        for seq in 1..=3 {
+        // Peer 1 sends two and leaves, peer 2 sends four and leaves.
+        for seq in 1..=2 {
             v.hold(envelope(seq), 1, seq);
         }
-        assert!(v.departed(&1).is_empty(), "three of four");
-        for seq in 4..=6 {
+        v.departed(&1);
+        assert!(v.excess_departed().is_empty(), "two of four");
+        for seq in 3..=6 {
             v.hold(envelope(seq), 2, seq);
         }
-        let ignored = v.departed(&2);
+        v.departed(&2);
+        let ignored = v.excess_departed();
         assert_eq!(
             ignored,
-            vec![envelope(1).id(), envelope(2).id()],
-            "the oldest beyond the bound"
+            vec![envelope(3).id(), envelope(4).id()],
+            "beyond the bound, the oldest of the peer that left the most"
         );
         for id in &ignored {
             v.take(id);
         }
+        assert!(v.excess_departed().is_empty());
         v.check_invariants();
         // A peer that comes back counts as connected again.
         v.returned(&2);
         v.hold(envelope(7), 2, 7);
-        assert!(v.departed(&9).is_empty());
+        v.departed(&9);
+        assert!(v.excess_departed().is_empty());
         v.check_invariants();
     }
 }

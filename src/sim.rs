@@ -398,14 +398,7 @@ impl Simulation {
                 }
                 picked.sort_unstable();
                 for &(latency, s) in &picked {
-                    self.links.insert(
-                        (h, s),
-                        Link {
-                            latency,
-                            up: false,
-                            epoch: 0,
-                        },
-                    );
+                    self.insert_link((h, s), latency);
                 }
                 *mine = picked.into_iter().map(|(_, s)| s).collect();
             }
@@ -462,11 +455,17 @@ impl Simulation {
     /// Whether node `i` holds (or knows) every message published so far that is still
     /// retained.
     pub fn holds_all(&self, i: usize) -> bool {
+        self.retained()
+            .filter(|(_, p)| p.by != i)
+            .all(|(id, _)| self.nodes[i].engine.knows(id))
+    }
+
+    /// The messages published that are still within retention.
+    fn retained(&self) -> impl Iterator<Item = (&MessageId, &Published)> {
         let max_age = millis(self.config.engine.max_age);
         self.published
             .iter()
-            .filter(|(_, p)| p.timestamp + max_age >= self.now && p.by != i)
-            .all(|(id, _)| self.nodes[i].engine.knows(id))
+            .filter(move |(_, p)| p.timestamp + max_age >= self.now)
     }
 
     fn add_link(&mut self, a: usize, b: usize) {
@@ -476,6 +475,11 @@ impl Simulation {
         }
         let (lo, hi) = self.config.latency;
         let latency = lo + self.rng.below(hi.saturating_sub(lo) + 1);
+        self.insert_link(key, latency);
+    }
+
+    /// A link, down until it is dialled.
+    fn insert_link(&mut self, key: (usize, usize), latency: Millis) {
         self.links.insert(
             key,
             Link {
@@ -484,6 +488,26 @@ impl Simulation {
                 epoch: 0,
             },
         );
+    }
+
+    /// The latency and epoch of the link between `a` and `b`, if it is up.
+    fn up_link(&self, a: usize, b: usize) -> Option<(Millis, u64)> {
+        let link = self.links.get(&(a.min(b), a.max(b)))?;
+        link.up.then_some((link.latency, link.epoch))
+    }
+
+    /// Counts a frame `from` sends: its bytes (prefix included), as an honest node's or a
+    /// Sybil's.
+    fn count_sent(&mut self, from: usize, frame: &Frame) {
+        let len = frame.encoded_len() as u64;
+        let sent = len + prost::encoding::encoded_len_varint(len) as u64;
+        self.report.bytes += sent;
+        if self.is_sybil(from) {
+            self.report.sybil_bytes += sent;
+        } else {
+            self.report.honest_bytes += sent;
+        }
+        self.report.frames += 1;
     }
 
     /// The simulated time.
@@ -669,21 +693,12 @@ impl Simulation {
     /// Puts frames the Sybils send at `at` on their links.
     fn sybil_sends(&mut self, sends: sybil::Sends, at: Millis) {
         for (from, to, frame) in sends {
-            let key = (from.min(to), from.max(to));
-            let Some(link) = self.links.get(&key) else {
+            let Some((latency, epoch)) = self.up_link(from, to) else {
                 continue;
             };
-            if !link.up {
-                continue;
-            }
-            let len = frame.encoded_len() as u64;
-            let sent = len + prost::encoding::encoded_len_varint(len) as u64;
-            self.report.bytes += sent;
-            self.report.sybil_bytes += sent;
-            self.report.frames += 1;
-            let (arrival, epoch) = (at + link.latency, link.epoch);
+            self.count_sent(from, &frame);
             self.push(
-                arrival,
+                at + latency,
                 Event::Frame {
                     from,
                     to,
@@ -765,26 +780,19 @@ impl Simulation {
     }
 
     fn send(&mut self, from: usize, to: usize, frame: Frame) {
-        let key = (from.min(to), from.max(to));
-        let Some(link) = self.links.get(&key) else {
+        let Some((latency, epoch)) = self.up_link(from, to) else {
             return;
         };
-        if !link.up {
-            return;
-        }
-        let len = frame.encoded_len() as u64;
-        let sent = len + prost::encoding::encoded_len_varint(len) as u64;
-        self.report.bytes += sent;
-        self.report.honest_bytes += sent;
-        self.report.frames += 1;
+        self.count_sent(from, &frame);
         if self.rng.chance(self.config.loss) {
+            let (a, b) = (from.min(to), from.max(to));
             self.report.link_failures += 1;
-            self.link_down(key.0, key.1);
+            self.link_down(a, b);
             let at = self.now + self.config.redial;
-            self.push(at, Event::Redial(key.0, key.1));
+            self.push(at, Event::Redial(a, b));
             return;
         }
-        let (at, epoch) = (self.now + link.latency, link.epoch);
+        let at = self.now + latency;
         if self.is_sybil(to) {
             // The Sybils' brain takes the frame as it is sent (they collude, so what one of
             // them will have at `at` is theirs then); what they send in return leaves at `at`.
@@ -888,10 +896,7 @@ impl Simulation {
 
     /// Messages still within retention that some up node knows.
     fn live_messages(&self) -> Vec<MessageId> {
-        let max_age = millis(self.config.engine.max_age);
-        self.published
-            .iter()
-            .filter(|(_, p)| p.timestamp + max_age >= self.now)
+        self.retained()
             .map(|(id, _)| *id)
             .filter(|id| {
                 self.nodes

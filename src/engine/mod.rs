@@ -44,6 +44,7 @@
 mod authors;
 mod batch;
 mod congestion;
+mod expiring;
 mod filter;
 mod ids;
 mod input;
@@ -513,7 +514,7 @@ impl<P: Clone + Ord> Engine<P> {
         match validation {
             Validation::Accept => {
                 self.stats.accepted += 1;
-                self.records.useful(&from, now);
+                self.useful(&from, now);
                 // The sender has it (what was believed of it may have been forgotten since).
                 self.peer_has(&from, id);
                 self.store_and_forward(envelope, Some(&from), now);

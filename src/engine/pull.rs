@@ -229,10 +229,20 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
+    /// `peer` delivered a message this node lacked (`record.rs`). If that made it proven,
+    /// it claims the wants it can answer.
+    pub(super) fn useful(&mut self, peer: &P, now: Millis) {
+        let was_proven = self.records.standing(peer) == Standing::Proven;
+        self.records.useful(peer, now);
+        if !was_proven && self.records.standing(peer) == Standing::Proven {
+            self.claim_wants(peer, now);
+        }
+    }
+
     /// `peer` has just become proven (`record.rs`): the ids it is believed to have that are
     /// wanted of peers that are not proven are taken from them and asked of it, within its
     /// budget (`hurry_overdue`, through `want_from`).
-    pub(super) fn claim_wants(&mut self, peer: &P, now: Millis) {
+    fn claim_wants(&mut self, peer: &P, now: Millis) {
         let Some(state) = self.beliefs.get(peer) else {
             return;
         };
@@ -397,7 +407,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// `max_want_attempts`, then given up.
     pub(super) fn retry_wants(&mut self, now: Millis) {
         let timeout = millis(self.config.want_timeout);
-        let mut touched = Vec::new();
+        let (mut touched, mut probed) = (Vec::new(), Vec::new());
         for (peer, author) in self.wants.due(now) {
             let Some(want) = self.wants.want(&peer, &author) else {
                 continue;
@@ -409,8 +419,7 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             }
             // One batch of deadlines of a peer: one strike, and one burst of probes.
-            let first = !touched.contains(&peer);
-            if first {
+            if !touched.contains(&peer) {
                 self.wants.strike(&peer);
                 self.records.failed(&peer, now);
                 touched.push(peer.clone());
@@ -419,7 +428,11 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             };
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let rest = self.reroute(ids.clone(), &peer, now, want.since, first);
+            let (rest, probes) =
+                self.reroute(ids.clone(), &peer, now, want.since, !probed.contains(&peer));
+            if probes {
+                probed.push(peer.clone());
+            }
             self.wants.mark_tried(&peer, &ids, &rest);
             if want.attempts >= self.config.max_want_attempts {
                 self.abandon(rest);
@@ -439,7 +452,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the peers the
     /// want turns name (`wants.rs`), each for what it is believed to have and did not refuse,
     /// with probes of others if `may_hedge` (`wants.rs`'s hedges). Returns what no other peer
-    /// could take.
+    /// could take, and whether probes went out.
     fn reroute(
         &mut self,
         ids: IdSets,
@@ -447,7 +460,7 @@ impl<P: Clone + Ord> Engine<P> {
         now: Millis,
         since: Millis,
         may_hedge: bool,
-    ) -> IdSets {
+    ) -> (IdSets, bool) {
         let deadline = now.saturating_add(millis(self.config.want_timeout));
         let (beliefs, records) = (&self.beliefs, &self.records);
         let offers = |peer: &P, author: &PublicKey, ids: &RangeSet| {
@@ -465,6 +478,7 @@ impl<P: Clone + Ord> Engine<P> {
         // departure of the failed peer (`may_hedge`), not once per author.
         let mut hedged =
             !may_hedge || now.saturating_sub(since) >= 2 * millis(self.config.want_timeout);
+        let mut probed = false;
         for (peer, author, ids) in asks {
             self.batcher.want(&peer, &author, &ids);
             if hedged || standing(&peer) == Standing::Proven {
@@ -479,9 +493,10 @@ impl<P: Clone + Ord> Engine<P> {
             for (hedge, probe) in hedges {
                 self.batcher.want(&hedge, &author, &probe);
                 self.stats.wants_hedged += 1;
+                probed = true;
             }
         }
-        rest
+        (rest, probed)
     }
 
     /// Wants given up on. Knowledge kept only because an author was being pulled goes too.
@@ -499,9 +514,11 @@ impl<P: Clone + Ord> Engine<P> {
     /// other peers; what no one else has is given up.
     pub(super) fn move_wants(&mut self, wants: Vec<(PublicKey, Want)>, from: &P, now: Millis) {
         // One burst of probes per departure.
-        for (k, (author, want)) in wants.into_iter().enumerate() {
+        let mut may_probe = true;
+        for (author, want) in wants {
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let rest = self.reroute(ids, from, now, want.since, k == 0);
+            let (rest, probes) = self.reroute(ids, from, now, want.since, may_probe);
+            may_probe &= !probes;
             self.abandon(rest);
         }
     }

@@ -9,7 +9,6 @@ use super::authors::{Admission, Introducer};
 use super::filter::Filter;
 use super::ids::Ids;
 use super::knowledge::worth_knowing;
-use super::record::Standing;
 use super::tree::Route;
 use super::{Engine, ImportError, Millis, Output, Violation};
 use crate::config::Config;
@@ -86,7 +85,6 @@ impl<P: Clone + Ord> Engine<P> {
             graft,
         } = frame;
         self.tree.on_control(&peer, prune, graft, now);
-        let was_proven = self.records.standing(&peer) == Standing::Proven;
         // What this frame delivered of what was asked of the peer: its authors, and how much.
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for (i, envelope) in messages.into_iter().enumerate() {
@@ -118,9 +116,6 @@ impl<P: Clone + Ord> Engine<P> {
             progress.sort();
             progress.dedup();
             self.ask_rest(&peer, &progress);
-        }
-        if !was_proven && self.records.standing(&peer) == Standing::Proven {
-            self.claim_wants(&peer, now);
         }
         self.on_have(&peer, have, complete, now);
         self.on_want(&peer, want);
@@ -255,7 +250,7 @@ impl<P: Clone + Ord> Engine<P> {
             asked_of
         } else {
             // Useful (`record.rs`); with validation, only once the application accepts it.
-            self.records.useful(from, now);
+            self.useful(from, now);
             self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from);

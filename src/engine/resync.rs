@@ -15,25 +15,22 @@
 //! the answer, as for bans).
 
 use super::Millis;
-use std::collections::{BTreeMap, VecDeque};
+use super::expiring::Expiring;
 
 /// How many peer ids' last answers are remembered at most.
 pub(crate) const MAX_REMEMBERED: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Resyncs<P> {
-    last: BTreeMap<P, Millis>,
-    /// Answers in the order given (times never decrease); an entry whose time is not the
-    /// peer's in `last` is stale.
-    order: VecDeque<(Millis, P)>,
+    /// Peers answered, until their interval is over.
+    answered: Expiring<P>,
     min_interval: Millis,
 }
 
 impl<P: Clone + Ord> Resyncs<P> {
     pub(crate) fn new(min_interval: Millis) -> Self {
         Resyncs {
-            last: BTreeMap::new(),
-            order: VecDeque::new(),
+            answered: Expiring::new(MAX_REMEMBERED),
             min_interval,
         }
     }
@@ -41,43 +38,21 @@ impl<P: Clone + Ord> Resyncs<P> {
     /// Whether `peer`'s complete digest received at `now` is answered; if so, the budget is
     /// spent until `min_interval` from `now`.
     pub(crate) fn allow(&mut self, peer: &P, now: Millis) -> bool {
-        self.forget_until(now);
-        if self.last.contains_key(peer) {
+        self.answered.expire(now);
+        if self.answered.get(peer).is_some() {
             return false;
         }
-        if self.min_interval == 0 {
-            return true;
-        }
-        self.last.insert(peer.clone(), now);
-        self.order.push_back((now, peer.clone()));
-        while self.last.len() > MAX_REMEMBERED {
-            let Some((t, p)) = self.order.pop_front() else {
-                break;
-            };
-            if self.last.get(&p) == Some(&t) {
-                self.last.remove(&p);
-            }
+        if self.min_interval > 0 {
+            // At the bound the entry that ends soonest goes: that peer gets a fresh answer.
+            self.answered
+                .insert(peer, now.saturating_add(self.min_interval));
         }
         true
     }
 
-    /// Drops the entries whose interval is over by `now`.
-    fn forget_until(&mut self, now: Millis) {
-        while let Some((t, _)) = self.order.front() {
-            if now < t.saturating_add(self.min_interval) {
-                break;
-            }
-            let (t, p) = self.order.pop_front().expect("looked");
-            if self.last.get(&p) == Some(&t) {
-                self.last.remove(&p);
-            }
-        }
-    }
-
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
-        assert!(self.last.len() <= MAX_REMEMBERED);
-        assert!(self.order.len() >= self.last.len());
+        self.answered.check_invariants();
     }
 }
 

@@ -60,6 +60,7 @@
 //! it); one graft deadline per link.
 
 use super::Millis;
+use super::expiring::Expiring;
 use super::ids::{IdSets, RangeQueue};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
@@ -133,8 +134,9 @@ pub(crate) struct Tree<P> {
     next_announce: Option<Millis>,
     /// The latest `suspect_until` of any link: before it, a duplicate looks for suspects.
     suspects_until: Millis,
-    /// Disconnected peers that were suspect, until when (at most [`MAX_SUSPECTED`]).
-    suspected: BTreeMap<P, Millis>,
+    /// Disconnected peers that were suspect, until when (at most [`MAX_SUSPECTED`]; the
+    /// soonest to end goes first).
+    suspected: Expiring<P>,
 }
 
 impl<P: Clone + Ord> Tree<P> {
@@ -146,7 +148,7 @@ impl<P: Clone + Ord> Tree<P> {
             lazy_due: BTreeSet::new(),
             next_announce: None,
             suspects_until: 0,
-            suspected: BTreeMap::new(),
+            suspected: Expiring::new(MAX_SUSPECTED),
         }
     }
 
@@ -187,23 +189,7 @@ impl<P: Clone + Ord> Tree<P> {
         }
         self.lazy_due.remove(peer);
         if link.suspect_until > 0 {
-            self.remember_suspect(peer, link.suspect_until);
-        }
-    }
-
-    /// Keeps a disconnected peer's suspicion until `until`; at the bound, the entries that
-    /// end soonest go first (the ended ones before any).
-    fn remember_suspect(&mut self, peer: &P, until: Millis) {
-        self.suspected.insert(peer.clone(), until);
-        while self.suspected.len() > MAX_SUSPECTED {
-            let soonest = self
-                .suspected
-                .iter()
-                .min_by_key(|(_, until)| **until)
-                .map(|(p, _)| p.clone());
-            if let Some(p) = soonest {
-                self.suspected.remove(&p);
-            }
+            self.suspected.insert(peer, link.suspect_until);
         }
     }
 
@@ -372,6 +358,7 @@ impl<P: Clone + Ord> Tree<P> {
 
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
+        self.suspected.check_invariants();
         let armed = self.links.values().filter(|l| l.graft_at.is_some()).count();
         assert_eq!(
             armed,

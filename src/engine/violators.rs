@@ -13,23 +13,22 @@
 //!   open for other protocols gossips on them again.
 
 use super::Millis;
-use std::collections::{BTreeMap, VecDeque};
+use super::expiring::Expiring;
 
 /// How many violators are remembered at most (about 100 bytes each).
 pub(crate) const MAX_REMEMBERED: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Violators<P> {
-    until: BTreeMap<P, Millis>,
-    order: VecDeque<(Millis, P)>,
+    /// Banned peers, until their ban ends.
+    bans: Expiring<P>,
     ban_ms: Millis,
 }
 
 impl<P: Clone + Ord> Violators<P> {
     pub(crate) fn new(ban_ms: Millis) -> Self {
         Violators {
-            until: BTreeMap::new(),
-            order: VecDeque::new(),
+            bans: Expiring::new(MAX_REMEMBERED),
             ban_ms,
         }
     }
@@ -40,50 +39,28 @@ impl<P: Clone + Ord> Violators<P> {
         if self.ban_ms == 0 {
             return vec![peer.clone()];
         }
-        let until = now.saturating_add(self.ban_ms);
-        self.until.insert(peer.clone(), until);
-        self.order.push_back((until, peer.clone()));
-        let mut lifted = Vec::new();
-        while self.until.len() > MAX_REMEMBERED
-            || self.order.front().is_some_and(|(t, _)| *t <= now)
-        {
-            let Some((t, p)) = self.order.pop_front() else {
-                break;
-            };
-            if self.until.get(&p) == Some(&t) {
-                self.until.remove(&p);
-                lifted.push(p);
-            }
-        }
+        let mut lifted = self.bans.expire(now);
+        lifted.extend(self.bans.insert(peer, now.saturating_add(self.ban_ms)));
         lifted
     }
 
-    /// When the earliest ban (or a stale entry of a renewed one) is due to be looked at.
+    /// When the earliest ban ends.
     pub(crate) fn next_expiry(&self) -> Option<Millis> {
-        self.order.front().map(|(t, _)| *t)
+        self.bans.next()
     }
 
     /// The peers whose bans end by `now`.
     pub(crate) fn expire(&mut self, now: Millis) -> Vec<P> {
-        let mut lifted = Vec::new();
-        while self.order.front().is_some_and(|(t, _)| *t <= now) {
-            let (t, p) = self.order.pop_front().expect("looked");
-            if self.until.get(&p) == Some(&t) {
-                self.until.remove(&p);
-                lifted.push(p);
-            }
-        }
-        lifted
+        self.bans.expire(now)
     }
 
     pub(crate) fn banned(&self, peer: &P, now: Millis) -> bool {
-        self.until.get(peer).is_some_and(|t| *t > now)
+        self.bans.get(peer).is_some_and(|t| t > now)
     }
 
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
-        assert!(self.until.len() <= MAX_REMEMBERED);
-        assert!(self.order.len() >= self.until.len());
+        self.bans.check_invariants();
     }
 }
 
@@ -98,14 +75,10 @@ mod tests {
         assert!(v.record(&1u8, 0).is_empty());
         assert!(v.banned(&1, 99) && !v.banned(&1, 100));
         assert!(v.record(&1, 50).is_empty(), "renewed");
-        assert_eq!(
-            v.next_expiry(),
-            Some(100),
-            "the stale entry is looked at first"
-        );
+        assert_eq!(v.next_expiry(), Some(150), "the renewed ban's end");
         assert!(
             v.expire(100).is_empty(),
-            "renewed: not lifted at the first entry's time"
+            "renewed: not lifted at the first ban's end"
         );
         assert!(v.banned(&1, 149));
         assert_eq!(v.expire(150), vec![1]);

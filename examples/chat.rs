@@ -7,7 +7,12 @@
 //! cargo run --example chat -- --key me.key      # sign with an ssb-keys file (created if absent)
 //! cargo run --example chat -- --dial /ip4/127.0.0.1/tcp/4001 --listen /ip4/0.0.0.0/tcp/4002
 //! cargo run --example chat -- --metrics 127.0.0.1:9464   # Prometheus metrics at /metrics
+//! cargo run --example chat -- --data chat-data  # history and key kept across restarts
 //! ```
+//!
+//! With `--data DIR` the messages, the ids already shown and the next sequence are kept in
+//! `DIR/gossip.redb`, and the key in `DIR/chat.key` (unless `--key` names one): a restarted
+//! chat shows no message twice and serves its history to peers that join later.
 
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
@@ -31,10 +36,11 @@ struct Args {
     listen: Multiaddr,
     key: Option<String>,
     metrics: Option<std::net::SocketAddr>,
+    data: Option<std::path::PathBuf>,
 }
 
 const USAGE: &str = "usage: chat [--key <ssb-keys file>] [--dial <multiaddr>]... \
-                     [--listen <multiaddr>] [--metrics <ip:port>]";
+                     [--listen <multiaddr>] [--metrics <ip:port>] [--data <dir>]";
 
 fn parse_args() -> Result<Args, Box<dyn Error>> {
     let mut args = Args {
@@ -42,6 +48,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
         listen: "/ip4/0.0.0.0/tcp/0".parse()?,
         key: None,
         metrics: None,
+        data: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,6 +61,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--listen" => args.listen = value()?.parse()?,
             "--key" => args.key = Some(value()?),
             "--metrics" => args.metrics = Some(value()?.parse()?),
+            "--data" => args.data = Some(value()?.into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -70,17 +78,29 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
     let args = parse_args()?;
-    // Without --key every run is a new author, so two terminals chat as two people.
-    let keys = match &args.key {
+    if let Some(dir) = &args.data {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--data {}: {e}", dir.display()))?;
+    }
+    // Without --key (or --data) every run is a new author, so two terminals chat as two
+    // people.
+    let key_file = (args.key.clone().map(std::path::PathBuf::from))
+        .or_else(|| args.data.as_ref().map(|dir| dir.join("chat.key")));
+    let keys = match &key_file {
         Some(path) => Keypair::load_or_generate(path)?,
         None => Keypair::generate(),
     };
     let me = keys.public();
     let mut registry = prometheus_client::registry::Registry::default();
-    let gossip = match args.metrics {
-        Some(_) => Behaviour::new_with_metrics(keys, Config::default(), &mut registry),
+    let mut gossip = match &args.data {
+        Some(dir) => {
+            let store = secure_gossip::store::Redb::open(dir.join("gossip.redb"))?;
+            Behaviour::with_store(keys, Config::default(), store)?
+        }
         None => Behaviour::new(keys, Config::default()),
     };
+    if args.metrics.is_some() {
+        gossip.register_metrics(&mut registry);
+    }
     if let Some(addr) = args.metrics {
         let bound = metrics_http::serve(addr, registry).await?;
         println!("metrics at http://{bound}/metrics");
@@ -137,6 +157,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
                 SwarmEvent::Behaviour(ChatEvent::Gossip(Event::SlowPeer { peer, .. })) => {
                     eprintln!("disconnecting {peer}: too slow");
                     let _ = swarm.disconnect_peer_id(peer);
+                }
+                SwarmEvent::Behaviour(ChatEvent::Gossip(Event::StoreFailed { error, unwritten })) => {
+                    eprintln!("{error} ({unwritten} messages wait to be shown)");
                 }
                 SwarmEvent::Behaviour(ChatEvent::Gossip(Event::ClockSkew { estimated_offset_ms })) => {
                     eprintln!(

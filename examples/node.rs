@@ -13,7 +13,10 @@
 //! survives restarts), `--metrics ADDR` (serve `/metrics` over HTTP), `--max-connections N`
 //! (established connections in all, default 128), `--max-per-peer N` (established
 //! connections per peer id, default 2), `--max-pending N` (incoming connections still in
-//! their handshake, default 32). Other settings come from `Config::default()`.
+//! their handshake, default 32), `--data DIR` (keep messages, the ids delivered and the next
+//! sequence in `DIR/gossip.redb`, so a restarted node reports nothing twice and still serves
+//! its history; without it everything is in memory). Other settings come from
+//! `Config::default()`.
 //!
 //! Output never holds up the swarm: lines go through a bounded queue (4,096 lines) to a
 //! writer task; when stdout is read too slowly the lines that do not fit are dropped and
@@ -21,11 +24,14 @@
 //!
 //! Commands: `publish <text>`, `dial <addr>`, `stats`, `quit`.
 //!
+//! A store that cannot be opened (in use by another process, damaged, not a store) ends the
+//! process at once with exit code 2, an `error` line and the reason on stderr.
+//!
 //! Output, one JSON object per line, `"event"` saying which: `started` (peer id, author),
 //! `listening` (address with `/p2p/<peer id>`), `metrics` (address), `connected`,
 //! `disconnected`, `published` (id, sequence), `message` (author, sequence, id, timestamp,
 //! payload as UTF-8 text, from), `violation`, `equivocation`, `slow_peer`,
-//! `unsupported_peer`, `stats`, `dropped` (count), `error`.
+//! `unsupported_peer`, `store_failed`, `stats`, `dropped` (count), `error`.
 
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
@@ -47,7 +53,7 @@ use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: node [--listen ADDR]... [--tcp [PORT]] [--quic [PORT]] \
                      [--dial ADDR]... [--key FILE] [--metrics ADDR] [--max-connections N] \
-                     [--max-per-peer N] [--max-pending N]";
+                     [--max-per-peer N] [--max-pending N] [--data DIR]";
 
 /// Lines of output that may wait for a slow reader of stdout.
 const OUTPUT_QUEUE: usize = 4096;
@@ -60,6 +66,7 @@ struct Args {
     max_connections: u32,
     max_per_peer: u32,
     max_pending: u32,
+    data: Option<std::path::PathBuf>,
 }
 
 impl Default for Args {
@@ -72,6 +79,7 @@ impl Default for Args {
             max_connections: 128,
             max_per_peer: 2,
             max_pending: 32,
+            data: None,
         }
     }
 }
@@ -100,6 +108,7 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
             "--max-connections" => args.max_connections = value(&mut it, &flag)?.parse()?,
             "--max-per-peer" => args.max_per_peer = value(&mut it, &flag)?.parse()?,
             "--max-pending" => args.max_pending = value(&mut it, &flag)?.parse()?,
+            "--data" => args.data = Some(value(&mut it, &flag)?.into()),
             "--tcp" => {
                 let port = port(&mut it);
                 args.listen
@@ -176,6 +185,23 @@ impl Output {
     }
 }
 
+/// The gossip behaviour: in memory, or kept in `DIR/gossip.redb` with `--data DIR`.
+fn gossip_behaviour(
+    keys: &Keypair,
+    data: Option<&std::path::Path>,
+) -> Result<Behaviour, Box<dyn Error>> {
+    let Some(dir) = data else {
+        return Ok(Behaviour::new(keys.clone(), Config::default()));
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("--data {}: {e}", dir.display()))?;
+    let store = secure_gossip::store::Redb::open(dir.join("gossip.redb"))?;
+    Ok(Behaviour::with_store(
+        keys.clone(),
+        Config::default(),
+        store,
+    )?)
+}
+
 fn message_json(message: &Message, from: &libp2p::PeerId) -> Value {
     json!({
         "author": message.author.to_string(),
@@ -199,7 +225,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
         None => Keypair::generate(),
     };
     let mut registry = Registry::default();
-    let gossip = Behaviour::new_with_metrics(keys.clone(), Config::default(), &mut registry);
+    let (out, writer) = Output::start();
+    let mut gossip = match gossip_behaviour(&keys, args.data.as_deref()) {
+        Ok(gossip) => gossip,
+        Err(e) => {
+            eprintln!("node: {e}");
+            out.emit("error", json!({ "error": e.to_string() }));
+            drop(out);
+            let _ = writer.await;
+            std::process::exit(2);
+        }
+    };
+    gossip.register_metrics(&mut registry);
     let limits = ConnectionLimits::default()
         .with_max_established(Some(args.max_connections))
         .with_max_established_per_peer(Some(args.max_per_peer))
@@ -208,7 +245,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
         limits: connection_limits::Behaviour::new(limits),
         gossip,
     };
-    let (out, writer) = Output::start();
     let mut swarm: Swarm<NodeBehaviour> =
         libp2p::SwarmBuilder::with_existing_identity(keys.to_libp2p())
             .with_tokio()
@@ -291,6 +327,7 @@ fn command(swarm: &mut Swarm<NodeBehaviour>, out: &Output, line: &str) -> bool {
                     "duplicates": s.duplicates,
                     "verified": s.verified,
                     "equivocations": s.equivocations,
+                    "stored": b.stored().0,
                     "gossip_peers": b.gossip_peers().count(),
                     "connected": swarm.connected_peers().count(),
                     "output_dropped": out.dropped.load(Ordering::Relaxed),
@@ -383,6 +420,10 @@ fn on_event(swarm: &mut Swarm<NodeBehaviour>, out: &Output, event: SwarmEvent<No
             } => out.emit(
                 "clock_skew",
                 json!({ "estimated_offset_ms": estimated_offset_ms }),
+            ),
+            Event::StoreFailed { error, unwritten } => out.emit(
+                "store_failed",
+                json!({ "error": error.to_string(), "unwritten": unwritten }),
             ),
             _ => {}
         },

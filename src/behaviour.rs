@@ -11,6 +11,7 @@ use crate::handler::{Handler, HandlerEvent, HandlerIn};
 use crate::keys::{Keypair, PublicKey};
 use crate::metrics::Metrics;
 use crate::verify::AheadChecks;
+use crate::writer::Writer;
 use bytes::Bytes;
 use futures::FutureExt as _;
 use futures_timer::Delay;
@@ -108,6 +109,16 @@ pub enum Event {
         /// The peer that sent `second`.
         propagation_source: PeerId,
     },
+    /// The durable store ([`Behaviour::with_store`]) could not write: messages received since
+    /// the last write are not reported until a write succeeds (tried again after 100 ms,
+    /// doubling to 10 s). While more than `max_stored_messages` (or `max_stored_bytes`) wait,
+    /// this node stops reading from its peers.
+    StoreFailed {
+        /// What went wrong.
+        error: crate::store::StoreError,
+        /// Messages waiting to be reported.
+        unwritten: usize,
+    },
 }
 
 /// Signed epidemic broadcast for a libp2p swarm. See the crate docs for an example.
@@ -135,6 +146,10 @@ pub struct Behaviour {
     /// Wall time minus engine time, as the engine was last told.
     wall_offset: i64,
     metrics: Option<Metrics>,
+    /// The durable store, if any (`writer.rs`): deliveries wait for its writes.
+    writer: Option<Writer>,
+    /// Reading from every peer is paused until the store's writes catch up.
+    held_by_store: bool,
     /// Shared with every handler, so they verify signatures ahead (`verify.rs`).
     checks: AheadChecks,
 }
@@ -159,7 +174,7 @@ impl Behaviour {
         registry: &mut prometheus_client::registry::Registry,
     ) -> Self {
         let mut behaviour = Behaviour::new(keys, config);
-        behaviour.metrics = Some(Metrics::new(registry));
+        behaviour.register_metrics(registry);
         behaviour
     }
 
@@ -184,7 +199,47 @@ impl Behaviour {
             connection_changes: 0,
             wall_offset: 0,
             metrics: None,
+            writer: None,
+            held_by_store: false,
         }
+    }
+
+    /// A behaviour that publishes as `keys` and keeps what it holds in `store` (a
+    /// [`store::Redb`](crate::store::Redb) file, say): at start it takes back the messages,
+    /// the ids it delivered and its next sequence from the store, so after a restart it
+    /// reports no message twice, serves its history to peers that lack it, and never reuses
+    /// a sequence. A message is reported ([`Event::Message`]) only once the write that
+    /// records it is durable. Fails if the store cannot be read.
+    pub fn with_store(
+        keys: Keypair,
+        config: Config,
+        mut store: impl crate::store::Store,
+    ) -> Result<Self, crate::store::StoreError> {
+        let snapshot = store.load()?;
+        let mut behaviour = Behaviour::new(keys, config);
+        let now = behaviour.now();
+        let restored = behaviour.engine.restore(snapshot, now);
+        tracing::info!(
+            messages = restored.messages,
+            authors = restored.authors,
+            forgotten = restored.forgotten,
+            dropped = restored.dropped,
+            "gossip store read"
+        );
+        let config = behaviour.engine.config();
+        behaviour.writer = Some(Writer::new(
+            Box::new(store),
+            config.max_stored_messages(),
+            config.max_stored_bytes(),
+        ));
+        Ok(behaviour)
+    }
+
+    /// Registers this behaviour's metrics in `registry` (see the README for their names).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn register_metrics(&mut self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics = Some(Metrics::new(registry));
     }
 
     /// The application's verdict on a message delivered while `validate_messages` is on:
@@ -370,7 +425,7 @@ impl Behaviour {
         self.paused
             .retain(|peer| self.connections.contains_key(peer));
         for (peer, connections) in &self.connections {
-            let pause = self.engine.validation_pauses(peer);
+            let pause = self.held_by_store || self.engine.validation_pauses(peer);
             if pause == self.paused.contains(peer) {
                 continue;
             }
@@ -487,11 +542,14 @@ impl Behaviour {
                 if let Some(metrics) = &self.metrics {
                     metrics.delivered(self.clock.wall() as i64 - message.timestamp as i64);
                 }
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::Message {
-                        message,
-                        propagation_source: from,
-                    }));
+                let event = Event::Message {
+                    message,
+                    propagation_source: from,
+                };
+                match &mut self.writer {
+                    Some(writer) => writer.hold(event),
+                    None => self.events.push_back(ToSwarm::GenerateEvent(event)),
+                }
             }
             Output::Violation { peer, violation } => self.report_violation(peer, violation),
             Output::BanLifted { peer } => self.resume_gossip(peer),
@@ -543,6 +601,50 @@ impl Behaviour {
                 peer,
                 violation,
             }));
+    }
+
+    /// Writes what the engine changed to the durable store, if there is one; returns `true`
+    /// when that queued events (deliveries released, or a failure reported).
+    fn write_store(&mut self, cx: &mut Context<'_>) -> bool {
+        let now = self.now();
+        let Some(writer) = &mut self.writer else {
+            return false;
+        };
+        let written = writer.poll(&mut self.engine, cx, now);
+        let full = writer.full();
+        let unwritten = writer.unwritten();
+        let queued = match written {
+            crate::writer::Written::Nothing => false,
+            crate::writer::Written::Released(events) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.store_write(true, 0);
+                }
+                self.events
+                    .extend(events.into_iter().map(ToSwarm::GenerateEvent));
+                true
+            }
+            crate::writer::Written::Failed(error) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.store_write(false, unwritten);
+                }
+                self.events
+                    .push_back(ToSwarm::GenerateEvent(Event::StoreFailed {
+                        error,
+                        unwritten,
+                    }));
+                true
+            }
+        };
+        if full != self.held_by_store {
+            self.held_by_store = full;
+            self.connection_changes += 1;
+            tracing::warn!(
+                paused = full,
+                unwritten,
+                "reading from peers while deliveries wait for the gossip store"
+            );
+        }
+        queued
     }
 
     /// Polls the engine's timer; runs the engine's timeout and returns `true` when it fired.
@@ -734,6 +836,9 @@ impl NetworkBehaviour for Behaviour {
                 continue;
             }
 
+            if self.write_store(cx) {
+                continue;
+            }
             if self.poll_timer(cx) {
                 continue;
             }

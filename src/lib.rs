@@ -91,7 +91,9 @@ mod serde_impls;
 #[cfg(feature = "test-utils")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-utils")))]
 pub mod sim;
+pub mod store;
 mod verify;
+mod writer;
 
 /// The prost types of `proto/secure_gossip.proto` (package `secure_gossip.v1`; feature
 /// `test-utils`, for tests that write raw frames).

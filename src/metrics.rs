@@ -10,7 +10,9 @@
 //! `secure_gossip_peer_violations_total{kind}`, `secure_gossip_frames_dropped_total`,
 //! `secure_gossip_wire_bytes_total{direction}`,
 //! `secure_gossip_envelopes_out_of_window_total{side}` (`too_old`, `too_new`: a wrong clock
-//! shows here); gauges `secure_gossip_peers`,
+//! shows here), `secure_gossip_store_writes_total{result}` (`ok`, `failed`: transactions of
+//! the durable store); gauges `secure_gossip_store_unwritten_messages` (deliveries waiting
+//! for a write), `secure_gossip_peers`,
 //! `secure_gossip_stored_messages`, `secure_gossip_stored_bytes`,
 //! `secure_gossip_tracked_authors`, `secure_gossip_outstanding_wants`; histogram
 //! `secure_gossip_delivery_delay_seconds` (receipt time by this node's wall clock minus the
@@ -46,6 +48,11 @@ mod enabled {
         side: &'static str,
     }
 
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Outcome {
+        result: &'static str,
+    }
+
     /// The registered metrics.
     #[derive(Debug)]
     pub(crate) struct Metrics {
@@ -58,6 +65,8 @@ mod enabled {
         frames_dropped: Counter,
         wire_bytes: Family<Direction, Counter>,
         out_of_window: Family<Side, Counter>,
+        store_writes: Family<Outcome, Counter>,
+        unwritten: Gauge,
         peers: Gauge,
         stored_messages: Gauge,
         stored_bytes: Gauge,
@@ -81,6 +90,8 @@ mod enabled {
                 frames_dropped: Counter::default(),
                 wire_bytes: Family::default(),
                 out_of_window: Family::default(),
+                store_writes: Family::default(),
+                unwritten: Gauge::default(),
                 peers: Gauge::default(),
                 stored_messages: Gauge::default(),
                 stored_bytes: Gauge::default(),
@@ -139,6 +150,16 @@ mod enabled {
             for side in ["too_old", "too_new"] {
                 drop(metrics.out_of_window.get_or_create(&Side { side }));
             }
+            r.register(
+                "store_writes",
+                "Transactions of the durable store, by result",
+                metrics.store_writes.clone(),
+            );
+            r.register(
+                "store_unwritten_messages",
+                "Messages whose delivery waits for the durable store's next write",
+                metrics.unwritten.clone(),
+            );
             r.register("peers", "Connected gossip peers", metrics.peers.clone());
             r.register(
                 "stored_messages",
@@ -223,6 +244,14 @@ mod enabled {
                 .inc_by(bytes as u64);
         }
 
+        /// A transaction of the durable store succeeded or failed; `unwritten` deliveries
+        /// wait for the next.
+        pub(crate) fn store_write(&self, ok: bool, unwritten: usize) {
+            let result = if ok { "ok" } else { "failed" };
+            self.store_writes.get_or_create(&Outcome { result }).inc();
+            self.unwritten.set(unwritten as i64);
+        }
+
         /// A message delivered `delay_ms` after its timestamp.
         pub(crate) fn delivered(&self, delay_ms: i64) {
             self.delivery_delay.observe(delay_ms.max(0) as f64 / 1000.0);
@@ -246,4 +275,5 @@ impl Metrics {
     pub(crate) fn bytes_read(&self, _: usize) {}
     pub(crate) fn bytes_written(&self, _: usize) {}
     pub(crate) fn delivered(&self, _: i64) {}
+    pub(crate) fn store_write(&self, _: bool, _: usize) {}
 }

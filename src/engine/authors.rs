@@ -47,6 +47,7 @@
 //!
 //! Every operation is O(log n) in the number of authors.
 
+use super::durable::{AuthorRecord, Dirty};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -63,6 +64,9 @@ pub(crate) enum Introducer<P> {
     Imported,
     /// The peer the author's first accepted message came from.
     Peer(P),
+    /// Whoever introduced it before this node restarted (`durable.rs`): everything restored
+    /// is one group, as one peer's.
+    Restored,
 }
 
 /// Tombstones kept per tracked author at most (each about 100 bytes with its index entries).
@@ -132,6 +136,8 @@ pub(crate) struct Authors<P> {
     max_authors: usize,
     max_ranges: usize,
     max_age_ms: u64,
+    /// Authors whose durable record changed (`durable.rs`).
+    dirty: Dirty<PublicKey>,
 }
 
 impl<P: Clone + Ord> Authors<P> {
@@ -169,7 +175,109 @@ impl<P: Clone + Ord> Authors<P> {
             max_authors,
             max_ranges,
             max_age_ms,
+            dirty: Dirty::new(max_authors.saturating_mul(1 + TOMBSTONES_PER_AUTHOR)),
         }
+    }
+
+    /// From now on changes to durable records are marked (`durable.rs`).
+    pub(crate) fn start_journal(&mut self) {
+        self.dirty.start();
+    }
+
+    pub(crate) fn journaling(&self) -> bool {
+        self.dirty.on()
+    }
+
+    /// `author`'s record is to be written again.
+    pub(crate) fn mark(&mut self, author: PublicKey) {
+        self.dirty.mark(author);
+    }
+
+    pub(crate) fn has_marks(&self) -> bool {
+        self.dirty.any()
+    }
+
+    /// The authors whose records changed (`Err`: too many, rewrite all).
+    pub(crate) fn take_marks(&mut self) -> Result<BTreeSet<PublicKey>, ()> {
+        self.dirty.take()
+    }
+
+    /// What a durable store keeps of `author`, if anything: its ids delivered or accepted
+    /// (held for a verdict included), newest timestamp and equivocations; or its tombstone.
+    pub(crate) fn record(&self, author: &PublicKey) -> Option<AuthorRecord> {
+        if let Some(a) = self.authors.get(author) {
+            if a.known.is_empty() && a.held.is_empty() && a.equivocated.is_empty() {
+                return None;
+            }
+            let mut ids = a.known.clone();
+            ids.union_with(&a.held);
+            return Some(AuthorRecord {
+                ids,
+                newest: a.newest,
+                equivocated: a.equivocated.clone(),
+                forgotten: false,
+            });
+        }
+        self.tombstones.get(author).map(|t| AuthorRecord {
+            ids: t.known.clone(),
+            newest: t.newest,
+            equivocated: RangeSet::new(),
+            forgotten: true,
+        })
+    }
+
+    /// Every durable record (a rewrite of everything).
+    pub(crate) fn records(&self) -> impl Iterator<Item = (PublicKey, AuthorRecord)> + '_ {
+        self.authors
+            .keys()
+            .chain(self.tombstones.keys())
+            .filter_map(|author| Some((*author, self.record(author)?)))
+    }
+
+    /// Takes back `author` as `record` says, introduced by [`Introducer::Restored`]: tracked
+    /// if there is room without displacing anyone, else (or if it was forgotten) as a
+    /// tombstone if there is room for one. Returns whether it was taken back. Its ids all
+    /// count as known (held ones get no verdict), cut to `max_ranges_per_author` by filling
+    /// the lowest gaps.
+    pub(crate) fn restore(&mut self, author: &PublicKey, record: &AuthorRecord, now: u64) -> bool {
+        let mut known = record.ids.clone();
+        known.fill_lowest_gaps(self.max_ranges);
+        if *author == self.me {
+            let me = self
+                .authors
+                .get_mut(author)
+                .expect("own key always tracked");
+            me.known.union_with(&known);
+            me.known.fill_lowest_gaps(self.max_ranges);
+            me.newest = me.newest.max(record.newest);
+            return true;
+        }
+        if self.authors.contains_key(author) || self.tombstones.contains_key(author) {
+            return false;
+        }
+        if !record.forgotten && self.authors.len() < self.max_authors {
+            let mut equivocated = record.equivocated.clone();
+            equivocated.forget_lowest(self.max_ranges);
+            let entry = Author {
+                known,
+                held: RangeSet::new(),
+                equivocated,
+                newest: record.newest,
+                last_seen: self.tick(),
+                introducer: Introducer::Restored,
+            };
+            self.index(author, &entry);
+            self.authors.insert(*author, entry);
+            return true;
+        }
+        self.sweep(now);
+        if self.tombstones.len() >= self.max_tombstones()
+            || self.tombstones_held(&Introducer::Restored) >= self.tombstone_share()
+        {
+            return false;
+        }
+        self.bury(author, known, record.newest, Introducer::Restored);
+        true
     }
 
     /// Whether `id` was accepted (or is covered by a tombstone: accepted before its author
@@ -226,6 +334,7 @@ impl<P: Clone + Ord> Authors<P> {
     pub(crate) fn aged_out(&mut self, author: &PublicKey, sequence: u64) {
         if let Some(a) = self.authors.get_mut(author) {
             a.known.fill_up_to(sequence);
+            self.dirty.mark(*author);
         }
     }
 
@@ -250,6 +359,7 @@ impl<P: Clone + Ord> Authors<P> {
         if let Some(a) = self.authors.get_mut(author) {
             a.equivocated.insert(sequence);
             a.equivocated.forget_lowest(self.max_ranges);
+            self.dirty.mark(*author);
         }
     }
 
@@ -296,6 +406,7 @@ impl<P: Clone + Ord> Authors<P> {
         };
         self.index(author, &entry);
         self.authors.insert(*author, entry);
+        self.dirty.mark(*author);
         Ok(displaced)
     }
 
@@ -313,6 +424,7 @@ impl<P: Clone + Ord> Authors<P> {
         a.last_seen = self.tick();
         self.index(author, &a);
         self.authors.insert(*author, a);
+        self.dirty.mark(*author);
     }
 
     fn tick(&mut self) -> u64 {
@@ -334,6 +446,7 @@ impl<P: Clone + Ord> Authors<P> {
         a.last_seen = self.tick();
         self.index(author, &a);
         self.authors.insert(*author, a);
+        self.dirty.mark(*author);
     }
 
     /// What is held of `author` will get no verdict (the author is blocked): its ids become
@@ -343,6 +456,7 @@ impl<P: Clone + Ord> Authors<P> {
             let held = std::mem::take(&mut a.held);
             a.known.union_with(&held);
             a.known.fill_lowest_gaps(self.max_ranges);
+            self.dirty.mark(*author);
         }
     }
 
@@ -415,6 +529,7 @@ impl<P: Clone + Ord> Authors<P> {
 
     /// Leaves a tombstone for `author`.
     fn bury(&mut self, author: &PublicKey, known: RangeSet, newest: u64, group: Introducer<P>) {
+        self.dirty.mark(*author);
         self.tombstones_made += 1;
         let made = self.tombstones_made;
         let held = self.tombstone_groups.entry(group.clone()).or_default();
@@ -438,6 +553,7 @@ impl<P: Clone + Ord> Authors<P> {
     /// Removes `author`'s tombstone, if it has one.
     fn unbury(&mut self, author: &PublicKey) -> Option<Tombstone<P>> {
         let t = self.tombstones.remove(author)?;
+        self.dirty.mark(*author);
         self.tombstones_by_newest.remove(&(t.newest, *author));
         if let Some(held) = self.tombstone_groups.get_mut(&t.group) {
             self.tombstone_groups_by_size
@@ -470,6 +586,7 @@ impl<P: Clone + Ord> Authors<P> {
         let Some(a) = self.authors.remove(author) else {
             return;
         };
+        self.dirty.mark(*author);
         self.unindex(author, &a);
         let horizon = now.saturating_sub(self.max_age_ms);
         if !self.needs_tombstone(&a, horizon) {
@@ -506,7 +623,8 @@ impl<P: Clone + Ord> Authors<P> {
 
     fn unindex(&mut self, author: &PublicKey, a: &Author<P>) {
         self.by_newest.remove(&(a.newest, *author));
-        if let peer @ (Introducer::Imported | Introducer::Peer(_)) = &a.introducer
+        if let peer @ (Introducer::Imported | Introducer::Peer(_) | Introducer::Restored) =
+            &a.introducer
             && let Some(group) = self.groups.get_mut(peer)
         {
             self.by_group_size.remove(&(group.len(), peer.clone()));

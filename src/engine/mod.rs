@@ -36,6 +36,7 @@
 //! `congestion.rs` (peers whose queue overflowed), `resync.rs` (the resync budget),
 //! `authors.rs` (tracked authors, known ids, tombstones), `store.rs` (retention),
 //! `validation.rs` (messages awaiting the application's verdict), `violators.rs` (bans),
+//! `durable.rs` (what outlives the process and how it is restored),
 //! `filter.rs` (which authors are accepted), `batch.rs` (packing frames). The engine routes
 //! inputs between them: `receive.rs` (the order of checks for a received envelope and what
 //! happens to an accepted message) and `pull.rs` (when a `have` draws wants or an answer, how
@@ -44,6 +45,7 @@
 mod authors;
 mod batch;
 mod congestion;
+mod durable;
 mod expiring;
 mod filter;
 mod ids;
@@ -63,6 +65,7 @@ mod violators;
 mod wants;
 
 pub use crate::verify::VerifiedFrame;
+pub use durable::{AuthorRecord, Changes, Restored, Snapshot};
 pub use filter::AuthorFilter;
 pub use input::{Input, Timer};
 pub use output::{ImportError, Output, PublishError, Stats, Violation, ViolationKind};
@@ -103,6 +106,8 @@ pub struct Engine<P> {
     keys: Keypair,
     me: PublicKey,
     next_sequence: Option<u64>,
+    /// The next sequence as last taken for a durable store (`durable.rs`).
+    persisted_sequence: Option<u64>,
     /// Wall-clock time minus engine time, in milliseconds ([`Engine::set_wall_clock`]).
     wall_offset: i64,
     // What the node knows and holds.
@@ -214,6 +219,7 @@ impl<P: Clone + Ord> Engine<P> {
             keys,
             me,
             next_sequence,
+            persisted_sequence: None,
             wall_offset: 0,
         }
     }

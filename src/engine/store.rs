@@ -14,6 +14,7 @@
 //! Inserting, evicting and expiring a message cost O(log n) plus a bounded range update.
 
 use super::authors::Introducer;
+use super::durable::Dirty;
 use crate::config::ENVELOPE_OVERHEAD;
 use crate::envelope::{Envelope, MessageId};
 use crate::keys::PublicKey;
@@ -60,6 +61,8 @@ pub(crate) struct Store<P> {
     by_group_bytes: BTreeSet<(usize, Introducer<P>)>,
     bytes: usize,
     limits: Retention,
+    /// Ids put or removed since the driver last wrote them (`durable.rs`).
+    dirty: Dirty<MessageId>,
 }
 
 impl<P: Clone + Ord> Store<P> {
@@ -71,8 +74,33 @@ impl<P: Clone + Ord> Store<P> {
             groups: BTreeMap::new(),
             by_group_bytes: BTreeSet::new(),
             bytes: 0,
+            dirty: Dirty::new(limits.max_messages),
             limits,
         }
+    }
+
+    /// From now on what is put or removed is marked (`durable.rs`).
+    pub(crate) fn start_journal(&mut self) {
+        self.dirty.start();
+    }
+
+    /// `id` is to be written again (put if held, else deleted).
+    pub(crate) fn mark(&mut self, id: MessageId) {
+        self.dirty.mark(id);
+    }
+
+    pub(crate) fn has_marks(&self) -> bool {
+        self.dirty.any()
+    }
+
+    /// The ids put or removed (`Err`: too many, rewrite all).
+    pub(crate) fn take_marks(&mut self) -> Result<BTreeSet<MessageId>, ()> {
+        self.dirty.take()
+    }
+
+    /// Every held envelope, by id.
+    pub(crate) fn envelopes(&self) -> impl Iterator<Item = &Envelope> {
+        self.messages.values()
     }
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Envelope> {
@@ -130,6 +158,7 @@ impl<P: Clone + Ord> Store<P> {
         self.bytes += size;
         self.by_age.insert((envelope.timestamp(), id));
         self.messages.insert(id, envelope);
+        self.dirty.mark(id);
         if too_gapped {
             let (start, end) = self.authors[&id.author]
                 .held
@@ -183,6 +212,7 @@ impl<P: Clone + Ord> Store<P> {
         let Some(envelope) = self.messages.remove(id) else {
             return;
         };
+        self.dirty.mark(*id);
         let size = stored_size(&envelope);
         self.by_age.remove(&(envelope.timestamp(), *id));
         self.bytes -= size;

@@ -6,6 +6,7 @@ mod harness;
 
 mod bans;
 mod basics;
+mod durable;
 mod pull;
 mod retention;
 mod tree;

@@ -226,12 +226,20 @@ impl Behaviour {
             dropped = restored.dropped,
             "gossip store read"
         );
+        // The reservation of sequences and what restoring left out, written before any frame
+        // can carry a new message.
+        store.commit(&behaviour.engine.take_changes())?;
         let config = behaviour.engine.config();
-        behaviour.writer = Some(Writer::new(
+        let writer = Writer::new(
             Box::new(store),
             config.max_stored_messages(),
             config.max_stored_bytes(),
-        ));
+        )
+        .map_err(|e| crate::store::StoreError::Io {
+            path: Default::default(),
+            reason: format!("starting the store's thread: {e}"),
+        })?;
+        behaviour.writer = Some(writer);
         Ok(behaviour)
     }
 
@@ -606,18 +614,20 @@ impl Behaviour {
     /// Writes what the engine changed to the durable store, if there is one; returns `true`
     /// when that queued events (deliveries released, or a failure reported).
     fn write_store(&mut self, cx: &mut Context<'_>) -> bool {
-        let now = self.now();
         let Some(writer) = &mut self.writer else {
             return false;
         };
-        let written = writer.poll(&mut self.engine, cx, now);
+        let written = writer.poll(&mut self.engine, cx);
         let full = writer.full();
         let unwritten = writer.unwritten();
+        if let Some(metrics) = &self.metrics {
+            metrics.store_unwritten(unwritten);
+        }
         let queued = match written {
             crate::writer::Written::Nothing => false,
             crate::writer::Written::Released(events) => {
                 if let Some(metrics) = &self.metrics {
-                    metrics.store_write(true, 0);
+                    metrics.store_write(true);
                 }
                 self.events
                     .extend(events.into_iter().map(ToSwarm::GenerateEvent));
@@ -625,7 +635,7 @@ impl Behaviour {
             }
             crate::writer::Written::Failed(error) => {
                 if let Some(metrics) = &self.metrics {
-                    metrics.store_write(false, unwritten);
+                    metrics.store_write(false);
                 }
                 self.events
                     .push_back(ToSwarm::GenerateEvent(Event::StoreFailed {

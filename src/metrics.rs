@@ -244,11 +244,14 @@ mod enabled {
                 .inc_by(bytes as u64);
         }
 
-        /// A transaction of the durable store succeeded or failed; `unwritten` deliveries
-        /// wait for the next.
-        pub(crate) fn store_write(&self, ok: bool, unwritten: usize) {
+        /// A transaction of the durable store succeeded or failed.
+        pub(crate) fn store_write(&self, ok: bool) {
             let result = if ok { "ok" } else { "failed" };
             self.store_writes.get_or_create(&Outcome { result }).inc();
+        }
+
+        /// `unwritten` deliveries wait for the durable store.
+        pub(crate) fn store_unwritten(&self, unwritten: usize) {
             self.unwritten.set(unwritten as i64);
         }
 
@@ -275,5 +278,6 @@ impl Metrics {
     pub(crate) fn bytes_read(&self, _: usize) {}
     pub(crate) fn bytes_written(&self, _: usize) {}
     pub(crate) fn delivered(&self, _: i64) {}
-    pub(crate) fn store_write(&self, _: bool, _: usize) {}
+    pub(crate) fn store_write(&self, _: bool) {}
+    pub(crate) fn store_unwritten(&self, _: usize) {}
 }

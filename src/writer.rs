@@ -1,32 +1,40 @@
-//! The behaviour's side of a durable store: writes the engine's changes, then lets the
-//! deliveries they cover go.
+//! The behaviour's side of a durable store: writes the engine's changes on a thread of their
+//! own, then lets the deliveries they cover go.
 //!
 //! True here:
 //! - an [`Event::Message`] leaves only after a transaction that includes its id committed:
-//!   deliveries wait in [`Writer`] until the write that follows them succeeds;
-//! - one transaction per poll at most while writes succeed (everything the engine changed
-//!   since the last one), never one per message;
+//!   each write carries the deliveries held when its changes were taken, and releases
+//!   exactly those;
+//! - the swarm's task never waits for the disk: transactions run on the store's own thread,
+//!   one at a time;
+//! - at most one transaction per [`WRITE_INTERVAL_MS`], whatever peers send: each holds
+//!   everything the engine changed since the last (a write and its disk sync per frame would
+//!   let peers set this node's disk load; the interval is the most a delivery waits beyond
+//!   the write itself);
 //! - a failed write is reported ([`Event::StoreFailed`]) and tried again after a backoff
-//!   (100 ms, doubling to 10 s), with its changes merged into the next; the deliveries wait
-//!   meanwhile. While they hold more than `max_stored_messages` messages or
+//!   (100 ms, doubling to 10 s) with its changes merged into the next; its deliveries wait.
+//!   While waiting deliveries hold more than `max_stored_messages` messages or
 //!   `max_stored_bytes` of payload, the behaviour stops reading from peers
 //!   ([`Writer::full`]), so a disk that keeps failing costs at most that much memory.
 
 use crate::behaviour::Event;
-use crate::engine::{Changes, Engine, Millis};
+use crate::engine::{Changes, Engine};
 use crate::store::{Store, StoreError};
 use futures::FutureExt as _;
+use futures::channel::oneshot;
 use futures_timer::Delay;
 use std::collections::VecDeque;
-use std::task::Context;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+/// The least time between the starts of two transactions.
+pub(crate) const WRITE_INTERVAL_MS: u64 = 10;
 const FIRST_BACKOFF_MS: u64 = 100;
 const MAX_BACKOFF_MS: u64 = 10_000;
 
 /// What [`Writer::poll`] did.
 pub(crate) enum Written {
-    /// Nothing to do now.
+    /// Nothing to report now.
     Nothing,
     /// A transaction committed: these deliveries may go.
     Released(VecDeque<Event>),
@@ -34,15 +42,28 @@ pub(crate) enum Written {
     Failed(StoreError),
 }
 
+type Outcome = Result<(), (StoreError, Changes)>;
+
+/// A transaction on the store's thread, and the deliveries it covers.
+struct InFlight {
+    reply: oneshot::Receiver<Outcome>,
+    covers: VecDeque<Event>,
+    bytes: usize,
+}
+
 pub(crate) struct Writer {
-    store: Box<dyn Store>,
-    /// Deliveries waiting for the next successful write, with their payload bytes.
+    /// To the store's thread (which ends, closing the store, when this is dropped).
+    jobs: std::sync::mpsc::Sender<(Changes, oneshot::Sender<Outcome>)>,
+    in_flight: Option<InFlight>,
+    /// Deliveries not yet part of a transaction, with their payload bytes.
     unwritten: VecDeque<Event>,
     unwritten_bytes: usize,
     /// Changes of a failed write, merged into the next.
     failed: Option<Changes>,
     backoff_ms: u64,
-    retry: Option<Delay>,
+    /// When the next transaction may start (the interval, or a backoff), armed.
+    wait: Option<Delay>,
+    last_start: Option<Instant>,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -50,24 +71,40 @@ pub(crate) struct Writer {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
-            .field("unwritten", &self.unwritten.len())
+            .field("unwritten", &self.unwritten())
             .field("failing", &self.failed.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Writer {
-    pub(crate) fn new(store: Box<dyn Store>, max_messages: usize, max_bytes: usize) -> Self {
-        Writer {
-            store,
+    /// Starts the store's thread.
+    pub(crate) fn new(
+        mut store: Box<dyn Store>,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> std::io::Result<Self> {
+        let (jobs, incoming) = std::sync::mpsc::channel::<(Changes, oneshot::Sender<Outcome>)>();
+        std::thread::Builder::new()
+            .name("secure-gossip-store".into())
+            .spawn(move || {
+                while let Ok((changes, reply)) = incoming.recv() {
+                    let outcome = store.commit(&changes).map_err(|e| (e, changes));
+                    let _ = reply.send(outcome);
+                }
+            })?;
+        Ok(Writer {
+            jobs,
+            in_flight: None,
             unwritten: VecDeque::new(),
             unwritten_bytes: 0,
             failed: None,
             backoff_ms: FIRST_BACKOFF_MS,
-            retry: None,
+            wait: None,
+            last_start: None,
             max_messages,
             max_bytes,
-        }
+        })
     }
 
     /// A delivery waits for the next write.
@@ -80,65 +117,106 @@ impl Writer {
 
     /// How many deliveries wait.
     pub(crate) fn unwritten(&self) -> usize {
-        self.unwritten.len()
+        self.unwritten.len() + self.in_flight.as_ref().map_or(0, |f| f.covers.len())
+    }
+
+    fn unwritten_bytes(&self) -> usize {
+        self.unwritten_bytes + self.in_flight.as_ref().map_or(0, |f| f.bytes)
     }
 
     /// Whether the waiting deliveries are at their bound: read nothing more until written.
     pub(crate) fn full(&self) -> bool {
-        self.unwritten.len() >= self.max_messages.max(1) || self.unwritten_bytes >= self.max_bytes
+        self.unwritten() >= self.max_messages.max(1) || self.unwritten_bytes() >= self.max_bytes
     }
 
-    /// Writes what the engine changed, if anything (or retries a failed write once its
-    /// backoff is over).
+    /// Collects a finished transaction, or starts the next one when one is due.
     pub(crate) fn poll<P: Clone + Ord>(
         &mut self,
         engine: &mut Engine<P>,
         cx: &mut Context<'_>,
-        now: Millis,
     ) -> Written {
+        if let Some(flight) = &mut self.in_flight {
+            let outcome = match flight.reply.poll_unpin(cx) {
+                Poll::Pending => return Written::Nothing,
+                Poll::Ready(Ok(outcome)) => outcome,
+                // The thread is gone (it panicked in the store): as a failed write.
+                Poll::Ready(Err(_)) => Err((
+                    StoreError::Io {
+                        path: Default::default(),
+                        reason: "the store's thread ended".into(),
+                    },
+                    Changes::default(),
+                )),
+            };
+            let flight = self.in_flight.take().expect("in flight");
+            return match outcome {
+                Ok(()) => {
+                    if self.backoff_ms != FIRST_BACKOFF_MS {
+                        tracing::info!("gossip store written again");
+                    }
+                    self.backoff_ms = FIRST_BACKOFF_MS;
+                    Written::Released(flight.covers)
+                }
+                Err((error, changes)) => {
+                    tracing::error!(
+                        %error,
+                        unwritten = self.unwritten() + flight.covers.len(),
+                        retry_ms = self.backoff_ms,
+                        "gossip store write failed: deliveries wait until it succeeds"
+                    );
+                    // Back in front, in order; the changes go into the next write.
+                    for event in flight.covers.into_iter().rev() {
+                        self.unwritten.push_front(event);
+                    }
+                    self.unwritten_bytes += flight.bytes;
+                    let mut failed = changes;
+                    if let Some(newer) = self.failed.take() {
+                        failed.merge(newer);
+                    }
+                    self.failed = Some(failed);
+                    self.wait = Some(Delay::new(Duration::from_millis(self.backoff_ms)));
+                    self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
+                    Written::Failed(error)
+                }
+            };
+        }
         if !engine.has_changes() && self.failed.is_none() {
+            // Nothing was changed for these (cannot happen: a delivery marks its id).
             if self.unwritten.is_empty() {
                 return Written::Nothing;
             }
-            return self.release();
+            self.unwritten_bytes = 0;
+            return Written::Released(std::mem::take(&mut self.unwritten));
         }
-        if let Some(delay) = &mut self.retry {
-            if delay.poll_unpin(cx).is_pending() {
+        if self.wait.is_none()
+            && let Some(last) = self.last_start
+        {
+            let since = last.elapsed();
+            let interval = Duration::from_millis(WRITE_INTERVAL_MS);
+            if since < interval {
+                self.wait = Some(Delay::new(interval - since));
+            }
+        }
+        if let Some(wait) = &mut self.wait {
+            if wait.poll_unpin(cx).is_pending() {
                 return Written::Nothing;
             }
-            self.retry = None;
+            self.wait = None;
         }
         let mut changes = self.failed.take().unwrap_or_default();
         changes.merge(engine.take_changes());
-        match self.store.commit(&changes) {
-            Ok(()) => {
-                if self.backoff_ms != FIRST_BACKOFF_MS {
-                    tracing::info!(at = now, "gossip store written again");
-                }
-                self.backoff_ms = FIRST_BACKOFF_MS;
-                self.release()
-            }
-            Err(error) => {
-                tracing::error!(
-                    %error,
-                    unwritten = self.unwritten.len(),
-                    retry_ms = self.backoff_ms,
-                    "gossip store write failed: deliveries wait until it succeeds"
-                );
-                self.failed = Some(changes);
-                self.retry = Some(Delay::new(Duration::from_millis(self.backoff_ms)));
-                self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
-                // Registered with `cx`, so the retry wakes the task.
-                if let Some(delay) = &mut self.retry {
-                    let _ = delay.poll_unpin(cx);
-                }
-                Written::Failed(error)
-            }
+        let (reply, receiver) = oneshot::channel();
+        if let Err(returned) = self.jobs.send((changes, reply)) {
+            // The thread is gone: keep the changes; reported as the reply's failure above.
+            self.failed = Some(returned.0.0);
         }
-    }
-
-    fn release(&mut self) -> Written {
-        self.unwritten_bytes = 0;
-        Written::Released(std::mem::take(&mut self.unwritten))
+        self.last_start = Some(Instant::now());
+        self.in_flight = Some(InFlight {
+            reply: receiver,
+            covers: std::mem::take(&mut self.unwritten),
+            bytes: std::mem::take(&mut self.unwritten_bytes),
+        });
+        // Registers the reply's waker.
+        self.poll(engine, cx)
     }
 }

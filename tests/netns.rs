@@ -233,12 +233,22 @@ async fn a_node_killed_mid_stream_restarts_with_its_key_and_no_state() {
     for (i, node) in nodes.iter_mut().enumerate() {
         receive(node, i, &published).await;
     }
-    // The last words: delivered to every other node exactly once if any node got them,
-    // else to none; nothing else anywhere.
+    last_words_once_or_nowhere(test, &mut nodes, victim, &last).await;
+    kill_all(nodes).await;
+}
+
+/// The victim's last words (published just before it was killed): delivered to every other
+/// node exactly once if any node got them, else to none; nothing else anywhere.
+async fn last_words_once_or_nowhere(
+    test: &str,
+    nodes: &mut [NodeProcess],
+    victim: usize,
+    last: &str,
+) {
     let mut got_last = Vec::new();
     for node in nodes.iter_mut() {
         let extra = node.drain_messages().await;
-        let last_words = extra.iter().filter(|m| m["id"] == last.as_str()).count();
+        let last_words = extra.iter().filter(|m| m["id"] == last).count();
         assert!(last_words <= 1, "{}: last words delivered twice", node.name);
         assert_eq!(
             extra.len(),
@@ -251,13 +261,86 @@ async fn a_node_killed_mid_stream_restarts_with_its_key_and_no_state() {
     if got_last.iter().any(|g| *g) {
         for (i, node) in nodes.iter_mut().enumerate() {
             if i != victim && !got_last[i] {
-                receive(node, i, &[(victim, last.clone())]).await;
+                receive(node, i, &[(victim, last.to_string())]).await;
             }
         }
     }
     println!(
         "{test}: the last words left the killed process: {}",
         got_last.iter().any(|g| *g)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_stream_with_its_data_reports_nothing_twice_and_keeps_its_history() {
+    let test = "a_node_killed_mid_stream_with_its_data_reports_nothing_twice_and_keeps_its_history";
+    if skip(test, false) {
+        return;
+    }
+    let seed = seed_from_env(23);
+    println!("{test}: seed {seed}");
+    let net = Network::create(12, 12);
+    let victim = 5;
+    let mut nodes = Vec::new();
+    for i in 0..net.len() {
+        let extra: &[&str] = if i == victim { &["--data"] } else { &[] };
+        nodes.push(net.start_with(i, extra).await);
+    }
+    let edges = graph(net.len(), seed);
+    link(&net, &mut nodes, &edges, Transport::Tcp).await;
+    let all: Vec<usize> = (0..net.len()).collect();
+    let others: Vec<usize> = all.iter().copied().filter(|i| *i != victim).collect();
+    let sequence = |id: &str| -> u64 { id.rsplit('#').next().unwrap().parse().unwrap() };
+    let mut published = publish(&mut nodes, &all, 24, "before").await;
+    let last = nodes[victim].publish("last words").await;
+    // Killed mid-stream; what it reported before it died is on record.
+    let first_run: BTreeSet<String> = nodes[victim]
+        .kill_and_take_lines()
+        .await
+        .into_iter()
+        .filter(|l| l["event"] == "message")
+        .map(|l| l["id"].as_str().unwrap().to_string())
+        .collect();
+    published.extend(publish(&mut nodes, &others, 12, "during").await);
+    // Restart with the same key and the same data directory.
+    nodes[victim] = net.start_with(victim, &["--data"]).await;
+    for &(a, b) in edges.iter().filter(|(a, b)| *a == victim || *b == victim) {
+        let other = if a == victim { b } else { a };
+        let addr = net.addr(other, Transport::Tcp);
+        nodes[victim].command(&format!("dial {addr}")).await;
+        let peer = nodes[other].peer_id.clone();
+        nodes[victim].connected_to(&peer).await;
+    }
+    let new_id = nodes[victim].publish("back").await;
+    assert!(
+        sequence(&new_id) > sequence(&last),
+        "a restarted author reused a sequence"
+    );
+    published.push((victim, new_id));
+    // The victim reports exactly what it had not reported before the kill; everyone else
+    // everything.
+    for (i, node) in nodes.iter_mut().enumerate() {
+        let expected: Vec<Published> = published
+            .iter()
+            .filter(|(_, id)| i != victim || !first_run.contains(id))
+            .cloned()
+            .collect();
+        receive(node, i, &expected).await;
+    }
+    last_words_once_or_nowhere(test, &mut nodes, victim, &last).await;
+    // Its history survived: it holds at least every other author's message.
+    nodes[victim].command("stats").await;
+    let stats = nodes[victim].wait_event("stats").await;
+    let stored = stats["stored"].as_u64().unwrap() as usize;
+    let others_messages = published.iter().filter(|(a, _)| *a != victim).count();
+    assert!(
+        stored >= others_messages,
+        "{test}: holds {stored} of {others_messages}"
+    );
+    println!(
+        "{test}: reported {} before the kill, the other {} after; holds {stored}",
+        first_run.len(),
+        others_messages - first_run.len()
     );
     kill_all(nodes).await;
 }

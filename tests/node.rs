@@ -3,45 +3,7 @@
 
 mod common;
 
-use common::process::NodeProcess;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// `GET /metrics` from `addr`; the body.
-async fn scrape(addr: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("metrics server");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}
-
-/// The address `node` serves `/metrics` on.
-async fn metrics_address(node: &mut NodeProcess) -> String {
-    node.wait_event("metrics").await["address"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+use common::process::{NodeProcess, metric, metrics_address, scrape};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_processes_gossip_over_tcp_and_quic_and_serve_metrics_over_http() {

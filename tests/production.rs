@@ -249,16 +249,7 @@ async fn the_metrics_count_what_happened() {
         }
         tokio::task::yield_now().await;
     }
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let value = |name: &str| common::process::metric(&text, name);
     assert_eq!(value("secure_gossip_messages_published_total"), 5.0);
     assert_eq!(value("secure_gossip_messages_delivered_total"), 3.0);
     assert_eq!(value("secure_gossip_signatures_verified_total"), 3.0);

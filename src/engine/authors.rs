@@ -138,6 +138,12 @@ pub(crate) struct Authors<P> {
     max_age_ms: u64,
     /// Authors whose durable record changed (`durable.rs`).
     dirty: Dirty<PublicKey>,
+    /// Per author, the ids known before this node restarted and the newest timestamp among
+    /// them (`durable.rs`): they count as known until that timestamp leaves the window, and
+    /// nothing displaces them (what was written was within the table's bounds).
+    restored: BTreeMap<PublicKey, (RangeSet, u64)>,
+    /// `(newest, author)` of `restored`: which leaves the window first.
+    restored_by_newest: BTreeSet<(u64, PublicKey)>,
 }
 
 impl<P: Clone + Ord> Authors<P> {
@@ -176,6 +182,8 @@ impl<P: Clone + Ord> Authors<P> {
             max_ranges,
             max_age_ms,
             dirty: Dirty::new(max_authors.saturating_mul(1 + TOMBSTONES_PER_AUTHOR)),
+            restored: BTreeMap::new(),
+            restored_by_newest: BTreeSet::new(),
         }
     }
 
@@ -205,41 +213,56 @@ impl<P: Clone + Ord> Authors<P> {
     /// What a durable store keeps of `author`, if anything: its ids delivered or accepted
     /// (held for a verdict included), newest timestamp and equivocations; or its tombstone.
     pub(crate) fn record(&self, author: &PublicKey) -> Option<AuthorRecord> {
-        if let Some(a) = self.authors.get(author) {
-            if a.known.is_empty() && a.held.is_empty() && a.equivocated.is_empty() {
-                return None;
-            }
+        let mut record = if let Some(a) = self.authors.get(author) {
             let mut ids = a.known.clone();
             ids.union_with(&a.held);
-            return Some(AuthorRecord {
+            AuthorRecord {
                 ids,
                 newest: a.newest,
                 equivocated: a.equivocated.clone(),
                 forgotten: false,
-            });
+            }
+        } else if let Some(t) = self.tombstones.get(author) {
+            AuthorRecord {
+                ids: t.known.clone(),
+                newest: t.newest,
+                equivocated: RangeSet::new(),
+                forgotten: true,
+            }
+        } else {
+            AuthorRecord {
+                forgotten: true,
+                ..AuthorRecord::default()
+            }
+        };
+        if let Some((before, newest)) = self.restored.get(author) {
+            record.ids.union_with(before);
+            record.newest = record.newest.max(*newest);
         }
-        self.tombstones.get(author).map(|t| AuthorRecord {
-            ids: t.known.clone(),
-            newest: t.newest,
-            equivocated: RangeSet::new(),
-            forgotten: true,
-        })
+        (!record.ids.is_empty() || !record.equivocated.is_empty()).then_some(record)
     }
 
     /// Every durable record (a rewrite of everything).
     pub(crate) fn records(&self) -> impl Iterator<Item = (PublicKey, AuthorRecord)> + '_ {
-        self.authors
-            .keys()
-            .chain(self.tombstones.keys())
+        let mut authors: BTreeSet<&PublicKey> = self.authors.keys().collect();
+        authors.extend(self.tombstones.keys());
+        authors.extend(self.restored.keys());
+        authors
+            .into_iter()
             .filter_map(|author| Some((*author, self.record(author)?)))
     }
 
-    /// Takes back `author` as `record` says, introduced by [`Introducer::Restored`]: tracked
-    /// if there is room without displacing anyone, else (or if it was forgotten) as a
-    /// tombstone if there is room for one. Returns whether it was taken back. Its ids all
-    /// count as known (held ones get no verdict), cut to `max_ranges_per_author` by filling
-    /// the lowest gaps.
-    pub(crate) fn restore(&mut self, author: &PublicKey, record: &AuthorRecord, now: u64) -> bool {
+    /// Takes back `author` as `record` says: its ids count as known until its newest
+    /// timestamp leaves the window (held ones get no verdict); if `track` and it was tracked
+    /// and there is room without displacing anyone, it is tracked again, introduced by
+    /// [`Introducer::Restored`]. Returns whether it is tracked, or `None` if the table of
+    /// restored ids is full (records come newest first: the oldest are left out).
+    pub(crate) fn restore(
+        &mut self,
+        author: &PublicKey,
+        record: &AuthorRecord,
+        track: bool,
+    ) -> Option<bool> {
         let mut known = record.ids.clone();
         known.fill_lowest_gaps(self.max_ranges);
         if *author == self.me {
@@ -250,46 +273,48 @@ impl<P: Clone + Ord> Authors<P> {
             me.known.union_with(&known);
             me.known.fill_lowest_gaps(self.max_ranges);
             me.newest = me.newest.max(record.newest);
-            return true;
+            return Some(true);
         }
-        if self.authors.contains_key(author) || self.tombstones.contains_key(author) {
-            return false;
-        }
-        if !record.forgotten && self.authors.len() < self.max_authors {
-            let mut equivocated = record.equivocated.clone();
-            equivocated.forget_lowest(self.max_ranges);
-            let entry = Author {
-                known,
-                held: RangeSet::new(),
-                equivocated,
-                newest: record.newest,
-                last_seen: self.tick(),
-                introducer: Introducer::Restored,
-            };
-            self.index(author, &entry);
-            self.authors.insert(*author, entry);
-            return true;
-        }
-        self.sweep(now);
-        if self.tombstones.len() >= self.max_tombstones()
-            || self.tombstones_held(&Introducer::Restored) >= self.tombstone_share()
+        if self.restored.contains_key(author)
+            || self.restored.len() >= self.max_authors.saturating_mul(1 + TOMBSTONES_PER_AUTHOR)
         {
-            return false;
+            return None;
         }
-        self.bury(author, known, record.newest, Introducer::Restored);
-        true
+        self.restored
+            .insert(*author, (known.clone(), record.newest));
+        self.restored_by_newest.insert((record.newest, *author));
+        if !track || record.forgotten || self.authors.len() >= self.max_authors {
+            return Some(false);
+        }
+        let mut equivocated = record.equivocated.clone();
+        equivocated.forget_lowest(self.max_ranges);
+        let entry = Author {
+            known,
+            held: RangeSet::new(),
+            equivocated,
+            newest: record.newest,
+            last_seen: self.tick(),
+            introducer: Introducer::Restored,
+        };
+        self.index(author, &entry);
+        self.authors.insert(*author, entry);
+        Some(true)
     }
 
     /// Whether `id` was accepted (or is covered by a tombstone: accepted before its author
     /// was forgotten).
     pub(crate) fn knows(&self, author: &PublicKey, sequence: u64) -> bool {
-        match self.authors.get(author) {
+        let now = match self.authors.get(author) {
             Some(a) => a.known.contains(sequence),
             None => self
                 .tombstones
                 .get(author)
                 .is_some_and(|t| t.known.contains(sequence)),
-        }
+        };
+        now || self
+            .restored
+            .get(author)
+            .is_some_and(|(ids, _)| ids.contains(sequence))
     }
 
     pub(crate) fn is_tracked(&self, author: &PublicKey) -> bool {
@@ -314,12 +339,16 @@ impl<P: Clone + Ord> Authors<P> {
     /// Of `ids` of `author`, those this node does not know: not among its known ids, nor
     /// covered by its tombstone. Only these are ever asked for.
     pub(crate) fn unknown(&self, author: &PublicKey, ids: &RangeSet) -> RangeSet {
-        match self.authors.get(author) {
+        let unknown = match self.authors.get(author) {
             Some(a) => ids.difference(&a.known),
             None => match self.tombstones.get(author) {
                 Some(t) => ids.difference(&t.known),
                 None => ids.clone(),
             },
+        };
+        match self.restored.get(author) {
+            Some((before, _)) => unknown.difference(before),
+            None => unknown,
         }
     }
 
@@ -506,6 +535,13 @@ impl<P: Clone + Ord> Authors<P> {
         {
             self.unbury(&key);
         }
+        while let Some(&(newest, key)) = self.restored_by_newest.first()
+            && newest < horizon
+        {
+            self.restored_by_newest.remove(&(newest, key));
+            self.restored.remove(&key);
+            self.dirty.mark(key);
+        }
     }
 
     /// Whether forgetting `a` needs a tombstone: it has ids and its newest message may still
@@ -640,6 +676,12 @@ impl<P: Clone + Ord> Authors<P> {
     /// Panics if the table's indexes disagree with it.
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
+        assert_eq!(
+            self.restored.len(),
+            self.restored_by_newest.len(),
+            "restored index"
+        );
+        assert!(self.restored.len() <= self.max_authors.saturating_mul(1 + TOMBSTONES_PER_AUTHOR));
         assert!(
             self.authors.len() <= self.max_authors.max(1),
             "author bound"

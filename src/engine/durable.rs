@@ -5,25 +5,40 @@
 //! - what persists is exactly what stops a second delivery and what a late joiner is served:
 //!   every held envelope; per author, every id delivered or accepted (known ids, ids held for
 //!   the application's verdict, a tombstone's ids), its newest timestamp and its proven
-//!   equivocations; and this node's next sequence. Nothing about peers persists (records,
-//!   bans and beliefs are about connections that end with the process);
+//!   equivocations; and a reservation of this node's sequences ([`RESERVED_SEQUENCES`] above
+//!   the next one, renewed at half, written before the first frame of a restarted node
+//!   leaves). Nothing about peers persists (records, bans and beliefs are about connections
+//!   that end with the process);
 //! - while a driver persists ([`Engine::restore`] was called), the author table and the store
 //!   mark what they change ([`Dirty`]); [`Engine::take_changes`] turns the marks into
 //!   [`Changes`] (the current state of each marked author and message), so a driver writes
 //!   one transaction for everything since its last one. The marks are bounded: past
 //!   [`DIRTY_FACTOR`] × the component's own bound they collapse into one "rewrite
 //!   everything", so a store that keeps failing costs no memory beyond the engine's state;
-//! - a restored author is introduced by `Introducer::Restored`: one group in the fair shares, as one peer's. Its ids count as known: an id that was
+//! - a restored author's ids count as known until its newest timestamp leaves the window, in a
+//!   table of their own that nothing displaces (`Authors::restore`), so no flood of new
+//!   authors after a restart can make an id delivered before it count as new; an id that was
 //!   held for a verdict when the process ended is never delivered again (as for a blocked
-//!   author, `Authors::settle_held`). Records and envelopes outside the time window, of
-//!   authors the filter refuses, or beyond the configured bounds (a smaller config than the
-//!   last run's) are not restored, and the next commit deletes them.
+//!   author, `Authors::settle_held`). Records of authors the filter refuses are kept too (the
+//!   filter decides what comes in, not what was delivered). A restored author the table has
+//!   room for is tracked again, introduced by `Introducer::Restored`: one group in the fair
+//!   shares, as one peer's. Records outside the time window or beyond the table's bounds,
+//!   and envelopes outside the window, of authors not tracked again, or beyond the store's
+//!   bounds (a smaller config than the last run's) are not restored, and the next commit
+//!   deletes them.
 
 use super::{Engine, Millis};
 use crate::envelope::{Envelope, MessageId};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::BTreeSet;
+
+/// Sequences reserved ahead in the store: the store holds a sequence at least this far above
+/// the next one this node signs (written again when half is used), so a message published
+/// and sent just before the process died never has its sequence signed again, even when the
+/// clock went back meanwhile. Each restart skips up to this many (sequences only need to
+/// rise).
+pub(crate) const RESERVED_SEQUENCES: u64 = 1 << 20;
 
 /// How many marks a component keeps, as a multiple of the entries it holds at most, before
 /// it asks for everything to be rewritten instead: a rewrite costs no more than that many
@@ -121,7 +136,8 @@ pub struct Snapshot {
     pub messages: Vec<Envelope>,
     /// The author records.
     pub authors: Vec<(PublicKey, AuthorRecord)>,
-    /// The sequence this node's next message gets at least (`None`: none written yet).
+    /// The sequence this node's next message gets at least (`None`: none written yet;
+    /// `u64::MAX`: every sequence is used).
     pub next_sequence: Option<u64>,
 }
 
@@ -218,7 +234,7 @@ pub struct Restored {
     pub messages: usize,
     /// Authors tracked again.
     pub authors: usize,
-    /// Forgotten authors whose ids still count as known.
+    /// Authors not tracked again whose ids still count as known.
     pub forgotten: usize,
     /// Envelopes and records left out (outside the window, filtered, over the bounds): the
     /// next commit deletes them.
@@ -245,21 +261,30 @@ impl<P: Clone + Ord> Engine<P> {
             {
                 self.raise_next_sequence(next);
             }
-            let kept = (author == self.me || record.newest >= horizon)
-                && self.filter.permits(&author)
-                && self.authors.restore(&author, &record, wall);
-            match (kept, record.forgotten) {
-                (false, _) => {
+            // Filtered authors too: the filter decides what comes in, not what was delivered
+            // (allowed again, none of theirs is delivered twice).
+            let outcome = (author == self.me || record.newest >= horizon)
+                .then(|| {
+                    self.authors
+                        .restore(&author, &record, self.filter.permits(&author))
+                })
+                .flatten();
+            match outcome {
+                None => {
                     restored.dropped += 1;
                     gone_authors.push(author);
                 }
-                (true, true) => restored.forgotten += 1,
-                (true, false) => restored.authors += 1,
+                Some(false) => restored.forgotten += 1,
+                Some(true) => restored.authors += 1,
             }
         }
-        if let Some(next) = snapshot.next_sequence {
-            self.raise_next_sequence(next);
+        match snapshot.next_sequence {
+            // Every sequence was used.
+            Some(u64::MAX) => self.next_sequence = None,
+            Some(reserved) => self.raise_next_sequence(reserved),
+            None => {}
         }
+        self.persisted_sequence = snapshot.next_sequence;
         for envelope in snapshot.messages {
             let id = envelope.id();
             let fresh = envelope.timestamp() >= horizon;
@@ -303,8 +328,25 @@ impl<P: Clone + Ord> Engine<P> {
         self.authors.has_marks() || self.store.has_marks() || self.sequence_changed()
     }
 
+    /// Whether the store's reservation of sequences must move: less than half of
+    /// [`RESERVED_SEQUENCES`] is left above the next one (or every sequence is used now).
     fn sequence_changed(&self) -> bool {
-        self.authors.journaling() && self.persisted_sequence != self.next_sequence
+        self.authors.journaling() && self.persisted_sequence != self.reservation()
+    }
+
+    /// What the store should hold as the next sequence: this node's next one plus
+    /// [`RESERVED_SEQUENCES`], kept while at least half of that is left; `u64::MAX` once
+    /// every sequence is used.
+    fn reservation(&self) -> Option<u64> {
+        let Some(next) = self.next_sequence else {
+            return Some(u64::MAX);
+        };
+        match self.persisted_sequence {
+            Some(reserved) if next.saturating_add(RESERVED_SEQUENCES / 2) <= reserved => {
+                Some(reserved)
+            }
+            _ => Some(next.saturating_add(RESERVED_SEQUENCES)),
+        }
     }
 
     /// What changed in the durable state since the last call (everything, the first time
@@ -313,9 +355,8 @@ impl<P: Clone + Ord> Engine<P> {
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes::default();
         if self.sequence_changed() {
-            self.persisted_sequence = self.next_sequence;
-            // Exhausted: nothing may be published again, so no sequence is free.
-            changes.next_sequence = Some(self.next_sequence.unwrap_or(u64::MAX));
+            self.persisted_sequence = self.reservation();
+            changes.next_sequence = self.persisted_sequence;
         }
         let authors = self.authors.take_marks();
         let messages = self.store.take_marks();
@@ -323,7 +364,8 @@ impl<P: Clone + Ord> Engine<P> {
             changes.everything = true;
             changes.put_authors = self.authors.records().collect();
             changes.put_messages = self.store.envelopes().cloned().collect();
-            changes.next_sequence = Some(self.next_sequence.unwrap_or(u64::MAX));
+            self.persisted_sequence = self.reservation();
+            changes.next_sequence = self.persisted_sequence;
             return changes;
         };
         for author in authors {

@@ -9,9 +9,17 @@
 //!   that many inclusive `(start, end)` u64 LE pairs.
 //!
 //! Every open checks the whole file's integrity (redb's page checksums), so a file altered
-//! since it was written is refused with a clear error instead of being trusted. Envelopes
-//! are not verified again at start-up: they were verified before they were written, and
-//! the file is this node's own (whoever can write it can also write the node's key file).
+//! since it was written is refused with a clear error instead of being trusted; commits are
+//! two-phase, so a damaged last commit is an error too, never a quiet step back to the one
+//! before. A new store is made under a temporary name and renamed into place once it holds
+//! its format, so an empty or half-made file at `path` is always damage, never a new store.
+//! A write that fails (a full disk) leaves redb's handle unusable: the next write opens the
+//! file again. Envelopes are not verified again at start-up: they were verified before they
+//! were written, and the file is this node's own (whoever can write it can also write the
+//! node's key file).
+//!
+//! In debug builds redb's own debug assertions may panic on some damaged files where
+//! release builds return [`StoreError::Corrupt`]; this crate's tests build redb without them.
 
 use super::{Store, StoreError};
 use crate::engine::{AuthorRecord, Changes, Snapshot};
@@ -32,7 +40,8 @@ const RECORD_VERSION: u8 = 1;
 /// A durable store in one redb file. Opening it takes an exclusive lock on the file: a second
 /// process (or handle) gets [`StoreError::InUse`].
 pub struct Redb {
-    db: Database,
+    /// `None` after a failed write, until the next write opens the file again.
+    db: Option<Database>,
     path: PathBuf,
 }
 
@@ -48,13 +57,22 @@ impl Redb {
     /// elsewhere, is a [`StoreError`] naming the file and what is wrong.
     pub fn open(path: impl AsRef<Path>) -> Result<Redb, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let db = Database::builder()
-            .set_check_integrity_on_open(true)
-            .create(&path)
-            .map_err(|e| open_error(&path, e.into()))?;
-        let store = Redb { db, path };
+        if !path.exists() {
+            create(&path)?;
+        }
+        let store = Redb {
+            db: Some(open_db(&path)?),
+            path,
+        };
         store.check_format()?;
         Ok(store)
+    }
+
+    fn db(&mut self) -> Result<&Database, StoreError> {
+        if self.db.is_none() {
+            self.db = Some(open_db(&self.path)?);
+        }
+        Ok(self.db.as_ref().expect("opened above"))
     }
 
     /// The file.
@@ -62,30 +80,15 @@ impl Redb {
         &self.path
     }
 
-    /// Writes the format marker into a new file; refuses a file of another program or format.
+    /// Refuses a file of another program or format.
     fn check_format(&self) -> Result<(), StoreError> {
-        let read = self.db.begin_read().map_err(|e| self.error(e.into()))?;
+        let db = self.db.as_ref().expect("open");
+        let read = db.begin_read().map_err(|e| self.error(e.into()))?;
         let tables: Vec<String> = read
             .list_tables()
             .map_err(|e| self.error(e.into()))?
             .map(|t| redb::TableHandle::name(&t).to_string())
             .collect();
-        if tables.is_empty() {
-            drop(read);
-            let write = self.db.begin_write().map_err(|e| self.error(e.into()))?;
-            {
-                let mut meta = write.open_table(META).map_err(|e| self.error(e.into()))?;
-                meta.insert("format", FORMAT)
-                    .map_err(|e| self.error(e.into()))?;
-                write
-                    .open_table(MESSAGES)
-                    .map_err(|e| self.error(e.into()))?;
-                write
-                    .open_table(AUTHORS)
-                    .map_err(|e| self.error(e.into()))?;
-            }
-            return write.commit().map_err(|e| self.error(e.into()));
-        }
         let foreign = |reason: String| StoreError::Foreign {
             path: self.path.clone(),
             reason,
@@ -122,9 +125,10 @@ impl Redb {
         }
     }
 
-    fn write(&self, changes: &Changes) -> Result<(), redb::Error> {
-        let mut write = self.db.begin_write()?;
+    fn write(db: &Database, changes: &Changes) -> Result<(), redb::Error> {
+        let mut write = db.begin_write()?;
         write.set_durability(Durability::Immediate)?;
+        write.set_two_phase_commit(true);
         {
             let mut messages = write.open_table(MESSAGES)?;
             let mut authors = write.open_table(AUTHORS)?;
@@ -162,7 +166,7 @@ impl Redb {
 
 impl Store for Redb {
     fn load(&mut self) -> Result<Snapshot, StoreError> {
-        let read = self.db.begin_read().map_err(|e| self.error(e.into()))?;
+        let read = self.db()?.begin_read().map_err(|e| self.error(e.into()))?;
         let mut snapshot = Snapshot::default();
         let meta = read.open_table(META).map_err(|e| self.error(e.into()))?;
         if let Some(next) = meta
@@ -209,8 +213,65 @@ impl Store for Redb {
         if changes.is_empty() {
             return Ok(());
         }
-        self.write(changes).map_err(|e| self.error(e))
+        let result = Redb::write(self.db()?, changes);
+        result.map_err(|e| {
+            // redb keeps failing after an I/O error: a fresh handle for the next try.
+            self.db = None;
+            self.error(e)
+        })
     }
+}
+
+/// Opens an existing store file, checking its integrity.
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "the file is empty".into(),
+        });
+    }
+    Database::builder()
+        .set_check_integrity_on_open(true)
+        .open(path)
+        .map_err(|e| open_error(path, e.into()))
+}
+
+/// Makes a new store at `path`: written with its tables and format under a temporary name,
+/// then renamed into place and the directory synced, so `path` never holds a half-made file.
+fn create(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let name = path.file_name().ok_or_else(|| StoreError::Io {
+        path: path.to_path_buf(),
+        reason: "not a file name".into(),
+    })?;
+    let mut temporary = name.to_os_string();
+    temporary.push(".new");
+    let temporary = path.with_file_name(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    {
+        let db = Database::create(&temporary).map_err(|e| open_error(path, e.into()))?;
+        let made = (|| -> Result<(), redb::Error> {
+            let mut write = db.begin_write()?;
+            write.set_two_phase_commit(true);
+            write.open_table(META)?.insert("format", FORMAT)?;
+            write.open_table(MESSAGES)?;
+            write.open_table(AUTHORS)?;
+            write.commit()?;
+            Ok(())
+        })();
+        made.map_err(|e| open_error(path, e))?;
+    }
+    std::fs::rename(&temporary, path).map_err(io)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }
 
 /// What a redb error says about the file.

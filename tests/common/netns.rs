@@ -179,8 +179,14 @@ impl Network {
 
     /// Starts the node of host `i` (its key file persists across restarts).
     pub async fn start(&self, i: usize) -> NodeProcess {
+        self.start_with(i, &[]).await
+    }
+
+    /// As [`Network::start`], with `extra` arguments; `--data` with the host's own data
+    /// directory if `extra` is `["--data"]`.
+    pub async fn start_with(&self, i: usize, extra: &[&str]) -> NodeProcess {
         let key = self.dir.join(format!("h{i}.key"));
-        let args = vec![
+        let mut args = vec![
             "--listen".to_string(),
             format!("/ip4/0.0.0.0/tcp/{PORT}"),
             "--listen".to_string(),
@@ -188,6 +194,12 @@ impl Network {
             "--key".to_string(),
             key.display().to_string(),
         ];
+        for arg in extra {
+            args.push(arg.to_string());
+            if *arg == "--data" {
+                args.push(self.dir.join(format!("h{i}.data")).display().to_string());
+            }
+        }
         let mut node = NodeProcess::start(&format!("host {i}"), Some(&self.hosts[i]), &args).await;
         // Listening on both transports before anyone dials.
         node.address(|a| a.contains("/tcp/")).await;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
@@ -54,6 +54,30 @@ fn newest(path: &std::path::Path) -> Option<std::time::SystemTime> {
         .ok()?
         .filter_map(|e| newest(&e.ok()?.path()))
         .max()
+}
+
+/// Runs `examples/node.rs` with `args` until it exits by itself (it is expected to fail at
+/// start): its exit code, its JSON lines and its stderr.
+pub async fn run_to_exit(args: &[String]) -> (Option<i32>, Vec<Value>, String) {
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(node_binary())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the node exits by itself")
+    .expect("node starts");
+    let lines = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), lines, stderr)
 }
 
 /// One node process.
@@ -247,4 +271,52 @@ impl NodeProcess {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Kills the process (SIGKILL), then reads what it wrote before it died: every line not
+    /// yet taken.
+    pub async fn kill_and_take_lines(&mut self) -> Vec<Value> {
+        let _ = self.child.kill().await;
+        while let Some(v) = self.lines.recv().await {
+            self.backlog.push_back(v);
+        }
+        self.backlog.drain(..).collect()
+    }
+}
+
+/// `GET /metrics` from `addr`; the body.
+pub async fn scrape(addr: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("metrics server");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// The address `node` serves `/metrics` on.
+pub async fn metrics_address(node: &mut NodeProcess) -> String {
+    node.wait_event("metrics").await["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The value of metric `name` (with its labels, if any) in a scrape.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .unwrap_or_else(|| panic!("{name} missing in\n{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }

@@ -74,6 +74,8 @@ pub enum NodeEvent {
     PeerDown(PeerId),
     CaughtUp(PeerId),
     ClockSkew(i64),
+    /// The durable store failed to write: the error's text, deliveries waiting.
+    StoreFailed(String, usize),
 }
 
 /// What a node's application does when the behaviour stops gossip with a peer (a violation
@@ -380,6 +382,9 @@ async fn run(
                     SwarmEvent::Behaviour(Event::PeerUp { peer }) => NodeEvent::PeerUp(peer),
                     SwarmEvent::Behaviour(Event::PeerDown { peer }) => NodeEvent::PeerDown(peer),
                     SwarmEvent::Behaviour(Event::CaughtUp { peer }) => NodeEvent::CaughtUp(peer),
+                    SwarmEvent::Behaviour(Event::StoreFailed { error, unwritten }) => {
+                        NodeEvent::StoreFailed(error.to_string(), unwritten)
+                    }
                     SwarmEvent::Behaviour(Event::ClockSkew { estimated_offset_ms }) => {
                         NodeEvent::ClockSkew(estimated_offset_ms)
                     }

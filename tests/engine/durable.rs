@@ -59,9 +59,11 @@ impl Model {
 }
 
 /// A new engine for node `keys(1)` restored from `model` at `now`, `peers` connected.
-fn restart(model: &Model, config: Config, now: Millis, peers: &[u8]) -> Engine<u8> {
+fn restart(model: &mut Model, config: Config, now: Millis, peers: &[u8]) -> Engine<u8> {
     let mut v: Engine<u8> = Engine::new(keys(1), config, now);
     v.restore(model.snapshot(), now);
+    // As `Behaviour::with_store`: written before anything is sent.
+    model.write(&mut v);
     for &peer in peers {
         v.connect(peer, now);
     }
@@ -83,13 +85,13 @@ fn nothing_delivered_before_a_restart_is_delivered_after_it() {
     let author = keys(9);
     let envelopes: Vec<Envelope> = (1..=6).map(|s| sign(&author, s, T0, b"m")).collect();
     let mut model = Model::default();
-    let mut v = restart(&model, Config::default(), T0, &[2]);
+    let mut v = restart(&mut model, Config::default(), T0, &[2]);
     v.handle_frame(2, push(envelopes[..4].to_vec()), T0);
     assert_eq!(delivered(&mut v).len(), 4);
     model.write(&mut v);
     // The process dies here (the engine is dropped; nothing else is written).
     drop(v);
-    let mut v = restart(&model, Config::default(), T0 + 1_000, &[2, 3]);
+    let mut v = restart(&mut model, Config::default(), T0 + 1_000, &[2, 3]);
     assert_eq!(v.stored().0, 4, "history back");
     // The same envelopes again, from another peer, and the rest: only the rest delivered.
     v.handle_frame(3, push(envelopes.clone()), T0 + 1_000);
@@ -126,7 +128,7 @@ fn nothing_delivered_before_a_restart_is_delivered_after_it() {
 fn a_restored_node_serves_its_history_to_a_late_joiner() {
     let author = keys(9);
     let mut model = Model::default();
-    let mut v = restart(&model, Config::default(), T0, &[2]);
+    let mut v = restart(&mut model, Config::default(), T0, &[2]);
     v.handle_frame(
         2,
         push((1..=5).map(|s| sign(&author, s, T0, b"h")).collect()),
@@ -134,7 +136,7 @@ fn a_restored_node_serves_its_history_to_a_late_joiner() {
     );
     model.write(&mut v);
     drop(v);
-    let mut v = restart(&model, Config::default(), T0 + 10, &[]);
+    let mut v = restart(&mut model, Config::default(), T0 + 10, &[]);
     v.connect(7, T0 + 10);
     let mut advertised = RangeSet::new();
     while let Some(output) = v.poll_output() {
@@ -169,7 +171,7 @@ fn a_held_message_awaiting_its_verdict_is_not_delivered_again() {
     let author = keys(9);
     let m = sign(&author, 1, T0, b"v");
     let mut model = Model::default();
-    let mut v = restart(&model, config.clone(), T0, &[2]);
+    let mut v = restart(&mut model, config.clone(), T0, &[2]);
     v.handle_frame(2, push(vec![m.clone()]), T0);
     assert_eq!(
         delivered(&mut v).len(),
@@ -178,7 +180,7 @@ fn a_held_message_awaiting_its_verdict_is_not_delivered_again() {
     );
     model.write(&mut v);
     drop(v);
-    let mut v = restart(&model, config, T0 + 5, &[2]);
+    let mut v = restart(&mut model, config, T0 + 5, &[2]);
     v.handle_frame(2, push(vec![m]), T0 + 5);
     assert!(delivered(&mut v).is_empty());
 }
@@ -186,15 +188,15 @@ fn a_held_message_awaiting_its_verdict_is_not_delivered_again() {
 #[test]
 fn a_restarted_author_never_reuses_a_sequence_even_if_the_clock_went_back() {
     let mut model = Model::default();
-    let mut v = restart(&model, Config::default(), T0, &[2]);
+    let mut v = restart(&mut model, Config::default(), T0, &[2]);
     let used: Vec<u64> = (0..3)
         .map(|i| v.publish(vec![i], T0).unwrap().sequence)
         .collect();
-    model.write(&mut v);
+    // The process dies before these are written.
     drop(v);
     // The clock is an hour behind now: its microseconds would be far below.
     let earlier = T0 - 3_600_000;
-    let mut v = restart(&model, Config::default(), earlier, &[2]);
+    let mut v = restart(&mut model, Config::default(), earlier, &[2]);
     let next = v.publish(b"after".to_vec(), earlier).unwrap().sequence;
     assert!(next > *used.iter().max().unwrap(), "{next} after {used:?}");
 }
@@ -205,7 +207,7 @@ fn expired_history_is_dropped_at_start_up_and_deleted_from_disk() {
     let max_age = config.max_age().as_millis() as Millis;
     let author = keys(9);
     let mut model = Model::default();
-    let mut v = restart(&model, config.clone(), T0, &[2]);
+    let mut v = restart(&mut model, config.clone(), T0, &[2]);
     v.handle_frame(
         2,
         push(vec![
@@ -244,7 +246,7 @@ fn a_store_that_keeps_failing_costs_one_rewrite_not_a_growing_list() {
     let config = Config::builder().max_stored_messages(8).build().unwrap();
     let author = keys(9);
     let mut model = Model::default();
-    let mut v = restart(&model, config.clone(), T0, &[2]);
+    let mut v = restart(&mut model, config.clone(), T0, &[2]);
     // 40 messages, nothing taken (every write failed): the marks collapse into a rewrite.
     for s in 1..=40 {
         v.handle_frame(2, push(vec![sign(&author, s, T0, b"x")]), T0);
@@ -255,7 +257,7 @@ fn a_store_that_keeps_failing_costs_one_rewrite_not_a_growing_list() {
     assert_eq!(changes.put_messages().len(), 8, "the store's bound, not 40");
     model.commit(&changes);
     drop(v);
-    let mut v = restart(&model, config, T0 + 1, &[2]);
+    let mut v = restart(&mut model, config, T0 + 1, &[2]);
     v.handle_frame(
         2,
         push((1..=40).map(|s| sign(&author, s, T0, b"x")).collect()),
@@ -268,7 +270,7 @@ fn a_store_that_keeps_failing_costs_one_rewrite_not_a_growing_list() {
 fn changes_taken_then_lost_are_merged_into_the_next_write() {
     let author = keys(9);
     let mut model = Model::default();
-    let mut v = restart(&model, Config::default(), T0, &[2]);
+    let mut v = restart(&mut model, Config::default(), T0, &[2]);
     v.handle_frame(2, push(vec![sign(&author, 1, T0, b"a")]), T0);
     let mut failed = v.take_changes();
     v.handle_frame(2, push(vec![sign(&author, 2, T0, b"b")]), T0);
@@ -279,5 +281,53 @@ fn changes_taken_then_lost_are_merged_into_the_next_write() {
         model.authors[&author.public()].ids,
         RangeSet::from_range(1, 2)
     );
-    assert!(model.commits == 1);
+    assert_eq!(model.commits, 2, "the restart's write, then one for both");
+}
+
+#[test]
+fn a_flood_of_new_authors_after_a_restart_never_makes_a_delivered_id_new() {
+    let config = Config::builder().max_tracked_authors(4).build().unwrap();
+    let early: Vec<Envelope> = (20..28).map(|k| sign(&keys(k), 1, T0, b"early")).collect();
+    let mut model = Model::default();
+    let mut v = restart(&mut model, config.clone(), T0, &[2]);
+    for e in &early {
+        v.handle_frame(2, push(vec![e.clone()]), T0);
+    }
+    let first = delivered(&mut v).len();
+    model.write(&mut v);
+    drop(v);
+    let mut v = restart(&mut model, config, T0 + 10, &[2, 3]);
+    // Peer 2 brings 40 new authors: they displace whatever is tracked.
+    for k in 100..140 {
+        v.handle_frame(2, push(vec![sign(&keys(k), 1, T0 + 10, b"flood")]), T0 + 10);
+    }
+    delivered(&mut v);
+    // The early messages again, from peer 3: none is new.
+    v.handle_frame(3, push(early.clone()), T0 + 20);
+    let again = delivered(&mut v);
+    assert!(
+        again.is_empty(),
+        "{} of {first} delivered twice after the flood",
+        again.len()
+    );
+}
+
+#[test]
+fn an_author_refused_by_the_filter_at_restart_is_not_delivered_again_once_allowed() {
+    let author = keys(9);
+    let m = sign(&author, 1, T0, b"f");
+    let mut model = Model::default();
+    let mut v = restart(&mut model, Config::default(), T0, &[2]);
+    v.handle_frame(2, push(vec![m.clone()]), T0);
+    assert_eq!(delivered(&mut v).len(), 1);
+    model.write(&mut v);
+    drop(v);
+    let only_others = Config::builder()
+        .author_filter(secure_gossip::AuthorFilter::allow([keys(10).public()]))
+        .build()
+        .unwrap();
+    let mut v = restart(&mut model, only_others, T0 + 5, &[2]);
+    v.allow_author(author.public());
+    v.handle_frame(2, push(vec![m]), T0 + 5);
+    assert!(delivered(&mut v).is_empty());
 }

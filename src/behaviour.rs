@@ -205,7 +205,7 @@ impl Behaviour {
     }
 
     /// A behaviour that publishes as `keys` and keeps what it holds in `store` (a
-    /// [`store::Redb`](crate::store::Redb) file, say): at start it takes back the messages,
+    /// `store::Redb` file, say, feature `redb`): at start it takes back the messages,
     /// the ids it delivered and its next sequence from the store, so after a restart it
     /// reports no message twice, serves its history to peers that lack it, and never reuses
     /// a sequence. A message is reported ([`Event::Message`]) only once the write that

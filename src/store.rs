@@ -7,7 +7,7 @@
 //! durable, so after a restart, however the process ended, no message is reported twice. A
 //! message accepted but not yet written when the process died is simply received again.
 //!
-//! [`Redb`] (feature `redb`) keeps everything in one crash-safe file. Without a store
+//! `Redb` (feature `redb`) keeps everything in one crash-safe file. Without a store
 //! ([`Behaviour::new`]) everything stays in memory, as before.
 //!
 //! [`Behaviour::with_store`]: crate::Behaviour::with_store
@@ -26,7 +26,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Where a node's durable state is written. Implement it for another database; the crate
-/// ships [`Redb`] (feature `redb`).
+/// ships `Redb` (feature `redb`).
 pub trait Store: Send + 'static {
     /// Everything stored, read once when the behaviour starts. An empty snapshot for a new
     /// store.

@@ -23,9 +23,9 @@
 //!   filter decides what comes in, not what was delivered). A restored author the table has
 //!   room for is tracked again, introduced by `Introducer::Restored`: one group in the fair
 //!   shares, as one peer's. Records outside the time window or beyond the table's bounds,
-//!   and envelopes outside the window, of authors not tracked again, or beyond the store's
-//!   bounds (a smaller config than the last run's) are not restored, and the next commit
-//!   deletes them.
+//!   and envelopes outside the window, over `max_payload_size`, of authors not tracked
+//!   again, or beyond the store's bounds (a smaller config than the last run's) are not
+//!   restored, and the next commit deletes them.
 
 use super::{Engine, Millis};
 use crate::envelope::{Envelope, MessageId};
@@ -288,7 +288,8 @@ impl<P: Clone + Ord> Engine<P> {
         for envelope in snapshot.messages {
             let id = envelope.id();
             let fresh = envelope.timestamp() >= horizon;
-            if fresh && self.authors.is_tracked(&id.author) {
+            let fits = envelope.payload().len() <= self.config.max_payload_size;
+            if fresh && fits && self.authors.is_tracked(&id.author) {
                 self.authors
                     .accepted(&id.author, id.sequence, envelope.timestamp());
                 let group = self.authors.introducer(&id.author);

@@ -37,6 +37,10 @@ const AUTHORS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("authors");
 const FORMAT: &[u8] = b"secure-gossip store 1";
 const RECORD_VERSION: u8 = 1;
 
+/// redb's page cache (its default is 1 GiB): the store is read once at start-up and then only
+/// written, so the file is not also held in memory beside the engine's own state.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
 /// A durable store in one redb file. Opening it takes an exclusive lock on the file: a second
 /// process (or handle) gets [`StoreError::InUse`].
 pub struct Redb {
@@ -232,6 +236,7 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
     }
     Database::builder()
         .set_check_integrity_on_open(true)
+        .set_cache_size(CACHE_BYTES)
         .open(path)
         .map_err(|e| open_error(path, e.into()))
 }

@@ -135,6 +135,9 @@ fn fill(path: &Path, count: usize) {
         .as_millis() as u64;
     let mut engine: Engine<u8> = Engine::new(Keypair::generate(), Config::default(), now);
     engine.restore(store.load().unwrap(), now);
+    let reservation = engine.take_changes();
+    store.commit(&reservation).unwrap();
+    engine.written(&reservation);
     let body = vec![b'y'; 256];
     for chunk in 0..count.div_ceil(10_000) {
         for _ in 0..10_000.min(count - chunk * 10_000) {

@@ -228,7 +228,9 @@ impl Behaviour {
         );
         // The reservation of sequences and what restoring left out, written before any frame
         // can carry a new message.
-        store.commit(&behaviour.engine.take_changes())?;
+        let changes = behaviour.engine.take_changes();
+        store.commit(&changes)?;
+        behaviour.engine.written(&changes);
         let config = behaviour.engine.config();
         let writer = Writer::new(
             Box::new(store),
@@ -492,8 +494,7 @@ impl Behaviour {
 
     fn peer_down(&mut self, peer: PeerId) {
         if self.up.remove(&peer) {
-            self.events
-                .push_back(ToSwarm::GenerateEvent(Event::PeerDown { peer }));
+            self.report(Event::PeerDown { peer });
         }
     }
 
@@ -563,8 +564,7 @@ impl Behaviour {
             Output::BanLifted { peer } => self.resume_gossip(peer),
             Output::CaughtUp { peer } => {
                 tracing::debug!(%peer, "caught up");
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::CaughtUp { peer }));
+                self.report(Event::CaughtUp { peer });
             }
             Output::ClockSkew {
                 estimated_offset_ms,
@@ -576,10 +576,9 @@ impl Behaviour {
                     "most envelopes from peers are outside this node's time window: check the \
                      system clock (peers' clocks minus this node's, median)"
                 );
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::ClockSkew {
-                        estimated_offset_ms,
-                    }));
+                self.report(Event::ClockSkew {
+                    estimated_offset_ms,
+                });
             }
             Output::Equivocation {
                 first,
@@ -587,14 +586,22 @@ impl Behaviour {
                 from,
             } => {
                 tracing::warn!(message = %first.id(), peer = %from, "equivocation");
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::Equivocation {
-                        author: *first.author(),
-                        first: Box::new(first),
-                        second: Box::new(second),
-                        propagation_source: from,
-                    }));
+                self.report(Event::Equivocation {
+                    author: *first.author(),
+                    first: Box::new(first),
+                    second: Box::new(second),
+                    propagation_source: from,
+                });
             }
+        }
+    }
+
+    /// Reports `event` to the application: behind the deliveries that wait for the durable
+    /// store, if any, so events keep their order.
+    fn report(&mut self, event: Event) {
+        match &mut self.writer {
+            Some(writer) if writer.unwritten() > 0 => writer.hold(event),
+            _ => self.events.push_back(ToSwarm::GenerateEvent(event)),
         }
     }
 
@@ -604,11 +611,7 @@ impl Behaviour {
             metrics.violation(&violation);
         }
         self.stop_gossip(peer);
-        self.events
-            .push_back(ToSwarm::GenerateEvent(Event::PeerViolation {
-                peer,
-                violation,
-            }));
+        self.report(Event::PeerViolation { peer, violation });
     }
 
     /// Writes what the engine changed to the durable store, if there is one; returns `true`
@@ -794,12 +797,11 @@ impl NetworkBehaviour for Behaviour {
                 let now = self.now();
                 self.engine.handle(Input::Stalled { peer }, now);
                 self.stop_gossip(peer);
-                self.events
-                    .push_back(ToSwarm::GenerateEvent(Event::SlowPeer {
-                        peer,
-                        waited,
-                        queued_bytes,
-                    }));
+                self.report(Event::SlowPeer {
+                    peer,
+                    waited,
+                    queued_bytes,
+                });
             }
             HandlerEvent::Unsupported => {
                 if self.is_active(&peer, connection) {
@@ -809,8 +811,7 @@ impl NetworkBehaviour for Behaviour {
                 }
                 if self.unsupported.insert(peer) {
                     tracing::debug!(%peer, "peer does not speak the protocol");
-                    self.events
-                        .push_back(ToSwarm::GenerateEvent(Event::UnsupportedPeer { peer }));
+                    self.report(Event::UnsupportedPeer { peer });
                 }
             }
             HandlerEvent::Dropped(frame) => {
@@ -825,8 +826,7 @@ impl NetworkBehaviour for Behaviour {
                     && !self.stopped.contains(&peer)
                     && self.up.insert(peer)
                 {
-                    self.events
-                        .push_back(ToSwarm::GenerateEvent(Event::PeerUp { peer }));
+                    self.report(Event::PeerUp { peer });
                 }
             }
         }

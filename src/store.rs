@@ -14,7 +14,9 @@
 //! [`Behaviour::new`]: crate::Behaviour::new
 //! [`Event::Message`]: crate::Event::Message
 
+// redb 5 needs Rust 1.90, so the feature does too (`File::try_lock` is 1.89).
 #[cfg(feature = "redb")]
+#[clippy::msrv = "1.90"]
 mod redb;
 
 #[cfg(feature = "redb")]

@@ -12,7 +12,12 @@
 //!   let peers set this node's disk load; the interval is the most a delivery waits beyond
 //!   the write itself);
 //! - a failed write is reported ([`Event::StoreFailed`]) and tried again after a backoff
-//!   (100 ms, doubling to 10 s) with its changes merged into the next; its deliveries wait.
+//!   (100 ms, doubling to 10 s) with its changes merged into the next (or, once they are more
+//!   than the engine's own marks would keep, a rewrite of everything); its deliveries wait.
+//!   A written transaction's reservation of sequences is handed to the engine
+//!   ([`Engine::written`]), which signs nothing above what is on disk;
+//! - while deliveries wait, the behaviour's other events wait behind them (`Behaviour::report`),
+//!   so the application never sees `CaughtUp` before the messages of the catch-up.
 //!   While waiting deliveries hold more than `max_stored_messages` messages or
 //!   `max_stored_bytes` of payload, the behaviour stops reading from peers
 //!   ([`Writer::full`]), so a disk that keeps failing costs at most that much memory.
@@ -42,7 +47,8 @@ pub(crate) enum Written {
     Failed(StoreError),
 }
 
-type Outcome = Result<(), (StoreError, Changes)>;
+/// The changes back: written, or not with why.
+type Outcome = Result<Changes, (StoreError, Changes)>;
 
 /// A transaction on the store's thread, and the deliveries it covers.
 struct InFlight {
@@ -89,7 +95,10 @@ impl Writer {
             .name("secure-gossip-store".into())
             .spawn(move || {
                 while let Ok((changes, reply)) = incoming.recv() {
-                    let outcome = store.commit(&changes).map_err(|e| (e, changes));
+                    let outcome = match store.commit(&changes) {
+                        Ok(()) => Ok(changes),
+                        Err(e) => Err((e, changes)),
+                    };
                     let _ = reply.send(outcome);
                 }
             })?;
@@ -150,7 +159,8 @@ impl Writer {
             };
             let flight = self.in_flight.take().expect("in flight");
             return match outcome {
-                Ok(()) => {
+                Ok(written) => {
+                    engine.written(&written);
                     if self.backoff_ms != FIRST_BACKOFF_MS {
                         tracing::info!("gossip store written again");
                     }
@@ -173,7 +183,13 @@ impl Writer {
                     if let Some(newer) = self.failed.take() {
                         failed.merge(newer);
                     }
-                    self.failed = Some(failed);
+                    if failed.len() > engine.max_pending_changes() {
+                        // Kept no longer than the engine's own marks would be: the next write
+                        // is everything.
+                        engine.rewrite_everything();
+                    } else {
+                        self.failed = Some(failed);
+                    }
                     self.wait = Some(Delay::new(Duration::from_millis(self.backoff_ms)));
                     self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
                     Written::Failed(error)

@@ -37,6 +37,10 @@ fn filled(path: &Path, n: usize) -> Snapshot {
     let now = now_ms();
     let mut engine: Engine<u8> = Engine::new(Keypair::generate(), Config::default(), now);
     engine.restore(store.load().unwrap(), now);
+    // As `Behaviour::with_store`: the reservation of sequences written first.
+    let reservation = engine.take_changes();
+    store.commit(&reservation).unwrap();
+    engine.written(&reservation);
     for i in 0..n {
         engine
             .publish(format!("message {i} {}", "x".repeat(200)), now)

@@ -86,6 +86,15 @@ struct Author<P> {
     introducer: Introducer<P>,
 }
 
+/// What a restored author's record said (`durable.rs`): its ids and proven equivocations
+/// count until `newest` leaves the window.
+#[derive(Debug, Clone)]
+struct Before {
+    ids: RangeSet,
+    newest: u64,
+    equivocated: RangeSet,
+}
+
 #[derive(Debug, Clone)]
 struct Tombstone<P> {
     /// The ids the author had when it was forgotten: known and held.
@@ -141,7 +150,7 @@ pub(crate) struct Authors<P> {
     /// Per author, the ids known before this node restarted and the newest timestamp among
     /// them (`durable.rs`): they count as known until that timestamp leaves the window, and
     /// nothing displaces them (what was written was within the table's bounds).
-    restored: BTreeMap<PublicKey, (RangeSet, u64)>,
+    restored: BTreeMap<PublicKey, Before>,
     /// `(newest, author)` of `restored`: which leaves the window first.
     restored_by_newest: BTreeSet<(u64, PublicKey)>,
 }
@@ -205,6 +214,16 @@ impl<P: Clone + Ord> Authors<P> {
         self.dirty.any()
     }
 
+    /// Everything is to be written again.
+    pub(crate) fn rewrite_all(&mut self) {
+        self.dirty.everything();
+    }
+
+    /// How many marks are kept before they collapse into a rewrite.
+    pub(crate) fn mark_bound(&self) -> usize {
+        self.dirty.bound()
+    }
+
     /// The authors whose records changed (`Err`: too many, rewrite all).
     pub(crate) fn take_marks(&mut self) -> Result<BTreeSet<PublicKey>, ()> {
         self.dirty.take()
@@ -235,9 +254,10 @@ impl<P: Clone + Ord> Authors<P> {
                 ..AuthorRecord::default()
             }
         };
-        if let Some((before, newest)) = self.restored.get(author) {
-            record.ids.union_with(before);
-            record.newest = record.newest.max(*newest);
+        if let Some(before) = self.restored.get(author) {
+            record.ids.union_with(&before.ids);
+            record.newest = record.newest.max(before.newest);
+            record.equivocated.union_with(&before.equivocated);
         }
         (!record.ids.is_empty() || !record.equivocated.is_empty()).then_some(record)
     }
@@ -280,14 +300,20 @@ impl<P: Clone + Ord> Authors<P> {
         {
             return None;
         }
-        self.restored
-            .insert(*author, (known.clone(), record.newest));
+        let mut equivocated = record.equivocated.clone();
+        equivocated.forget_lowest(self.max_ranges);
+        self.restored.insert(
+            *author,
+            Before {
+                ids: known.clone(),
+                newest: record.newest,
+                equivocated: equivocated.clone(),
+            },
+        );
         self.restored_by_newest.insert((record.newest, *author));
         if !track || record.forgotten || self.authors.len() >= self.max_authors {
             return Some(false);
         }
-        let mut equivocated = record.equivocated.clone();
-        equivocated.forget_lowest(self.max_ranges);
         let entry = Author {
             known,
             held: RangeSet::new(),
@@ -314,7 +340,7 @@ impl<P: Clone + Ord> Authors<P> {
         now || self
             .restored
             .get(author)
-            .is_some_and(|(ids, _)| ids.contains(sequence))
+            .is_some_and(|before| before.ids.contains(sequence))
     }
 
     pub(crate) fn is_tracked(&self, author: &PublicKey) -> bool {
@@ -347,7 +373,7 @@ impl<P: Clone + Ord> Authors<P> {
             },
         };
         match self.restored.get(author) {
-            Some((before, _)) => unknown.difference(before),
+            Some(before) => unknown.difference(&before.ids),
             None => unknown,
         }
     }
@@ -382,6 +408,10 @@ impl<P: Clone + Ord> Authors<P> {
         self.authors
             .get(author)
             .is_some_and(|a| a.equivocated.contains(sequence))
+            || self
+                .restored
+                .get(author)
+                .is_some_and(|before| before.equivocated.contains(sequence))
     }
 
     pub(crate) fn record_equivocation(&mut self, author: &PublicKey, sequence: u64) {
@@ -418,17 +448,24 @@ impl<P: Clone + Ord> Authors<P> {
         };
         let mut known = RangeSet::new();
         let mut newest = 0;
+        let mut equivocated = RangeSet::new();
         if let Some(t) = self.unbury(author) {
             known = t.known;
-            // Held ids (never checked for fragmentation) may have put it past the bound:
-            // back within it, the lowest gaps count as known (only ids below held ones).
-            known.fill_lowest_gaps(self.max_ranges);
             newest = t.newest;
         }
+        // Known before a restart: from the start, so its digest and fragmentation count them.
+        if let Some(before) = self.restored.get(author) {
+            known.union_with(&before.ids);
+            newest = newest.max(before.newest);
+            equivocated = before.equivocated.clone();
+        }
+        // Held ids (never checked for fragmentation) may have put it past the bound: back
+        // within it, the lowest gaps count as known (only ids below held ones).
+        known.fill_lowest_gaps(self.max_ranges);
         let entry = Author {
             known,
             held: RangeSet::new(),
-            equivocated: RangeSet::new(),
+            equivocated,
             newest,
             last_seen: self.tick(),
             introducer: from.clone(),

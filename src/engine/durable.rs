@@ -89,6 +89,18 @@ impl<K: Ord + Copy> Dirty<K> {
         self.everything || !self.keys.is_empty()
     }
 
+    /// Everything is to be rewritten.
+    pub(crate) fn everything(&mut self) {
+        if self.on {
+            self.keys = BTreeSet::new();
+            self.everything = true;
+        }
+    }
+
+    pub(crate) fn bound(&self) -> usize {
+        self.bound
+    }
+
     /// The marks so far (`Err` for everything), cleared.
     pub(crate) fn take(&mut self) -> Result<BTreeSet<K>, ()> {
         let keys = std::mem::take(&mut self.keys);
@@ -185,6 +197,14 @@ impl Changes {
     /// The sequence this node's next message gets at least, if it changed.
     pub fn next_sequence(&self) -> Option<u64> {
         self.next_sequence
+    }
+
+    /// How many entries the changes hold.
+    pub fn len(&self) -> usize {
+        self.put_messages.len()
+            + self.delete_messages.len()
+            + self.put_authors.len()
+            + self.delete_authors.len()
     }
 
     /// Whether there is nothing to write.
@@ -322,6 +342,33 @@ impl<P: Clone + Ord> Engine<P> {
         if let Some(current) = self.next_sequence {
             self.next_sequence = Some(current.max(next));
         }
+    }
+
+    /// The durable store has written `changes` (taken with [`Engine::take_changes`]): the
+    /// reservation of sequences they carry now bounds what this node signs.
+    pub fn written(&mut self, changes: &Changes) {
+        if let Some(reserved) = changes.next_sequence {
+            self.durable_sequence = Some(self.durable_sequence.unwrap_or(0).max(reserved));
+        }
+    }
+
+    /// Whether `sequence` may be signed: always without a durable store; with one, only
+    /// below the reservation it has written.
+    pub(crate) fn sequence_durable(&self, sequence: u64) -> bool {
+        !self.authors.journaling() || self.durable_sequence.is_some_and(|r| sequence < r)
+    }
+
+    /// The next [`Engine::take_changes`] returns everything (a driver whose pending changes
+    /// grew past what it keeps, after failed writes).
+    pub fn rewrite_everything(&mut self) {
+        self.authors.rewrite_all();
+        self.store.rewrite_all();
+    }
+
+    /// How many changes a driver may keep pending at most before it asks for
+    /// [`Engine::rewrite_everything`]: the bound of the engine's own marks.
+    pub fn max_pending_changes(&self) -> usize {
+        self.authors.mark_bound() + self.store.mark_bound()
     }
 
     /// Whether anything changed since the last [`Engine::take_changes`].

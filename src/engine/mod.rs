@@ -106,8 +106,11 @@ pub struct Engine<P> {
     keys: Keypair,
     me: PublicKey,
     next_sequence: Option<u64>,
-    /// The next sequence as last taken for a durable store (`durable.rs`).
+    /// The reservation of sequences as last taken for a durable store (`durable.rs`).
     persisted_sequence: Option<u64>,
+    /// The reservation the durable store has written (`durable.rs`): no sequence at or above
+    /// it is signed.
+    durable_sequence: Option<u64>,
     /// Wall-clock time minus engine time, in milliseconds ([`Engine::set_wall_clock`]).
     wall_offset: i64,
     // What the node knows and holds.
@@ -220,6 +223,7 @@ impl<P: Clone + Ord> Engine<P> {
             me,
             next_sequence,
             persisted_sequence: None,
+            durable_sequence: None,
             wall_offset: 0,
         }
     }
@@ -489,6 +493,9 @@ impl<P: Clone + Ord> Engine<P> {
             });
         }
         let sequence = self.next_sequence.ok_or(PublishError::SequenceExhausted)?;
+        if !self.sequence_durable(sequence) {
+            return Err(PublishError::NotWritten);
+        }
         self.next_sequence = sequence.checked_add(1);
         let envelope = Envelope::sign(&self.keys, sequence, self.wall(now), payload)
             .expect("sequence is at least 1");

@@ -199,6 +199,9 @@ pub enum PublishError {
     },
     /// The author's sequence numbers are used up (`u64::MAX` reached).
     SequenceExhausted,
+    /// The durable store has not written a reservation covering the next sequence (its
+    /// writes keep failing): publishing now could sign a sequence again after a crash.
+    NotWritten,
 }
 
 impl fmt::Display for PublishError {
@@ -208,6 +211,11 @@ impl fmt::Display for PublishError {
                 write!(f, "payload is {size} bytes, max_payload_size is {max}")
             }
             PublishError::SequenceExhausted => write!(f, "sequence numbers are exhausted"),
+            PublishError::NotWritten => write!(
+                f,
+                "the durable store has not written the sequences ahead: publishing waits for \
+                 its next successful write"
+            ),
         }
     }
 }

@@ -93,6 +93,16 @@ impl<P: Clone + Ord> Store<P> {
         self.dirty.any()
     }
 
+    /// Everything is to be written again.
+    pub(crate) fn rewrite_all(&mut self) {
+        self.dirty.everything();
+    }
+
+    /// How many marks are kept before they collapse into a rewrite.
+    pub(crate) fn mark_bound(&self) -> usize {
+        self.dirty.bound()
+    }
+
     /// The ids put or removed (`Err`: too many, rewrite all).
     pub(crate) fn take_marks(&mut self) -> Result<BTreeSet<MessageId>, ()> {
         self.dirty.take()

@@ -41,12 +41,17 @@ const RECORD_VERSION: u8 = 1;
 /// written, so the file is not also held in memory beside the engine's own state.
 const CACHE_BYTES: usize = 8 * 1024 * 1024;
 
-/// A durable store in one redb file. Opening it takes an exclusive lock on the file: a second
-/// process (or handle) gets [`StoreError::InUse`].
+/// A durable store in one redb file. Opening it takes an exclusive lock (`<file>.lock`
+/// beside it, kept for the handle's life): a second process (or handle) gets
+/// [`StoreError::InUse`].
 pub struct Redb {
     /// `None` after a failed write, until the next write opens the file again.
     db: Option<Database>,
     path: PathBuf,
+    /// An exclusive lock on `<path>.lock`, held for as long as this handle lives: redb's own
+    /// lock goes with its handle (dropped after a failed write), and a new file is put in
+    /// place only under this one.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Redb {
@@ -61,12 +66,14 @@ impl Redb {
     /// elsewhere, is a [`StoreError`] naming the file and what is wrong.
     pub fn open(path: impl AsRef<Path>) -> Result<Redb, StoreError> {
         let path = path.as_ref().to_path_buf();
+        let lock = lock(&path)?;
         if !path.exists() {
             create(&path)?;
         }
         let store = Redb {
             db: Some(open_db(&path)?),
             path,
+            _lock: lock,
         };
         store.check_format()?;
         Ok(store)
@@ -226,6 +233,31 @@ impl Store for Redb {
     }
 }
 
+/// Takes the exclusive lock beside `path` (`InUse` if another handle has it).
+fn lock(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| StoreError::Io {
+            path: path.to_path_buf(),
+            reason: format!("{}: {e}", Path::new(&name).display()),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Io {
+            path: path.to_path_buf(),
+            reason: format!("locking {}: {e}", Path::new(&name).display()),
+        }),
+    }
+}
+
 /// Opens an existing store file, checking its integrity.
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
@@ -241,8 +273,9 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
         .map_err(|e| open_error(path, e.into()))
 }
 
-/// Makes a new store at `path`: written with its tables and format under a temporary name,
-/// then renamed into place and the directory synced, so `path` never holds a half-made file.
+/// Makes a new store at `path` (under the lock): written with its tables and format under a
+/// temporary name, then renamed into place and the directory synced, so `path` never holds a
+/// half-made file.
 fn create(path: &Path) -> Result<(), StoreError> {
     let io = |e: std::io::Error| StoreError::Io {
         path: path.to_path_buf(),
@@ -270,13 +303,18 @@ fn create(path: &Path) -> Result<(), StoreError> {
         made.map_err(|e| open_error(path, e))?;
     }
     std::fs::rename(&temporary, path).map_err(io)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    // The rename itself durable (directories can be synced on Unix).
+    #[cfg(unix)]
+    {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 /// What a redb error says about the file.

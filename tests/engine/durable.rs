@@ -46,6 +46,7 @@ impl Model {
     fn write(&mut self, engine: &mut Engine<u8>) {
         let changes = engine.take_changes();
         self.commit(&changes);
+        engine.written(&changes);
         assert!(!engine.has_changes(), "all taken");
     }
 
@@ -330,4 +331,20 @@ fn an_author_refused_by_the_filter_at_restart_is_not_delivered_again_once_allowe
     v.allow_author(author.public());
     v.handle_frame(2, push(vec![m]), T0 + 5);
     assert!(delivered(&mut v).is_empty());
+}
+
+#[test]
+fn nothing_is_signed_above_the_reservation_the_store_has_written() {
+    let model = Model::default();
+    let mut v: Engine<u8> = Engine::new(keys(1), Config::default(), T0);
+    v.restore(model.snapshot(), T0);
+    // The first write (the reservation) failed: nothing may be signed yet.
+    let lost = v.take_changes();
+    assert!(lost.next_sequence().is_some());
+    assert_eq!(
+        v.publish(b"early".to_vec(), T0),
+        Err(secure_gossip::PublishError::NotWritten)
+    );
+    v.written(&lost);
+    assert!(v.publish(b"now".to_vec(), T0).is_ok());
 }

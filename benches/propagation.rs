@@ -15,7 +15,8 @@
 //! delivery, latency from publish to delivery (p50, p99, max), wire bytes per delivery
 //! (everything: noise, yamux, framing, signatures, control traffic), CPU microseconds per
 //! delivery (the whole process, all nodes, while busy), bytes per second once idle, peak RSS
-//! of the process; then the medians over seeds and the ratios to gossipsub.
+//! of the process, CPU cores busy once idle (the process's CPU time over 3 s with nothing
+//! published); then the medians over seeds and the ratios to gossipsub.
 
 use futures::{AsyncRead, AsyncWrite, StreamExt};
 use libp2p::core::transport::MemoryTransport;
@@ -234,6 +235,8 @@ struct Row {
     cpu_us_per_delivery: f64,
     idle_bytes_per_sec: f64,
     peak_rss_mib: f64,
+    /// CPU time per second of wall time while nothing is published: cores busy when idle.
+    idle_cores: f64,
 }
 
 fn topology(p: &Params) -> Vec<(usize, usize)> {
@@ -350,8 +353,10 @@ where
     // Idle: no new messages for a while.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_start = bytes.load(Ordering::Relaxed);
+    let idle_cpu = cpu_time();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_bytes = bytes.load(Ordering::Relaxed) - idle_start;
+    let idle_cores = cpu_time().saturating_sub(idle_cpu).as_secs_f64() / 3.0;
     drop(commands);
 
     let mut latencies: Vec<f64> = seen
@@ -377,6 +382,7 @@ where
         cpu_us_per_delivery: busy_cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,
         idle_bytes_per_sec: idle_bytes as f64 / 3.0,
         peak_rss_mib: peak_rss_mib(),
+        idle_cores,
     }
 }
 
@@ -410,7 +416,7 @@ fn child(protocol: &str, nodes: usize, seed: u64) {
         }
     });
     println!(
-        "ROW {} {} {} {} {} {} {} {} {} {}",
+        "ROW {} {} {} {} {} {} {} {} {} {} {}",
         row.delivered,
         row.expected,
         row.duplicates,
@@ -420,7 +426,8 @@ fn child(protocol: &str, nodes: usize, seed: u64) {
         row.bytes_per_delivery,
         row.cpu_us_per_delivery,
         row.idle_bytes_per_sec,
-        row.peak_rss_mib
+        row.peak_rss_mib,
+        row.idle_cores
     );
 }
 
@@ -450,6 +457,7 @@ fn spawn_child(protocol: &str, nodes: usize, seed: u64) -> Row {
         cpu_us_per_delivery: f[7],
         idle_bytes_per_sec: f[8],
         peak_rss_mib: f[9],
+        idle_cores: f[10],
     }
 }
 
@@ -492,17 +500,17 @@ fn main() {
             p.nodes, p.degree, p.messages, p.payload, p.interval, p.warmup, seeds
         );
         println!(
-            "| protocol | seed | delivered | dup | p50 ms | p99 ms | max ms | wire bytes / delivery | CPU µs / delivery | idle bytes/s | peak RSS MiB |"
+            "| protocol | seed | delivered | dup | p50 ms | p99 ms | max ms | wire bytes / delivery | CPU µs / delivery | idle bytes/s | peak RSS MiB | idle CPU cores |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
-        let mut medians: Vec<(&str, [f64; 6], f64)> = Vec::new();
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let mut medians: Vec<(&str, [f64; 7], f64)> = Vec::new();
         for protocol in PROTOCOLS {
-            let mut cols: [Vec<f64>; 6] = Default::default();
+            let mut cols: [Vec<f64>; 7] = Default::default();
             let mut delivery = Vec::new();
             for &seed in &seeds {
                 let r = spawn_child(protocol, nodes, seed);
                 println!(
-                    "| {protocol} | {seed} | {}/{} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} |",
+                    "| {protocol} | {seed} | {}/{} | {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.3} |",
                     r.delivered,
                     r.expected,
                     r.duplicates,
@@ -512,7 +520,8 @@ fn main() {
                     r.bytes_per_delivery,
                     r.cpu_us_per_delivery,
                     r.idle_bytes_per_sec,
-                    r.peak_rss_mib
+                    r.peak_rss_mib,
+                    r.idle_cores
                 );
                 for (c, v) in cols.iter_mut().zip([
                     r.p50,
@@ -521,6 +530,7 @@ fn main() {
                     r.cpu_us_per_delivery,
                     r.idle_bytes_per_sec,
                     r.peak_rss_mib,
+                    r.idle_cores,
                 ]) {
                     c.push(v);
                 }
@@ -537,22 +547,24 @@ fn main() {
             .1;
         println!("\nmedians over seeds, and ratios to gossipsub:");
         println!(
-            "| protocol | lowest delivery | p50 ms | p99 ms | wire bytes / delivery | CPU µs / delivery | idle bytes/s | peak RSS MiB | bytes vs gossipsub | CPU vs gossipsub | p99 vs gossipsub | RSS vs gossipsub |"
+            "| protocol | lowest delivery | p50 ms | p99 ms | wire bytes / delivery | CPU µs / delivery | idle bytes/s | peak RSS MiB | idle CPU cores | bytes vs gossipsub | CPU vs gossipsub | p99 vs gossipsub | RSS vs gossipsub | idle CPU vs gossipsub |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (protocol, m, worst) in &medians {
             println!(
-                "| {protocol} | {worst:.4} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                "| {protocol} | {worst:.4} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.3} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
                 m[0],
                 m[1],
                 m[2],
                 m[3],
                 m[4],
                 m[5],
+                m[6],
                 m[2] / base[2],
                 m[3] / base[3],
                 m[1] / base[1],
-                m[5] / base[5]
+                m[5] / base[5],
+                m[6] / base[6]
             );
         }
     }

@@ -727,11 +727,13 @@ impl Simulation {
             node.timer = None;
             return;
         };
+        // A deadline already past fires now (and is recorded as now, so the event matches).
+        let at = at.max(self.now);
         if node.timer.is_some_and(|t| t <= at) {
             return;
         }
         node.timer = Some(at);
-        self.push(at.max(self.now), Event::Timer(i));
+        self.push(at, Event::Timer(i));
     }
 
     /// Takes every output of node `i`: frames go on links, deliveries are recorded.

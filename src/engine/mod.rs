@@ -364,6 +364,7 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// Takes one input at `now`. See the call contract in the module docs.
     pub fn handle(&mut self, input: Input<P>, now: Millis) {
+        self.rounds.seen(now);
         match input {
             Input::Connected { peer } => self.on_connected(peer, now),
             Input::Disconnected { peer } => self.remove_peer(&peer, now),
@@ -485,6 +486,7 @@ impl<P: Clone + Ord> Engine<P> {
         payload: impl Into<Bytes>,
         now: Millis,
     ) -> Result<MessageId, PublishError> {
+        self.rounds.seen(now);
         let payload = payload.into();
         if payload.len() > self.config.max_payload_size {
             return Err(PublishError::PayloadTooLarge {
@@ -515,6 +517,7 @@ impl<P: Clone + Ord> Engine<P> {
         validation: Validation,
         now: Millis,
     ) -> bool {
+        self.rounds.seen(now);
         let decided = self.decide(id, validation, now);
         self.end_of_input();
         decided

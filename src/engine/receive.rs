@@ -402,6 +402,7 @@ impl<P: Clone + Ord> Engine<P> {
     /// store, like one peer's.
     /// Returns its id.
     pub fn import(&mut self, envelope: Envelope, now: Millis) -> Result<MessageId, ImportError> {
+        self.rounds.seen(now);
         let id = envelope.id();
         if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
             return Err(ImportError::AlreadyKnown);

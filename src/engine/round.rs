@@ -3,9 +3,14 @@
 //! each peer's queue of ids to announce, and whether the peer's first frame has come.
 //!
 //! Rules, all here:
-//! - a round runs every `gossip_interval` (none without one); the next is one interval after
-//!   the last timed one ([`Engine::gossip`] runs one by hand and leaves the timer as it is);
-//!   lazy announcements (`tree.rs`) are rounds of the peers they are due for;
+//! - a round runs every `gossip_interval` (none without one) while some peer has ids queued;
+//!   the next is one interval after the last timed one ([`Engine::gossip`] runs one by hand
+//!   and leaves the timer as it is). With nothing queued the timer is not armed at all, so an
+//!   idle node never wakes for a round. The cadence goes on meanwhile: a queue that fills
+//!   after a pause has its round at the cadence's next point, as if every round had run (a
+//!   round at once would announce each new message before its lazy announcement is due, so
+//!   ahead of its pushed copy, and graft links for nothing). Lazy announcements (`tree.rs`)
+//!   are rounds of the peers they are due for;
 //! - each peer has a queue of ids accepted since its last round that it may lack. A round
 //!   sends it a `have` of those it is not known to have and that are still held. Nothing
 //!   new, nothing sent: the work is proportional to what is new;
@@ -48,6 +53,10 @@ struct PeerRound {
 #[derive(Debug)]
 pub(crate) struct Rounds<P> {
     peers: BTreeMap<P, PeerRound>,
+    /// Peers with ids queued: the timer is armed only while there are some.
+    queued: usize,
+    /// The latest time the engine has passed in ([`Rounds::seen`]).
+    clock: Millis,
     interval: Option<Millis>,
     next_round: Option<Millis>,
     /// Queue size (ranges) below which it is never cut.
@@ -59,6 +68,8 @@ impl<P: Clone + Ord> Rounds<P> {
     pub(crate) fn new(interval: Option<Millis>, max_ranges: usize, now: Millis) -> Self {
         let mut rounds = Rounds {
             peers: BTreeMap::new(),
+            queued: 0,
+            clock: now,
             interval: None,
             next_round: None,
             max_ranges,
@@ -74,12 +85,18 @@ impl<P: Clone + Ord> Rounds<P> {
     }
 
     fn schedule(&mut self, now: Millis) {
+        self.seen(now);
         self.next_round = self.interval.map(|i| now.saturating_add(i));
     }
 
-    /// When the next round is due.
+    /// The engine's time is `now` (called with every input and command).
+    pub(crate) fn seen(&mut self, now: Millis) {
+        self.clock = self.clock.max(now);
+    }
+
+    /// When the next round is due: never while nothing is queued.
     pub(crate) fn next_round(&self) -> Option<Millis> {
-        self.next_round
+        self.next_round.filter(|_| self.queued > 0)
     }
 
     /// A round runs at `now` (the timer fired): the next is scheduled.
@@ -87,8 +104,36 @@ impl<P: Clone + Ord> Rounds<P> {
         self.schedule(now);
     }
 
+    /// Counts a peer's queue in or out of [`Rounds::queued`] as it became non-empty or empty
+    /// (`before`, `after`: its range count). When the first queue fills, the timer (unarmed
+    /// meanwhile) moves on to the cadence's next point.
+    fn track(&mut self, before: usize, after: usize) {
+        match (before > 0, after > 0) {
+            (false, true) => {
+                self.queued += 1;
+                if self.queued == 1 {
+                    self.catch_up();
+                }
+            }
+            (true, false) => self.queued -= 1,
+            _ => {}
+        }
+    }
+
+    /// Moves a next round already past to the first point of its cadence not before now.
+    fn catch_up(&mut self) {
+        if let (Some(next), Some(interval)) = (self.next_round, self.interval)
+            && next < self.clock
+        {
+            let late = self.clock - next;
+            let steps = late.div_ceil(interval.max(1));
+            self.next_round = Some(next.saturating_add(steps.saturating_mul(interval.max(1))));
+        }
+    }
+
     /// A connection to `peer` is up: its first frame is awaited, nothing is queued.
     pub(crate) fn connected(&mut self, peer: &P) {
+        self.disconnected(peer);
         self.peers.insert(
             peer.clone(),
             PeerRound {
@@ -101,7 +146,9 @@ impl<P: Clone + Ord> Rounds<P> {
     }
 
     pub(crate) fn disconnected(&mut self, peer: &P) {
-        self.peers.remove(peer);
+        if let Some(state) = self.peers.remove(peer) {
+            self.track(state.ranges, 0);
+        }
     }
 
     /// Whether `peer`'s first frame has come.
@@ -133,6 +180,7 @@ impl<P: Clone + Ord> Rounds<P> {
         let Some(state) = self.peers.get_mut(peer) else {
             return;
         };
+        let before = state.ranges;
         let set = state.announce.entry(*author).or_default();
         state.ranges -= set.range_count();
         match ids {
@@ -155,6 +203,8 @@ impl<P: Clone + Ord> Rounds<P> {
             state.ranges = state.announce.values().map(|s| s.range_count()).sum();
             state.cut_at = state.ranges.saturating_mul(2);
         }
+        let after = state.ranges;
+        self.track(before, after);
     }
 
     /// `peer`'s round: a `have` (into `batcher`) of the queued ids it is not known to have
@@ -187,17 +237,23 @@ impl<P: Clone + Ord> Rounds<P> {
             *round_due = true;
             return None;
         }
-        state.ranges = 0;
-        Some(std::mem::take(&mut state.announce))
+        let before = std::mem::replace(&mut state.ranges, 0);
+        let queued = std::mem::take(&mut state.announce);
+        self.track(before, 0);
+        Some(queued)
     }
 
     /// `author` is forgotten: nothing of it is announced.
     pub(crate) fn forget_author(&mut self, author: &PublicKey) {
+        let mut emptied = 0;
         for state in self.peers.values_mut() {
             if let Some(set) = state.announce.remove(author) {
+                let before = state.ranges;
                 state.ranges -= set.range_count();
+                emptied += usize::from(before > 0 && state.ranges == 0);
             }
         }
+        self.queued -= emptied;
     }
 
     #[cfg(any(test, feature = "test-utils"))]
@@ -206,6 +262,8 @@ impl<P: Clone + Ord> Rounds<P> {
             let ranges: usize = state.announce.values().map(|s| s.range_count()).sum();
             assert_eq!(ranges, state.ranges, "announce range count");
         }
+        let queued = self.peers.values().filter(|s| s.ranges > 0).count();
+        assert_eq!(queued, self.queued, "peers with ids queued");
     }
 }
 
@@ -244,7 +302,17 @@ mod tests {
             (Some(5), 40, Some(45)),
             (None, 50, None),
         ];
+        let store = Store::<u8>::new(super::super::store::Retention {
+            max_age_ms: 1_000,
+            max_bytes: 1 << 20,
+            max_messages: 100,
+            max_ranges: 64,
+        });
+        let author = Keypair::from_seed(&[1; 32]).public();
         let mut r = Rounds::<u8>::new(Some(100), 16, 0);
+        assert_eq!(r.next_round(), None, "nothing queued: no timer");
+        r.connected(&1);
+        r.queue(&1, &author, Ids::One(7), &store);
         for (i, (interval, now, next)) in table.into_iter().enumerate() {
             r.set_interval(interval, now);
             assert_eq!(r.next_round(), next, "row {i}");
@@ -252,5 +320,14 @@ mod tests {
         r.set_interval(Some(10), 0);
         r.ran(25);
         assert_eq!(r.next_round(), Some(35));
+        r.first_frame(&1);
+        assert!(r.take_round(&1).is_some());
+        assert_eq!(r.next_round(), None, "emptied: no timer");
+        // Idle from 35 to 1,000: a queue that fills then waits for the cadence (…, 1,005),
+        // not a round at once.
+        r.seen(1_000);
+        r.queue(&1, &author, Ids::One(8), &store);
+        assert_eq!(r.next_round(), Some(1_005));
+        r.check_invariants();
     }
 }

@@ -184,12 +184,31 @@ fn a_round_asked_for_before_the_peers_digest_arrives_is_not_lost() {
 
 #[test]
 fn an_interval_under_a_millisecond_never_makes_a_zero_length_timer() {
-    let mut net = Net::uniform(1, Config::default());
+    use secure_gossip::engine::Timer;
+    let rounds_only = Config::builder().eager_push(false).build().unwrap();
+    let mut net = Net::uniform(2, rounds_only);
+    net.connect(0, 1);
     net.e(0)
         .set_gossip_interval(Some(std::time::Duration::from_micros(10)), T0);
-    assert_eq!(net.e(0).poll_timeout(), Some(T0 + 1));
+    // Something queued for the round (the peer's digest is not in yet, so it stays queued).
+    net.e(0).publish(b"x".to_vec(), T0).unwrap();
+    assert_eq!(net.e(0).timer(Timer::Round), Some(T0 + 1));
     net.e(0).handle_timeout(T0 + 1);
-    assert_eq!(net.e(0).poll_timeout(), Some(T0 + 2));
+    assert_eq!(net.e(0).timer(Timer::Round), Some(T0 + 2));
+}
+
+#[test]
+fn an_idle_node_has_no_timer_at_all() {
+    let mut net = Net::pair(Config::default());
+    assert_eq!(net.e(0).poll_timeout(), None, "connected, nothing new");
+    net.e(0).publish(b"one".to_vec(), T0).unwrap();
+    net.pump();
+    // Once it has gone everywhere and nothing is queued, no timer is left to wake for but
+    // the message's expiry.
+    let expiry = net.e(0).timer(secure_gossip::engine::Timer::Expiry);
+    net.advance(1_000);
+    assert_eq!(net.e(0).poll_timeout(), expiry);
+    assert_eq!(net.e(1).poll_timeout(), net.e(1).timer(secure_gossip::engine::Timer::Expiry));
 }
 
 /// After a two-hour suspend (the driver's monotonic clock stopped, wall time did not), the

@@ -5,6 +5,8 @@
 //! cargo run --release --example simulate -- 42      # another seed
 //! cargo run --release --example simulate -- sybil   # the attack table (seed 1)
 //! cargo run --release --example simulate -- sybil 2 small   # 100 honest, 400 Sybils
+//! cargo run --release --example simulate -- tree 1000 1      # the tree's steady state only
+//! cargo run --release --example simulate -- faults 1         # the fault table only
 //! ```
 //!
 //! 1. Faults: networks of 100 and 1,000 nodes with 5 % loss and one partition (and with churn
@@ -136,19 +138,52 @@ fn sybil(seed: u64, small: bool) {
 
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("sybil") {
-        args.next();
-        let seed = args
-            .next()
-            .map_or(1, |s| s.parse().expect("a seed is a number"));
-        let small = args.next().as_deref() == Some("small");
-        sybil(seed, small);
-        return;
+    let command = match args.peek().map(String::as_str) {
+        Some(c @ ("sybil" | "tree" | "faults")) => {
+            let c = c.to_string();
+            args.next();
+            Some(c)
+        }
+        _ => None,
+    };
+    let mut number = |default: u64| {
+        args.next()
+            .map_or(default, |s| s.parse().expect("a number"))
+    };
+    match command.as_deref() {
+        Some("sybil") => {
+            let seed = number(1);
+            let small = args.next().as_deref() == Some("small");
+            sybil(seed, small);
+        }
+        Some("tree") => {
+            let nodes = number(1_000) as usize;
+            tree_only(nodes, number(1));
+        }
+        Some("faults") => faults(number(1)),
+        _ => everything(number(1)),
     }
-    let seed = args
-        .next()
-        .map(|s| s.parse().expect("a seed is a number"))
-        .unwrap_or(1);
+}
+
+/// The tree's steady state alone, at `nodes`.
+fn tree_only(nodes: usize, seed: u64) {
+    let started = Instant::now();
+    let tree = steady(nodes, true, seed, 100);
+    println!("tree, {nodes} nodes, seed {seed}: RMR / last hop / delivery");
+    for (k, name) in ["one author", "random authors", "every node at once"]
+        .iter()
+        .enumerate()
+    {
+        println!(
+            "{name:<20} {:.3} / {} / {:.4}",
+            tree[k].rmr, tree[k].hop, tree[k].delivery
+        );
+    }
+    println!("({:.1} s)", started.elapsed().as_secs_f64());
+}
+
+/// The fault table, then the steady state with the tree and with flooding.
+fn everything(seed: u64) {
     faults(seed);
     println!();
     println!("steady state: seed {seed}; degree 6, latency 10-100 ms, no faults");

@@ -588,9 +588,14 @@ impl<P: Clone + Ord> Engine<P> {
         self.authors.set_peers(self.beliefs.len());
         self.validations.returned(&peer);
         self.wants.add_peer(&peer, now);
-        self.tree.connected(&peer, now);
+        let role = self.tree.connected(&peer, now);
         self.rounds.connected(&peer);
         self.batcher.complete(&peer, self.digest());
+        if role == tree::Role::Lazy {
+            // Its link was lazy before it broke: the peer is told at once, so neither end
+            // pushes over it again (`tree.rs`).
+            self.batcher.prune(&peer);
+        }
     }
 
     fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
@@ -620,7 +625,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.batcher.forget(peer);
         if self.beliefs.disconnected(peer) {
             self.authors.set_peers(self.beliefs.len());
-            self.tree.disconnected(peer);
+            self.tree.disconnected(peer, now);
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);

@@ -12,8 +12,13 @@
 //!   this node and announcements are not deferred (without eager push every message goes in
 //!   rounds; without the tree it is pushed to every eager link, which is every link unless
 //!   the peer sent `prune`);
-//! - every new connection starts eager, with grace for `want_timeout`; a link that delivers
-//!   a new message first is eager ([`Tree::on_first_copy`]);
+//! - every new connection starts eager, with grace for `want_timeout`, unless the peer's
+//!   last link was lazy and ended less than [`ROLE_MEMORY_MS`] ago: a link that breaks and
+//!   comes back (a lost packet that broke the transport, a redial) starts lazy again, and
+//!   this node sends `prune` first, so the tree keeps its shape instead of growing an eager
+//!   link per reconnect (up to [`MAX_REMEMBERED`] peers; a fresh peer id starts eager, as any
+//!   new peer, and being lazy is never an advantage a peer could ask for). A link that
+//!   delivers a new message first is eager ([`Tree::on_first_copy`]);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
 //!   the peer is sent `prune` (so it stops pushing to this node too), unless the link is in
 //!   its grace period (a catch-up or an answer to a graft may still be in flight), the copy
@@ -92,6 +97,12 @@ pub(crate) const SUSPECT_MS: Millis = 60_000;
 /// How many disconnected peers' suspicion is remembered until it ends.
 pub(crate) const MAX_SUSPECTED: usize = 1_024;
 
+/// How long a lazy link's role outlives its connection: a reconnect within it starts lazy.
+pub(crate) const ROLE_MEMORY_MS: Millis = 60_000;
+
+/// How many disconnected peers' lazy role is remembered.
+pub(crate) const MAX_REMEMBERED: usize = 1_024;
+
 /// The tree's view of one connected peer.
 #[derive(Debug)]
 struct Link {
@@ -137,6 +148,9 @@ pub(crate) struct Tree<P> {
     /// Disconnected peers that were suspect, until when (at most [`MAX_SUSPECTED`]; the
     /// soonest to end goes first).
     suspected: Expiring<P>,
+    /// Disconnected peers whose link was lazy, until when ([`ROLE_MEMORY_MS`], at most
+    /// [`MAX_REMEMBERED`]).
+    were_lazy: Expiring<P>,
 }
 
 impl<P: Clone + Ord> Tree<P> {
@@ -149,6 +163,7 @@ impl<P: Clone + Ord> Tree<P> {
             next_announce: None,
             suspects_until: 0,
             suspected: Expiring::new(MAX_SUSPECTED),
+            were_lazy: Expiring::new(MAX_REMEMBERED),
         }
     }
 
@@ -157,33 +172,49 @@ impl<P: Clone + Ord> Tree<P> {
         self.config.eager_push && self.config.broadcast_tree
     }
 
-    /// A connection to `peer` is up: an eager link with grace. Whatever was kept about an
-    /// earlier connection to it is gone.
-    pub(crate) fn connected(&mut self, peer: &P, now: Millis) {
-        self.disconnected(peer);
+    /// A connection to `peer` is up: an eager link with grace, or a lazy one if its last link
+    /// was lazy and ended less than [`ROLE_MEMORY_MS`] ago (the engine then sends `prune`).
+    /// Returns the role. Whatever else was kept about an earlier connection to it is gone.
+    pub(crate) fn connected(&mut self, peer: &P, now: Millis) -> Role {
+        self.disconnected(peer, now);
         let suspect_until = self
             .suspected
             .remove(peer)
             .filter(|&until| until > now)
             .unwrap_or(0);
+        let was_lazy = self.were_lazy.remove(peer).is_some_and(|until| until > now);
+        let role = if was_lazy && self.is_on() {
+            Role::Lazy
+        } else {
+            Role::Eager
+        };
         self.links.insert(
             peer.clone(),
             Link {
-                role: Role::Eager,
-                grace_until: now.saturating_add(self.config.grace),
+                role,
+                grace_until: if role == Role::Eager {
+                    now.saturating_add(self.config.grace)
+                } else {
+                    0
+                },
                 grafted_at: 0,
                 suspect_until,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
         );
+        role
     }
 
     /// The connection to `peer` is gone.
-    pub(crate) fn disconnected(&mut self, peer: &P) {
+    pub(crate) fn disconnected(&mut self, peer: &P, now: Millis) {
         let Some(link) = self.links.remove(peer) else {
             return;
         };
+        if link.role == Role::Lazy && self.is_on() {
+            self.were_lazy
+                .insert(peer, now.saturating_add(ROLE_MEMORY_MS));
+        }
         if let Some(at) = link.graft_at {
             self.graft_timers.remove(&(at, peer.clone()));
         }
@@ -359,6 +390,7 @@ impl<P: Clone + Ord> Tree<P> {
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         self.suspected.check_invariants();
+        self.were_lazy.check_invariants();
         let armed = self.links.values().filter(|l| l.graft_at.is_some()).count();
         assert_eq!(
             armed,
@@ -507,7 +539,7 @@ mod tests {
         t.defer(&1, &author, &ids(&[1]), 10);
         t.announce_later(&1, 10);
         assert_eq!((t.next_graft(), t.next_announce()), (Some(110), Some(30)));
-        t.disconnected(&1);
+        t.disconnected(&1, 20);
         assert_eq!(t.next_graft(), None);
         assert!(t.take_announcements().is_empty());
         t.check_invariants();

@@ -208,7 +208,10 @@ fn an_idle_node_has_no_timer_at_all() {
     let expiry = net.e(0).timer(secure_gossip::engine::Timer::Expiry);
     net.advance(1_000);
     assert_eq!(net.e(0).poll_timeout(), expiry);
-    assert_eq!(net.e(1).poll_timeout(), net.e(1).timer(secure_gossip::engine::Timer::Expiry));
+    assert_eq!(
+        net.e(1).poll_timeout(),
+        net.e(1).timer(secure_gossip::engine::Timer::Expiry)
+    );
 }
 
 /// After a two-hour suspend (the driver's monotonic clock stopped, wall time did not), the

@@ -289,3 +289,49 @@ fn sent_prune(v: &mut Engine<u8>, peer: u8) -> bool {
     }
     pruned
 }
+
+#[test]
+fn a_lazy_link_that_breaks_and_comes_back_is_lazy_again_an_eager_one_eager() {
+    let mut net = Net::linked(3, Config::default(), &[(0, 1), (0, 2), (1, 2)]);
+    net.shape_tree(b"first");
+    // One of 1 and 2 pruned the other: the 1-2 link is lazy on both ends.
+    assert!(net.e(1).stats().prunes + net.e(2).stats().prunes >= 1);
+    let now = net.now;
+    net.e(1).disconnect(&2, now);
+    net.e(2).disconnect(&1, now);
+    net.e(1).disconnect(&0, now);
+    net.e(0).disconnect(&1, now);
+    net.discard();
+    // Back a second later: 1 starts the link to 2 lazy and says so; 0 eager, as before.
+    let later = now + 1_000;
+    net.now = later;
+    net.e(1).connect(2, later);
+    assert!(sent_prune(net.e(1), 2), "prune sent with the first frame");
+    net.e(1).connect(0, later);
+    assert!(!sent_prune(net.e(1), 0), "an eager link starts eager");
+    // The next message from 0 reaches 2 pushed by 0 and is only announced between 1 and 2.
+    net.connect(0, 1);
+    net.e(2).connect(1, later);
+    net.pump();
+    let id = net.e(0).publish(b"second".to_vec(), later).unwrap();
+    step(&mut net);
+    assert!(
+        frames_across(&net, 1, 2)
+            .iter()
+            .all(|f| f.messages.iter().all(|e| e.id() != id)),
+        "not pushed over the link that was lazy"
+    );
+    net.pump();
+    assert_eq!(net.got(1).last(), Some(&id));
+    assert_eq!(net.got(2).last(), Some(&id));
+    // After the memory ends, a reconnect starts eager again.
+    let much_later = later + 61_000;
+    net.now = much_later;
+    net.e(1).disconnect(&2, much_later);
+    net.e(2).disconnect(&1, much_later);
+    net.discard();
+    net.now = much_later + 60_001;
+    let now = net.now;
+    net.e(1).connect(2, now);
+    assert!(!sent_prune(net.e(1), 2), "forgotten after a minute");
+}

@@ -19,6 +19,8 @@
 //!   link per reconnect (up to [`MAX_REMEMBERED`] peers; a fresh peer id starts eager, as any
 //!   new peer, and being lazy is never an advantage a peer could ask for). A link that
 //!   delivers a new message first is eager ([`Tree::on_first_copy`]);
+//! - a duplicate pushed over a lazy link means the peer holds the link eager: it is sent
+//!   `prune` again (the two ends agree again; this end's role does not change);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
 //!   the peer is sent `prune` (so it stops pushing to this node too), unless the link is in
 //!   its grace period (a catch-up or an answer to a graft may still be in flight), the copy
@@ -267,6 +269,10 @@ impl<P: Clone + Ord> Tree<P> {
                 link.role = Role::Lazy;
                 true
             }
+            // Pushed over a link this end holds lazy: the peer holds it eager (it missed the
+            // prune, or turned the link eager on a catch-up's first copies after a
+            // reconnect). Told again, so the two ends agree; nothing changes here.
+            Some(link) if link.role == Role::Lazy => true,
             _ => false,
         }
     }

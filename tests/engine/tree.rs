@@ -335,3 +335,20 @@ fn a_lazy_link_that_breaks_and_comes_back_is_lazy_again_an_eager_one_eager() {
     net.e(1).connect(2, now);
     assert!(!sent_prune(net.e(1), 2), "forgotten after a minute");
 }
+
+#[test]
+fn a_push_over_a_link_held_lazy_is_answered_with_prune_again() {
+    let mut net = Net::linked(3, Config::default(), &[(0, 1), (0, 2), (1, 2)]);
+    net.shape_tree(b"first");
+    // 1-2 is lazy at both ends. Say 2 turned its end eager again (it restarted and took a
+    // catch-up's copies as first copies): it pushes what 1 already has.
+    let now = net.now;
+    let id = net.e(0).publish(b"second".to_vec(), now).unwrap();
+    net.pump();
+    let copy = net.e(1).message(&id).unwrap().clone();
+    net.e(1).handle_frame(2, push(vec![copy]), now + 1);
+    assert!(
+        sent_prune(net.e(1), 2),
+        "told again that the link is lazy at this end"
+    );
+}

@@ -450,8 +450,8 @@ mod tests {
             Graft,
         }
         let table = [
-            (In::Dup, 500, Eager, false),  // in grace: kept
-            (In::Dup, 1_000, Lazy, true),  // grace over: pruned
+            (In::Dup, 500, Eager, false), // in grace: kept
+            (In::Dup, 1_000, Lazy, true), // grace over: pruned
             (In::Dup, 1_001, Lazy, true), // already lazy: told again, no change
             (In::First, 1_002, Eager, false),
             (In::Prune, 1_003, Lazy, false),

@@ -87,7 +87,7 @@ mod ranges;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
 mod serde_impls;
-/// A deterministic simulator of many engines (feature `test-utils`).
+// A deterministic simulator of many engines (feature `test-utils`); its docs are its own.
 #[cfg(feature = "test-utils")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-utils")))]
 pub mod sim;

@@ -197,7 +197,8 @@ impl Writer {
             };
         }
         if !engine.has_changes() && self.failed.is_none() {
-            // Nothing was changed for these (cannot happen: a delivery marks its id).
+            // Nothing to write for what waits: events held behind deliveries that a
+            // transaction already covered (a delivery always marks its id).
             if self.unwritten.is_empty() {
                 return Written::Nothing;
             }

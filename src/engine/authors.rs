@@ -196,37 +196,13 @@ impl<P: Clone + Ord> Authors<P> {
         }
     }
 
-    /// From now on changes to durable records are marked (`durable.rs`).
-    pub(crate) fn start_journal(&mut self) {
-        self.dirty.start();
+    /// The authors whose durable record changed since the driver last took them (`durable.rs`).
+    pub(crate) fn marks(&mut self) -> &mut Dirty<PublicKey> {
+        &mut self.dirty
     }
 
-    pub(crate) fn journaling(&self) -> bool {
-        self.dirty.on()
-    }
-
-    /// `author`'s record is to be written again.
-    pub(crate) fn mark(&mut self, author: PublicKey) {
-        self.dirty.mark(author);
-    }
-
-    pub(crate) fn has_marks(&self) -> bool {
-        self.dirty.any()
-    }
-
-    /// Everything is to be written again.
-    pub(crate) fn rewrite_all(&mut self) {
-        self.dirty.everything();
-    }
-
-    /// How many marks are kept before they collapse into a rewrite.
-    pub(crate) fn mark_bound(&self) -> usize {
-        self.dirty.bound()
-    }
-
-    /// The authors whose records changed (`Err`: too many, rewrite all).
-    pub(crate) fn take_marks(&mut self) -> Result<BTreeSet<PublicKey>, ()> {
-        self.dirty.take()
+    pub(crate) fn marks_ref(&self) -> &Dirty<PublicKey> {
+        &self.dirty
     }
 
     /// What a durable store keeps of `author`, if anything: its ids delivered or accepted

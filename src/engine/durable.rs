@@ -320,10 +320,10 @@ impl<P: Clone + Ord> Engine<P> {
             }
         }
         // Marks start here: what was read back is on disk already.
-        self.authors.start_journal();
-        self.store.start_journal();
+        self.authors.marks().start();
+        self.store.marks().start();
         for author in gone_authors {
-            self.authors.mark(author);
+            self.authors.marks().mark(author);
         }
         for id in gone_messages {
             // Left out, or evicted again by smaller bounds than the last run's.
@@ -331,7 +331,7 @@ impl<P: Clone + Ord> Engine<P> {
                 restored.messages += 1;
             } else {
                 restored.dropped += 1;
-                self.store.mark(id);
+                self.store.marks().mark(id);
             }
         }
         restored
@@ -355,31 +355,31 @@ impl<P: Clone + Ord> Engine<P> {
     /// Whether `sequence` may be signed: always without a durable store; with one, only
     /// below the reservation it has written.
     pub(crate) fn sequence_durable(&self, sequence: u64) -> bool {
-        !self.authors.journaling() || self.durable_sequence.is_some_and(|r| sequence < r)
+        !self.authors.marks_ref().on() || self.durable_sequence.is_some_and(|r| sequence < r)
     }
 
     /// The next [`Engine::take_changes`] returns everything (a driver whose pending changes
     /// grew past what it keeps, after failed writes).
     pub fn rewrite_everything(&mut self) {
-        self.authors.rewrite_all();
-        self.store.rewrite_all();
+        self.authors.marks().everything();
+        self.store.marks().everything();
     }
 
     /// How many changes a driver may keep pending at most before it asks for
     /// [`Engine::rewrite_everything`]: the bound of the engine's own marks.
     pub fn max_pending_changes(&self) -> usize {
-        self.authors.mark_bound() + self.store.mark_bound()
+        self.authors.marks_ref().bound() + self.store.marks_ref().bound()
     }
 
     /// Whether anything changed since the last [`Engine::take_changes`].
     pub fn has_changes(&self) -> bool {
-        self.authors.has_marks() || self.store.has_marks() || self.sequence_changed()
+        self.authors.marks_ref().any() || self.store.marks_ref().any() || self.sequence_changed()
     }
 
     /// Whether the store's reservation of sequences must move: less than half of
     /// [`RESERVED_SEQUENCES`] is left above the next one (or every sequence is used now).
     fn sequence_changed(&self) -> bool {
-        self.authors.journaling() && self.persisted_sequence != self.reservation()
+        self.authors.marks_ref().on() && self.persisted_sequence != self.reservation()
     }
 
     /// What the store should hold as the next sequence: this node's next one plus
@@ -406,8 +406,8 @@ impl<P: Clone + Ord> Engine<P> {
             self.persisted_sequence = self.reservation();
             changes.next_sequence = self.persisted_sequence;
         }
-        let authors = self.authors.take_marks();
-        let messages = self.store.take_marks();
+        let authors = self.authors.marks().take();
+        let messages = self.store.marks().take();
         let (Ok(authors), Ok(messages)) = (authors, messages) else {
             changes.everything = true;
             changes.put_authors = self.authors.records().collect();

@@ -79,33 +79,13 @@ impl<P: Clone + Ord> Store<P> {
         }
     }
 
-    /// From now on what is put or removed is marked (`durable.rs`).
-    pub(crate) fn start_journal(&mut self) {
-        self.dirty.start();
+    /// The ids put or removed since the driver last took them (`durable.rs`).
+    pub(crate) fn marks(&mut self) -> &mut Dirty<MessageId> {
+        &mut self.dirty
     }
 
-    /// `id` is to be written again (put if held, else deleted).
-    pub(crate) fn mark(&mut self, id: MessageId) {
-        self.dirty.mark(id);
-    }
-
-    pub(crate) fn has_marks(&self) -> bool {
-        self.dirty.any()
-    }
-
-    /// Everything is to be written again.
-    pub(crate) fn rewrite_all(&mut self) {
-        self.dirty.everything();
-    }
-
-    /// How many marks are kept before they collapse into a rewrite.
-    pub(crate) fn mark_bound(&self) -> usize {
-        self.dirty.bound()
-    }
-
-    /// The ids put or removed (`Err`: too many, rewrite all).
-    pub(crate) fn take_marks(&mut self) -> Result<BTreeSet<MessageId>, ()> {
-        self.dirty.take()
+    pub(crate) fn marks_ref(&self) -> &Dirty<MessageId> {
+        &self.dirty
     }
 
     /// Every held envelope, by id.

@@ -30,6 +30,7 @@ use super::knowledge::worth_knowing;
 use super::record::Standing;
 use super::wants::{Asks, Want};
 use super::{Engine, Millis, millis};
+use crate::envelope::MessageId;
 use crate::frame::{Digest, FrameBudget, envelope_len};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
@@ -93,17 +94,20 @@ impl<P: Clone + Ord> Engine<P> {
     /// is wanted from its announcer, and the announcer is grafted (`tree.rs`).
     pub(super) fn graft_due(&mut self, now: Millis) {
         for (peer, deferred) in self.tree.due_grafts(now) {
-            let mut missing = false;
+            let mut missing = None;
             for (author, ids) in deferred {
                 let unknown = self.authors.unknown(&author, &ids);
-                if unknown.is_empty() {
+                let Some((first, _)) = unknown.ranges().next() else {
                     continue;
-                }
-                missing = true;
+                };
+                missing.get_or_insert(MessageId {
+                    author,
+                    sequence: first,
+                });
                 self.want_from(&peer, &author, &unknown, now);
             }
-            if missing {
-                self.tree.grafted(&peer, now);
+            if let Some(missing) = missing {
+                self.tree.grafted(&peer, &missing, now);
                 self.stats.grafts += 1;
                 self.batcher.graft(&peer);
             }

@@ -188,7 +188,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.stats.duplicates += 1;
             let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from)
                 || self.wants.was_tried(from, &id.author, id.sequence);
-            if self.tree.on_duplicate(from, answered, now) {
+            if self.tree.on_duplicate(from, &id, answered, now) {
                 self.stats.prunes += 1;
                 self.batcher.prune(from);
             }
@@ -257,7 +257,7 @@ impl<P: Clone + Ord> Engine<P> {
         if !answered && !self.wants.was_tried(from, &id.author, id.sequence) {
             // Pushed unasked: the link that delivers first is eager (an answer to a want
             // leaves the link as it is; a graft said so explicitly).
-            self.tree.on_first_copy(from);
+            self.tree.on_first_copy(from, &id, now);
         }
         Ok(Received::Checked(answered.then_some(id.author)))
     }

@@ -24,25 +24,33 @@
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
 //!   the peer is sent `prune` (so it stops pushing to this node too), unless the link is in
 //!   its grace period (a catch-up or an answer to a graft may still be in flight), the copy
-//!   answered this node's own want of that peer, or another eager link is *suspect*
-//!   ([`Tree::on_duplicate`]);
+//!   answered this node's own want of that peer, or the message's first copy came over a
+//!   link that was *suspect* then ([`Tree::on_duplicate`]);
 //! - a link is suspect for [`SUSPECT_MS`] after it was eager while this node had to graft
 //!   another peer for a message it lacked: it pushed nothing of a message the network had.
-//!   Suspicion outlives the connection: a peer that reconnects is as suspect as it was (up to
-//!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as any
-//!   new peer). A link in grace is not marked, so a peer that sets `graft` on its own frames
-//!   escapes suspicion; against it, a link this node grafts a second time within
+//!   The suspicion is lifted when the link pushes that message after all (an honest upstream
+//!   on a slower path does, a few hops later; a peer that withholds does not). Suspicion
+//!   outlives the connection: a peer that reconnects is as suspect as it was (up to
+//!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as
+//!   any new peer). A link in grace is not marked, so a peer that sets `graft` on its own
+//!   frames escapes suspicion; against it, a link this node grafts a second time within
 //!   [`SUSPECT_MS`] keeps its grace for [`SUSPECT_MS`] (the first graft's grace is
-//!   `want_timeout`): prunes that keep undoing the same repair stop after the second;
+//!   `want_timeout`): prunes that keep undoing the same repair stop after the second.
 //!   A peer that pushes its own fresh envelopes to two neighbours at once makes their copies
 //!   to each other duplicates; pruning on them would leave it the eager link of both, from
-//!   which it then withholds. With the rule, that works at most once per [`SUSPECT_MS`] (the
-//!   first withheld message is grafted, which marks it), and every prune it causes is undone
-//!   by the next honest message within `graft_timeout` and a round trip;
-//! - `prune` from a peer makes its link lazy; `graft` makes it eager, and this side does not
-//!   prune it for [`SUSPECT_MS`] (the peer needed it: the duplicates a third party can cause
-//!   by writing to both ends at once are no sign of redundancy) ([`Tree::on_control`]), with
-//!   the tree on or off;
+//!   which it then withholds. Once it withheld a message this node had to graft, its first
+//!   copies prune nothing (the ids it delivered first while suspect are remembered for the
+//!   rest of its suspicion, up to [`MAX_FROM_SUSPECT`]; if more than that went by, no link is
+//!   pruned while any other eager link is suspect, as if all were remembered);
+//!   and every prune it causes is undone by the next honest message within `graft_timeout`
+//!   and a round trip;
+//! - `prune` from a peer makes its link lazy; `graft` makes it eager with grace, and this
+//!   side does not prune it for `want_timeout`, or for [`SUSPECT_MS`] if the peer grafted it
+//!   within the last [`SUSPECT_MS`] already (the peer needed it twice: the duplicates a third
+//!   party can cause by writing to both ends at once are no sign of redundancy)
+//!   ([`Tree::on_control`]), with the tree on or off. Grace on both sides of a graft is
+//!   scaled so: one graft is a repair that a calm tree may prune again on its next
+//!   duplicate; a repair undone within the minute is kept for the minute;
 //! - new messages are pushed to eager links ([`Tree::route`]) and announced to lazy ones
 //!   within `announce_delay` ([`Tree::announce_later`]); with no delay, at the end of the same
 //!   input. Waiting a little lets the peer's own announcement of the same id arrive first,
@@ -69,6 +77,7 @@
 use super::Millis;
 use super::expiring::Expiring;
 use super::ids::{IdSets, RangeQueue};
+use crate::envelope::MessageId;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,6 +114,10 @@ pub(crate) const ROLE_MEMORY_MS: Millis = 60_000;
 /// How many disconnected peers' lazy role is remembered.
 pub(crate) const MAX_REMEMBERED: usize = 1_024;
 
+/// How many ids delivered first by a suspect link are remembered (for the rest of its
+/// suspicion): their duplicates prune nothing.
+pub(crate) const MAX_FROM_SUSPECT: usize = 4_096;
+
 /// The tree's view of one connected peer.
 #[derive(Debug)]
 struct Link {
@@ -113,9 +126,13 @@ struct Link {
     grace_until: Millis,
     /// When this node last grafted the link (0: never).
     grafted_at: Millis,
+    /// When the peer last grafted the link (0: never).
+    peer_grafted_at: Millis,
     /// Until then the link is suspect: it was eager and pushed nothing of a message another
-    /// peer had to be grafted for. While any other eager link is suspect, no link is pruned.
+    /// peer had to be grafted for. Its first copies meanwhile prune nothing.
     suspect_until: Millis,
+    /// The message whose graft made the link suspect: pushing it lifts the suspicion.
+    suspect_for: Option<MessageId>,
     /// Ids the peer announced while lazy, waiting `graft_timeout` for a pushed copy.
     deferred: RangeQueue,
     /// When the deferred ids are due.
@@ -153,6 +170,12 @@ pub(crate) struct Tree<P> {
     /// Disconnected peers whose link was lazy, until when ([`ROLE_MEMORY_MS`], at most
     /// [`MAX_REMEMBERED`]).
     were_lazy: Expiring<P>,
+    /// Ids whose first copy came over a suspect link, until that suspicion ends (at most
+    /// [`MAX_FROM_SUSPECT`]).
+    from_suspect: Expiring<MessageId>,
+    /// Until then an id delivered first by a suspect link may have been forgotten: no link
+    /// is pruned while another eager link is suspect.
+    forgotten_until: Millis,
 }
 
 impl<P: Clone + Ord> Tree<P> {
@@ -166,6 +189,8 @@ impl<P: Clone + Ord> Tree<P> {
             suspects_until: 0,
             suspected: Expiring::new(MAX_SUSPECTED),
             were_lazy: Expiring::new(MAX_REMEMBERED),
+            from_suspect: Expiring::new(MAX_FROM_SUSPECT),
+            forgotten_until: 0,
         }
     }
 
@@ -200,7 +225,9 @@ impl<P: Clone + Ord> Tree<P> {
                     0
                 },
                 grafted_at: 0,
+                peer_grafted_at: 0,
                 suspect_until,
+                suspect_for: None,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
@@ -241,22 +268,44 @@ impl<P: Clone + Ord> Tree<P> {
         }
     }
 
-    /// `peer` delivered a new message first (pushed, not asked for): its link is eager.
-    pub(crate) fn on_first_copy(&mut self, peer: &P) {
-        if let Some(link) = self.links.get_mut(peer) {
-            link.role = Role::Eager;
+    /// `peer` delivered new message `id` first (pushed, not asked for): its link is eager. If
+    /// the link is suspect, `id`'s duplicates prune nothing.
+    pub(crate) fn on_first_copy(&mut self, peer: &P, id: &MessageId, now: Millis) {
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        link.role = Role::Eager;
+        lift_if_pushed(link, id);
+        if now < link.suspect_until && self.from_suspect.insert(id, link.suspect_until).is_some() {
+            // The entry that went ended no later than this one.
+            self.forgotten_until = self.forgotten_until.max(link.suspect_until);
         }
     }
 
-    /// `peer` sent a message this node already had; `answered` if it had been asked of that
-    /// peer (an answer to this node's own want is no sign of a redundant path). Returns
-    /// whether the link was pruned: the engine sends `prune`.
-    pub(crate) fn on_duplicate(&mut self, peer: &P, answered: bool, now: Millis) -> bool {
+    /// `peer` pushed message `id`, which this node already had; `answered` if it had been
+    /// asked of that peer (an answer to this node's own want is no sign of a redundant path).
+    /// Returns whether the link was pruned: the engine sends `prune`.
+    pub(crate) fn on_duplicate(
+        &mut self,
+        peer: &P,
+        id: &MessageId,
+        answered: bool,
+        now: Millis,
+    ) -> bool {
+        if let Some(link) = self.links.get_mut(peer) {
+            lift_if_pushed(link, id);
+        }
         if !self.is_on() || answered {
             return false;
         }
-        // Most duplicates come with no link suspect: no scan then.
-        let suspect = now < self.suspects_until
+        // The first copy came over a link suspect then: this duplicate may be an injector's.
+        if self.from_suspect.get(id).is_some_and(|until| now < until) {
+            return false;
+        }
+        // Some such ids were forgotten: as if this were one, while any link is suspect. (Most
+        // duplicates come with no link suspect: no scan then.)
+        let suspect = now < self.forgotten_until
+            && now < self.suspects_until
             && self
                 .links
                 .iter()
@@ -284,9 +333,13 @@ impl<P: Clone + Ord> Tree<P> {
         };
         if graft {
             // The peer lacked a message this link would have pushed: a duplicate over it is
-            // no sign of a redundant path for a while.
+            // no sign of a redundant path for a while (a minute if it needed it twice).
             link.role = Role::Eager;
-            link.grace_until = link.grace_until.max(now.saturating_add(SUSPECT_MS));
+            let again =
+                link.peer_grafted_at > 0 && now < link.peer_grafted_at.saturating_add(SUSPECT_MS);
+            let grace = if again { SUSPECT_MS } else { self.config.grace };
+            link.grace_until = link.grace_until.max(now.saturating_add(grace));
+            link.peer_grafted_at = now.max(1);
         } else if prune {
             link.role = Role::Lazy;
         }
@@ -336,21 +389,23 @@ impl<P: Clone + Ord> Tree<P> {
         due
     }
 
-    /// `peer` announced ids that no pushed copy brought within `graft_timeout`: its link is
-    /// eager, with grace. The engine sends `graft`.
-    pub(crate) fn grafted(&mut self, peer: &P, now: Millis) {
+    /// `peer` announced ids that no pushed copy brought within `graft_timeout` (`missing`:
+    /// the first of them): its link is eager, with grace. The engine sends `graft`.
+    pub(crate) fn grafted(&mut self, peer: &P, missing: &MessageId, now: Millis) {
         if let Some(link) = self.links.get_mut(peer) {
             link.role = Role::Eager;
             // Grafted again within a minute: something keeps pruning this repair.
             let again = link.grafted_at > 0 && now < link.grafted_at.saturating_add(SUSPECT_MS);
             let grace = if again { SUSPECT_MS } else { self.config.grace };
             link.grace_until = link.grace_until.max(now.saturating_add(grace));
-            link.grafted_at = now;
+            link.grafted_at = now.max(1);
         }
-        // The links that were eager pushed nothing of what the grafted peer had: suspect.
+        // The links that were eager pushed nothing of what the grafted peer had: suspect,
+        // until they push it.
         for (p, link) in self.links.iter_mut() {
             if p != peer && link.role == Role::Eager && now >= link.grace_until {
                 link.suspect_until = now.saturating_add(SUSPECT_MS);
+                link.suspect_for = Some(*missing);
                 self.suspects_until = link.suspect_until;
             }
         }
@@ -396,6 +451,7 @@ impl<P: Clone + Ord> Tree<P> {
     #[cfg(any(test, feature = "test-utils"))]
     pub(crate) fn check_invariants(&self) {
         self.suspected.check_invariants();
+        self.from_suspect.check_invariants();
         self.were_lazy.check_invariants();
         let armed = self.links.values().filter(|l| l.graft_at.is_some()).count();
         assert_eq!(
@@ -418,6 +474,15 @@ impl<P: Clone + Ord> Tree<P> {
     }
 }
 
+/// A suspect link that pushes the message it was suspected for was only slower: the
+/// suspicion is lifted.
+fn lift_if_pushed(link: &mut Link, id: &MessageId) {
+    if link.suspect_for.as_ref() == Some(id) {
+        link.suspect_until = 0;
+        link.suspect_for = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +499,13 @@ mod tests {
         })
     }
 
+    fn id(author: &PublicKey, sequence: u64) -> MessageId {
+        MessageId {
+            author: *author,
+            sequence,
+        }
+    }
+
     fn ids(list: &[u64]) -> RangeSet {
         list.iter().copied().collect()
     }
@@ -442,6 +514,7 @@ mod tests {
     #[test]
     fn roles_follow_first_copies_duplicates_and_control() {
         use Role::*;
+        let author = Keypair::from_seed(&[1; 32]).public();
         // (input, time, expected role after, expected prune)
         enum In {
             Dup,
@@ -456,16 +529,19 @@ mod tests {
             (In::First, 1_002, Eager, false),
             (In::Prune, 1_003, Lazy, false),
             (In::Graft, 1_004, Eager, false),
-            (In::Dup, 1_005, Eager, false), // the peer grafted it: kept for SUSPECT_MS
-            (In::Dup, 1_004 + SUSPECT_MS, Lazy, true),
+            (In::Dup, 2_003, Eager, false), // the peer grafted it: kept for the grace
+            (In::Dup, 2_004, Lazy, true),
+            (In::Graft, 3_000, Eager, false), // again within a minute
+            (In::Dup, 2_999 + SUSPECT_MS, Eager, false), // kept for the minute
+            (In::Dup, 3_000 + SUSPECT_MS, Lazy, true),
         ];
         let mut t = tree(true, true);
         t.connected(&1, 0);
         for (i, (input, now, role, prune)) in table.into_iter().enumerate() {
             let pruned = match input {
-                In::Dup => t.on_duplicate(&1, false, now),
+                In::Dup => t.on_duplicate(&1, &id(&author, i as u64), false, now),
                 In::First => {
-                    t.on_first_copy(&1);
+                    t.on_first_copy(&1, &id(&author, i as u64), now);
                     false
                 }
                 In::Prune => {
@@ -487,7 +563,8 @@ mod tests {
         for (eager_push, broadcast_tree) in [(true, false), (false, true)] {
             let mut t = tree(eager_push, broadcast_tree);
             t.connected(&1, 0);
-            assert!(!t.on_duplicate(&1, false, 5_000));
+            let author = Keypair::from_seed(&[1; 32]).public();
+            assert!(!t.on_duplicate(&1, &id(&author, 1), false, 5_000));
             t.on_control(&1, true, false, 0);
             assert_eq!(t.role(&1), Some(Role::Lazy));
             assert!(!t.defers(&1));
@@ -519,20 +596,78 @@ mod tests {
         assert_eq!(due[0].0, 1);
         assert_eq!(due[0].1[&author], ids(&[1, 2, 3]));
         assert_eq!(t.next_graft(), None);
-        t.grafted(&1, 2_100);
+        let missing = id(&author, 1);
+        t.grafted(&1, &missing, 2_100);
         assert_eq!(t.role(&1), Some(Role::Eager));
-        assert!(!t.on_duplicate(&1, false, 3_099), "grace after a graft");
         assert!(
-            !t.on_duplicate(&1, false, 3_100),
-            "peer 2 was eager and pushed nothing of what 1 had: suspect, no prune"
+            !t.on_duplicate(&1, &id(&author, 9), false, 3_099),
+            "grace after a graft"
         );
-        assert!(t.on_duplicate(&1, false, 2_100 + SUSPECT_MS));
-        // Grace on the other side of a graft too.
-        t.on_control(&2, false, true, 70_000);
+        // Peer 2 was eager and pushed nothing of what 1 had: suspect. Its first copies
+        // prune nothing; others' do.
+        let other = Keypair::from_seed(&[2; 32]).public();
+        t.on_first_copy(&2, &id(&other, 1), 3_100);
         assert!(
-            !t.on_duplicate(&2, false, 70_000 + SUSPECT_MS - 1),
-            "a link the peer grafted is kept"
+            !t.on_duplicate(&1, &id(&other, 1), false, 3_100),
+            "the first copy came from a suspect link"
         );
+        t.on_first_copy(&1, &id(&other, 2), 3_200);
+        assert!(
+            t.on_duplicate(&2, &id(&other, 2), false, 3_200),
+            "the first copy came over a link not suspect"
+        );
+        t.on_control(&2, false, true, 3_300); // eager again, and kept for the grace
+        // Peer 2 pushes the message it was suspected for, late: only slower, suspicion lifted.
+        assert!(
+            !t.on_duplicate(&2, &missing, false, 3_400),
+            "in the graft's grace"
+        );
+        t.on_first_copy(&2, &id(&other, 3), 4_400);
+        assert!(
+            t.on_duplicate(&1, &id(&other, 3), false, 4_400),
+            "suspicion lifted: its first copies prune again"
+        );
+        // What it delivered first while suspect stays remembered for the rest of that time.
+        assert!(!t.on_duplicate(&1, &id(&other, 1), false, 4_600));
+        assert!(t.on_duplicate(&1, &id(&other, 1), false, 2_100 + SUSPECT_MS));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn a_graft_from_the_peer_keeps_the_link_for_want_timeout_and_a_second_for_a_minute() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.on_control(&1, false, true, 5_000);
+        assert!(!t.on_duplicate(&1, &id(&author, 1), false, 5_999), "grace");
+        assert!(
+            t.on_duplicate(&1, &id(&author, 2), false, 6_000),
+            "one graft: grace only"
+        );
+        t.on_control(&1, false, true, 7_000); // grafted again within the minute
+        assert!(
+            !t.on_duplicate(&1, &id(&author, 3), false, 7_000 + SUSPECT_MS - 1),
+            "a link the peer grafted twice in a minute is kept for the minute"
+        );
+        assert!(t.on_duplicate(&1, &id(&author, 4), false, 7_000 + SUSPECT_MS));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn when_ids_from_suspect_links_are_forgotten_no_link_is_pruned_while_one_is_suspect() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let other = Keypair::from_seed(&[2; 32]).public();
+        let mut t = tree(true, true);
+        for peer in [1, 2, 3] {
+            t.connected(&peer, 0);
+        }
+        t.on_control(&1, true, false, 0);
+        t.grafted(&1, &id(&author, 1), 2_000); // 2 and 3 are suspect
+        for sequence in 1..=MAX_FROM_SUSPECT as u64 + 1 {
+            t.on_first_copy(&2, &id(&other, sequence), 2_100);
+        }
+        // The first id went to make room; its duplicate still prunes nothing.
+        assert!(!t.on_duplicate(&3, &id(&other, 1), false, 2_200));
         t.check_invariants();
     }
 

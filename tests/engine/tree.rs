@@ -203,17 +203,25 @@ fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
             "injection {k} pruned the honest link again"
         );
     }
-    // The side that received a graft keeps the link too.
+    // The side that received a graft keeps the link too: for `want_timeout` after one graft,
+    // for a minute after a second within the minute (the repair was undone once already).
     let mut w = engine_with(&[INJECTOR, HONEST]);
-    let graft = Frame {
+    let graft = || Frame {
         graft: true,
         ..Frame::default()
     };
-    w.handle_frame(HONEST, graft, T0 + 1_001);
+    w.handle_frame(HONEST, graft(), T0 + 1_001);
     assert!(
-        !inject(&mut w, T0 + 3_000, 90),
+        !inject(&mut w, T0 + 1_500, 90),
         "pruned right after the peer grafted it"
     );
+    w.handle_frame(HONEST, graft(), T0 + 3_000);
+    for (k, seed) in (91..95).enumerate() {
+        assert!(
+            !inject(&mut w, T0 + 3_000 + 10_000 * (k as u64 + 1), seed),
+            "injection {k} pruned a link the peer grafted twice in a minute"
+        );
+    }
     v.check_invariants();
     w.check_invariants();
 }
@@ -275,6 +283,43 @@ fn an_injector_that_grafts_itself_or_reconnects_prunes_a_repair_at_most_twice_a_
     );
     v.check_invariants();
     w.check_invariants();
+}
+
+/// An injector that pushes the message it withheld once the victim grafted another peer for
+/// it (which lifts its suspicion: an honest upstream on a slower path does the same) still
+/// prunes the same honest repair at most twice a minute.
+#[test]
+fn an_injector_that_sends_what_it_withheld_late_prunes_a_repair_at_most_twice_a_minute() {
+    const INJECTOR: u8 = 1;
+    const HONEST: u8 = 2;
+    let mut v = engine_with(&[INJECTOR, HONEST]);
+    let mut now = T0 + 1_001; // past every link's grace
+    let mut prunes = 0;
+    for cycle in 0..20u8 {
+        let x = sign(&keys(80 + cycle), 1, now, b"injected");
+        v.handle_frame(INJECTOR, push(vec![x.clone()]), now);
+        v.handle_frame(HONEST, push(vec![x]), now);
+        if sent_prune(&mut v, HONEST) {
+            prunes += 1;
+            // An honest message the injector withholds: grafted from the honest peer; then the
+            // injector pushes it late.
+            let honest = sign(&keys(120 + cycle), 1, now, b"honest");
+            v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
+            drain(&mut v, &honest.id());
+            now = v.timer(Timer::Graft).expect("deferred");
+            v.handle_timeout(now);
+            v.handle_frame(HONEST, push(vec![honest.clone()]), now);
+            v.handle_frame(INJECTOR, push(vec![honest.clone()]), now + 10);
+            drain(&mut v, &honest.id());
+        }
+        now += 1_500; // past a first graft's grace
+    }
+    assert!(now < T0 + 60_000);
+    assert_eq!(
+        prunes, 2,
+        "the honest repair was pruned {prunes} times in a minute"
+    );
+    v.check_invariants();
 }
 
 /// Drains `v`'s outputs: whether a frame to `peer` set `prune`.

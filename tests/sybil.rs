@@ -2,8 +2,9 @@
 //! among 400 Sybils, 80 % of each honest node's connections to Sybils): every attack of
 //! `sim::attack`, each against the same network without Sybils (`SEED=<n>` replays one):
 //! every honest message delivered once, p99 within twice the run without Sybils, and a late
-//! joiner among liars holding the history within 5 s. The bytes target (2×) and the censored
-//! target's own p99 are not met yet (`docs/simulation.md`), so they are printed, not asserted.
+//! joiner among liars holding the history within 5 s; silent sinks cost at most 2× the bytes
+//! per delivery. The bytes target (2×) under the other attacks and the censored target's own
+//! p99 are not met yet (`docs/simulation.md`), so they are printed, not asserted.
 //! Over real swarms (memory transport, noise, yamux; Sybils as raw peers with their own peer
 //! ids): liars that announce everything and never answer.
 //!
@@ -59,6 +60,16 @@ fn every_attack_at_a_tenth_of_the_scale_delivers_every_honest_message_once() {
             report.p99,
             baseline.p99
         );
+        if attack == Attack::SilentSink {
+            // Sybils that read and never send: a link whose peer sent nothing is pushed to for
+            // a few messages only (`tree.rs`), so the bytes target holds (before: 7.7×).
+            assert!(
+                report.bytes_per_delivery <= 2.0 * baseline.bytes_per_delivery,
+                "seed {seed}: silent sink: {:.0} B per delivery against {:.0} without Sybils",
+                report.bytes_per_delivery,
+                baseline.bytes_per_delivery
+            );
+        }
         if attack == Attack::Forger {
             // Forged copies are violations: each costs the Sybil its link.
             assert!(report.violations > 0, "seed {seed}: no violation");

@@ -379,11 +379,17 @@ impl<P: Clone + Ord> Engine<P> {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
                 continue;
             }
-            if self.tree.route(peer) == Route::Push && !self.congestion.is_congested(peer) {
-                state.has.learn_one(&id.author, id.sequence, limits);
-                self.batcher.message(peer, envelope.clone());
-            } else {
-                lazy.push(peer.clone());
+            match self.tree.route(peer, now) {
+                Route::Push if !self.congestion.is_congested(peer) => {
+                    state.has.learn_one(&id.author, id.sequence, limits);
+                    self.batcher.message(peer, envelope.clone());
+                }
+                Route::Demote => {
+                    self.stats.prunes += 1;
+                    self.batcher.prune(peer);
+                    lazy.push(peer.clone());
+                }
+                Route::Push | Route::Announce => lazy.push(peer.clone()),
             }
         }
         for peer in lazy {

@@ -19,6 +19,12 @@
 //!   link per reconnect (up to [`MAX_REMEMBERED`] peers; a fresh peer id starts eager, as any
 //!   new peer, and being lazy is never an advantage a peer could ask for). A link that
 //!   delivers a new message first is eager ([`Tree::on_first_copy`]);
+//! - a link whose peer has sent nothing at all on this connection (not even the complete
+//!   digest every peer sends when it connects) is pushed to for its grace and
+//!   [`PUSHES_TO_EARN`] messages more; the next message is announced instead, the link becomes
+//!   lazy and the peer is sent `prune` ([`Tree::route`]). A Sybil that reads and never sends
+//!   costs a few pushes, not one per message; an honest peer is never affected (its first
+//!   frame comes within a round trip), and one that needs this node's pushes later grafts;
 //! - a duplicate pushed over a lazy link means the peer holds the link eager: it is sent
 //!   `prune` again (the two ends agree again; this end's role does not change);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
@@ -98,6 +104,8 @@ pub(crate) enum Route {
     Push,
     /// Announce its id.
     Announce,
+    /// Announce its id, and send `prune`: the link was eager and its peer never sent a frame.
+    Demote,
 }
 
 /// How long a link stays suspect after it was eager while another peer had to be grafted
@@ -113,6 +121,10 @@ pub(crate) const ROLE_MEMORY_MS: Millis = 60_000;
 
 /// How many disconnected peers' lazy role is remembered.
 pub(crate) const MAX_REMEMBERED: usize = 1_024;
+
+/// How many messages are pushed over an eager link past its grace while its peer has sent
+/// nothing at all: a peer slower than its grace to send its first frame still gets a few.
+pub(crate) const PUSHES_TO_EARN: u32 = 8;
 
 /// How many ids delivered first by a suspect link are remembered (for the rest of its
 /// suspicion): their duplicates prune nothing.
@@ -133,6 +145,11 @@ struct Link {
     suspect_until: Millis,
     /// The message whose graft made the link suspect: pushing it lifts the suspicion.
     suspect_for: Option<MessageId>,
+    /// The peer sent a frame on this connection.
+    heard: bool,
+    /// Messages pushed over the link past its grace while the peer had sent nothing (up to
+    /// [`PUSHES_TO_EARN`]).
+    pushed_unheard: u32,
     /// Ids the peer announced while lazy, waiting `graft_timeout` for a pushed copy.
     deferred: RangeQueue,
     /// When the deferred ids are due.
@@ -228,6 +245,8 @@ impl<P: Clone + Ord> Tree<P> {
                 peer_grafted_at: 0,
                 suspect_until,
                 suspect_for: None,
+                heard: false,
+                pushed_unheard: 0,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
@@ -258,13 +277,25 @@ impl<P: Clone + Ord> Tree<P> {
         self.links.get(peer).map(|l| l.role)
     }
 
-    /// How a new message goes to `peer`: pushed over an eager link with eager push on,
-    /// else announced. (A congested peer is only announced to; that is the engine's rule.)
-    pub(crate) fn route(&self, peer: &P) -> Route {
-        if self.config.eager_push && self.role(peer) == Some(Role::Eager) {
-            Route::Push
-        } else {
-            Route::Announce
+    /// How a new message goes to `peer` at `now`: pushed over an eager link with eager push
+    /// on, else announced. An eager link past its grace whose peer has sent nothing is
+    /// demoted after [`PUSHES_TO_EARN`] pushes. (A congested peer is only announced to; that
+    /// is the engine's rule.)
+    pub(crate) fn route(&mut self, peer: &P, now: Millis) -> Route {
+        let on = self.is_on();
+        match self.links.get_mut(peer) {
+            Some(link) if self.config.eager_push && link.role == Role::Eager => {
+                if !on || link.heard || now < link.grace_until {
+                    Route::Push
+                } else if link.pushed_unheard < PUSHES_TO_EARN {
+                    link.pushed_unheard += 1;
+                    Route::Push
+                } else {
+                    link.role = Role::Lazy;
+                    Route::Demote
+                }
+            }
+            _ => Route::Announce,
         }
     }
 
@@ -275,6 +306,7 @@ impl<P: Clone + Ord> Tree<P> {
             return;
         };
         link.role = Role::Eager;
+        link.heard = true;
         lift_if_pushed(link, id);
         if now < link.suspect_until && self.from_suspect.insert(id, link.suspect_until).is_some() {
             // The entry that went ended no later than this one.
@@ -326,11 +358,12 @@ impl<P: Clone + Ord> Tree<P> {
         }
     }
 
-    /// A frame's tree control flags from `peer`, at `now`.
+    /// A frame from `peer`, with its tree control flags, at `now`.
     pub(crate) fn on_control(&mut self, peer: &P, prune: bool, graft: bool, now: Millis) {
         let Some(link) = self.links.get_mut(peer) else {
             return;
         };
+        link.heard = true;
         if graft {
             // The peer lacked a message this link would have pushed: a duplicate over it is
             // no sign of a redundant path for a while (a minute if it needed it twice).
@@ -568,12 +601,12 @@ mod tests {
             t.on_control(&1, true, false, 0);
             assert_eq!(t.role(&1), Some(Role::Lazy));
             assert!(!t.defers(&1));
-            assert_eq!(t.route(&1), Route::Announce);
+            assert_eq!(t.route(&1, 0), Route::Announce);
         }
         let mut t = tree(false, true);
         t.connected(&1, 0);
         assert_eq!(
-            t.route(&1),
+            t.route(&1, 0),
             Route::Announce,
             "no eager push: always announced"
         );
@@ -669,6 +702,36 @@ mod tests {
         // The first id went to make room; its duplicate still prunes nothing.
         assert!(!t.on_duplicate(&3, &id(&other, 1), false, 2_200));
         t.check_invariants();
+    }
+
+    /// A link past its grace whose peer has sent nothing is pushed [`PUSHES_TO_EARN`]
+    /// messages more, then demoted; a peer that sent any frame keeps its pushes.
+    #[test]
+    fn a_link_whose_peer_never_sent_anything_is_demoted_after_a_few_pushes() {
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.connected(&2, 0);
+        t.on_control(&1, false, false, 10); // an empty frame: the peer is heard
+        for peer in [1, 2] {
+            assert_eq!(t.route(&peer, 999), Route::Push, "in grace");
+        }
+        for _ in 0..PUSHES_TO_EARN {
+            assert_eq!(t.route(&2, 1_000), Route::Push);
+        }
+        assert_eq!(t.route(&2, 1_000), Route::Demote);
+        assert_eq!(t.role(&2), Some(Role::Lazy));
+        assert_eq!(t.route(&2, 1_000), Route::Announce);
+        for _ in 0..=PUSHES_TO_EARN {
+            assert_eq!(t.route(&1, 1_000), Route::Push, "heard");
+        }
+        // A reconnect starts unheard again; with the tree off, nothing is demoted.
+        let mut off = tree(true, false);
+        off.connected(&1, 0);
+        for _ in 0..=PUSHES_TO_EARN {
+            assert_eq!(off.route(&1, 5_000), Route::Push);
+        }
+        t.check_invariants();
+        off.check_invariants();
     }
 
     #[test]

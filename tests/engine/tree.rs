@@ -397,3 +397,48 @@ fn a_push_over_a_link_held_lazy_is_answered_with_prune_again() {
         "told again that the link is lazy at this end"
     );
 }
+
+/// Peers that read and never send (silent Sybils) are pushed to for their grace and a few
+/// messages more; then they are sent `prune` and only announced to (which waits for their
+/// first frame: they get nothing more). A peer that sent anything keeps its pushes.
+#[test]
+fn silent_peers_are_pushed_to_no_longer() {
+    const HONEST: u8 = 1;
+    const QUIET: u8 = 2; // sent one empty frame, nothing else
+    let silent: Vec<u8> = (3..=12).collect();
+    let mut peers = vec![HONEST, QUIET];
+    peers.extend(&silent);
+    let mut v = engine_with(&peers);
+    let mut now = T0 + 1_001; // past every link's grace
+    v.handle_frame(QUIET, Frame::default(), now);
+    let first = sign(&keys(50), 1, now, b"from the honest peer");
+    v.handle_frame(HONEST, push(vec![first]), now);
+    while v.poll_output().is_some() {}
+    let mut pushes = std::collections::BTreeMap::<u8, usize>::new();
+    let mut prunes = std::collections::BTreeSet::new();
+    for k in 0..20u64 {
+        now += 100;
+        v.publish(format!("message {k}").into_bytes(), now).unwrap();
+        v.handle_timeout(now + 50);
+        while let Some(output) = v.poll_output() {
+            if let Output::Send { peer, frame } = output {
+                *pushes.entry(peer).or_default() += frame.messages.len();
+                if frame.prune {
+                    prunes.insert(peer);
+                }
+            }
+        }
+    }
+    for peer in [HONEST, QUIET] {
+        assert_eq!(pushes[&peer], 20, "peer {peer} got every message pushed");
+        assert!(!prunes.contains(&peer));
+    }
+    for peer in &silent {
+        // Eight messages past the grace (`tree.rs`'s PUSHES_TO_EARN; the first was the honest
+        // peer's), then none.
+        assert_eq!(pushes[peer], 7, "silent peer {peer}");
+        assert!(prunes.contains(peer), "silent peer {peer} not sent prune");
+    }
+    assert!(v.stats().prunes >= silent.len() as u64);
+    v.check_invariants();
+}

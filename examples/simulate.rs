@@ -5,6 +5,7 @@
 //! cargo run --release --example simulate -- 42      # another seed
 //! cargo run --release --example simulate -- sybil   # the attack table (seed 1)
 //! cargo run --release --example simulate -- sybil 2 small   # 100 honest, 400 Sybils
+//! cargo run --release --example simulate -- sybil 1 full sink  # the attacks named so
 //! cargo run --release --example simulate -- tree 1000 1      # the tree's steady state only
 //! cargo run --release --example simulate -- tree 10000 1 20  # at 10,000 nodes, 20 messages
 //! cargo run --release --example simulate -- faults 1         # the fault table only
@@ -114,7 +115,8 @@ fn steady(nodes: usize, tree: bool, seed: u64, messages: usize) -> [Pattern; 3] 
 }
 
 /// The attack table: every attack, each beside the same network without Sybils.
-fn sybil(seed: u64, small: bool) {
+/// `only`: the attacks whose names contain it (empty: every one).
+fn sybil(seed: u64, small: bool, only: String) {
     let scenario = if small {
         AttackScenario::small(seed)
     } else {
@@ -129,14 +131,19 @@ fn sybil(seed: u64, small: bool) {
     let baseline = scenario.run(Attack::SilentSink, false);
     println!("{baseline}");
     for attack in Attack::ALL {
+        if !attack.name().contains(only.as_str()) {
+            continue;
+        }
         if attack == Attack::Eclipse {
             // Its own network: the target keeps one honest link.
             println!("{}", scenario.run(attack, false));
         }
         println!("{}", scenario.run(attack, true));
     }
-    println!("{}", scenario.run_late_joiner(false));
-    println!("{}", scenario.run_late_joiner(true));
+    if "late joiner".contains(only.as_str()) {
+        println!("{}", scenario.run_late_joiner(false));
+        println!("{}", scenario.run_late_joiner(true));
+    }
 }
 
 fn main() {
@@ -157,7 +164,7 @@ fn main() {
         Some("sybil") => {
             let seed = number(1);
             let small = args.next().as_deref() == Some("small");
-            sybil(seed, small);
+            sybil(seed, small, args.next().unwrap_or_default());
         }
         Some("tree") => {
             let nodes = number(1_000) as usize;

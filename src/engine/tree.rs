@@ -23,8 +23,12 @@
 //!   digest every peer sends when it connects) is pushed to for its grace and
 //!   [`PUSHES_TO_EARN`] messages more; the next message is announced instead, the link becomes
 //!   lazy and the peer is sent `prune` ([`Tree::route`]). A Sybil that reads and never sends
-//!   costs a few pushes, not one per message; an honest peer is never affected (its first
-//!   frame comes within a round trip), and one that needs this node's pushes later grafts;
+//!   costs a few pushes per peer id, not one per message (a reconnect within
+//!   [`ROLE_MEMORY_MS`] starts lazy again); an honest peer is not affected: its first frame
+//!   comes within a round trip, and a peer heard on its last link is heard on a link that
+//!   comes back within [`ROLE_MEMORY_MS`] (a connection that carries on after a duplicate
+//!   closed brings no new first frame). A Sybil that sends any frame is pushed to as any
+//!   peer;
 //! - a duplicate pushed over a lazy link means the peer holds the link eager: it is sent
 //!   `prune` again (the two ends agree again; this end's role does not change);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
@@ -39,9 +43,11 @@
 //!   outlives the connection: a peer that reconnects is as suspect as it was (up to
 //!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as
 //!   any new peer). A link in grace is not marked, so a peer that sets `graft` on its own
-//!   frames escapes suspicion; against it, a link this node grafts a second time within
-//!   [`SUSPECT_MS`] keeps its grace for [`SUSPECT_MS`] (the first graft's grace is
-//!   `want_timeout`): prunes that keep undoing the same repair stop after the second.
+//!   frames escapes suspicion; against it, a link grafted a second time within
+//!   [`SUSPECT_MS`], by either end, keeps its grace for [`SUSPECT_MS`] on the end that grafts
+//!   and on the end that is told (the first graft's grace is `want_timeout`;
+//!   [`graft_grace`]): prunes that keep undoing the same repair stop after the second, so an
+//!   injector costs a neighbour pair at most two repairs a minute.
 //!   A peer that pushes its own fresh envelopes to two neighbours at once makes their copies
 //!   to each other duplicates; pruning on them would leave it the eager link of both, from
 //!   which it then withholds. Once it withheld a message this node had to graft, its first
@@ -51,9 +57,10 @@
 //!   and every prune it causes is undone by the next honest message within `graft_timeout`
 //!   and a round trip;
 //! - `prune` from a peer makes its link lazy; `graft` makes it eager with grace, and this
-//!   side does not prune it for `want_timeout`, or for [`SUSPECT_MS`] if the peer grafted it
-//!   within the last [`SUSPECT_MS`] already (the peer needed it twice: the duplicates a third
-//!   party can cause by writing to both ends at once are no sign of redundancy)
+//!   side does not prune it for `want_timeout`, or for [`SUSPECT_MS`] if the link was grafted
+//!   within the last [`SUSPECT_MS`] already, by either end (it was needed twice: the
+//!   duplicates a third party can cause by writing to both ends at once are no sign of
+//!   redundancy)
 //!   ([`Tree::on_control`]), with the tree on or off. Grace on both sides of a graft is
 //!   scaled so: one graft is a repair that a calm tree may prune again on its next
 //!   duplicate; a repair undone within the minute is kept for the minute;
@@ -136,10 +143,8 @@ struct Link {
     role: Role,
     /// Until then a duplicate over this link does not prune it.
     grace_until: Millis,
-    /// When this node last grafted the link (0: never).
+    /// When the link was last grafted, by either end (0: never).
     grafted_at: Millis,
-    /// When the peer last grafted the link (0: never).
-    peer_grafted_at: Millis,
     /// Until then the link is suspect: it was eager and pushed nothing of a message another
     /// peer had to be grafted for. Its first copies meanwhile prune nothing.
     suspect_until: Millis,
@@ -187,6 +192,10 @@ pub(crate) struct Tree<P> {
     /// Disconnected peers whose link was lazy, until when ([`ROLE_MEMORY_MS`], at most
     /// [`MAX_REMEMBERED`]).
     were_lazy: Expiring<P>,
+    /// Disconnected peers that had sent a frame on their link, until when
+    /// ([`ROLE_MEMORY_MS`], at most [`MAX_REMEMBERED`]): a link that comes back (or a
+    /// connection that carries on after another closed) starts heard.
+    were_heard: Expiring<P>,
     /// Ids whose first copy came over a suspect link, until that suspicion ends (at most
     /// [`MAX_FROM_SUSPECT`]).
     from_suspect: Expiring<MessageId>,
@@ -206,6 +215,7 @@ impl<P: Clone + Ord> Tree<P> {
             suspects_until: 0,
             suspected: Expiring::new(MAX_SUSPECTED),
             were_lazy: Expiring::new(MAX_REMEMBERED),
+            were_heard: Expiring::new(MAX_REMEMBERED),
             from_suspect: Expiring::new(MAX_FROM_SUSPECT),
             forgotten_until: 0,
         }
@@ -227,6 +237,10 @@ impl<P: Clone + Ord> Tree<P> {
             .filter(|&until| until > now)
             .unwrap_or(0);
         let was_lazy = self.were_lazy.remove(peer).is_some_and(|until| until > now);
+        let heard = self
+            .were_heard
+            .remove(peer)
+            .is_some_and(|until| until > now);
         let role = if was_lazy && self.is_on() {
             Role::Lazy
         } else {
@@ -242,10 +256,9 @@ impl<P: Clone + Ord> Tree<P> {
                     0
                 },
                 grafted_at: 0,
-                peer_grafted_at: 0,
                 suspect_until,
                 suspect_for: None,
-                heard: false,
+                heard,
                 pushed_unheard: 0,
                 deferred: RangeQueue::default(),
                 graft_at: None,
@@ -261,6 +274,10 @@ impl<P: Clone + Ord> Tree<P> {
         };
         if link.role == Role::Lazy && self.is_on() {
             self.were_lazy
+                .insert(peer, now.saturating_add(ROLE_MEMORY_MS));
+        }
+        if link.heard {
+            self.were_heard
                 .insert(peer, now.saturating_add(ROLE_MEMORY_MS));
         }
         if let Some(at) = link.graft_at {
@@ -308,9 +325,12 @@ impl<P: Clone + Ord> Tree<P> {
         link.role = Role::Eager;
         link.heard = true;
         lift_if_pushed(link, id);
-        if now < link.suspect_until && self.from_suspect.insert(id, link.suspect_until).is_some() {
-            // The entry that went ended no later than this one.
-            self.forgotten_until = self.forgotten_until.max(link.suspect_until);
+        if now < link.suspect_until {
+            self.from_suspect.expire(now);
+            if self.from_suspect.insert(id, link.suspect_until).is_some() {
+                // The entry that went ended no later than this one.
+                self.forgotten_until = self.forgotten_until.max(link.suspect_until);
+            }
         }
     }
 
@@ -366,13 +386,10 @@ impl<P: Clone + Ord> Tree<P> {
         link.heard = true;
         if graft {
             // The peer lacked a message this link would have pushed: a duplicate over it is
-            // no sign of a redundant path for a while (a minute if it needed it twice).
+            // no sign of a redundant path for a while (a minute if grafted twice).
             link.role = Role::Eager;
-            let again =
-                link.peer_grafted_at > 0 && now < link.peer_grafted_at.saturating_add(SUSPECT_MS);
-            let grace = if again { SUSPECT_MS } else { self.config.grace };
+            let grace = graft_grace(link, self.config.grace, now);
             link.grace_until = link.grace_until.max(now.saturating_add(grace));
-            link.peer_grafted_at = now.max(1);
         } else if prune {
             link.role = Role::Lazy;
         }
@@ -427,11 +444,8 @@ impl<P: Clone + Ord> Tree<P> {
     pub(crate) fn grafted(&mut self, peer: &P, missing: &MessageId, now: Millis) {
         if let Some(link) = self.links.get_mut(peer) {
             link.role = Role::Eager;
-            // Grafted again within a minute: something keeps pruning this repair.
-            let again = link.grafted_at > 0 && now < link.grafted_at.saturating_add(SUSPECT_MS);
-            let grace = if again { SUSPECT_MS } else { self.config.grace };
+            let grace = graft_grace(link, self.config.grace, now);
             link.grace_until = link.grace_until.max(now.saturating_add(grace));
-            link.grafted_at = now.max(1);
         }
         // The links that were eager pushed nothing of what the grafted peer had: suspect,
         // until they push it.
@@ -486,6 +500,7 @@ impl<P: Clone + Ord> Tree<P> {
         self.suspected.check_invariants();
         self.from_suspect.check_invariants();
         self.were_lazy.check_invariants();
+        self.were_heard.check_invariants();
         let armed = self.links.values().filter(|l| l.graft_at.is_some()).count();
         assert_eq!(
             armed,
@@ -505,6 +520,17 @@ impl<P: Clone + Ord> Tree<P> {
         );
         assert!(self.lazy_due.is_empty() || self.next_announce.is_some());
     }
+}
+
+/// The grace of a link grafted at `now`, by either end: `grace` (`want_timeout`), or
+/// [`SUSPECT_MS`] if it was grafted within the last [`SUSPECT_MS`] already, by either end
+/// (something keeps pruning this repair; counting both directions together, an attacker
+/// that makes each end graft in turn gets no more prunes than one that makes one end graft
+/// twice). Records the graft.
+fn graft_grace(link: &mut Link, grace: Millis, now: Millis) -> Millis {
+    let again = link.grafted_at > 0 && now < link.grafted_at.saturating_add(SUSPECT_MS);
+    link.grafted_at = now.max(1);
+    if again { SUSPECT_MS } else { grace }
 }
 
 /// A suspect link that pushes the message it was suspected for was only slower: the
@@ -683,6 +709,16 @@ mod tests {
             "a link the peer grafted twice in a minute is kept for the minute"
         );
         assert!(t.on_duplicate(&1, &id(&author, 4), false, 7_000 + SUSPECT_MS));
+        // Grafted by the peer, then by this node within the minute: kept for the minute too
+        // (each end grafting in turn counts as twice).
+        let later = 200_000;
+        t.on_control(&1, false, true, later);
+        t.on_control(&1, true, false, later + 500); // pruned by the peer
+        t.grafted(&1, &id(&author, 5), later + 2_000);
+        assert!(
+            !t.on_duplicate(&1, &id(&author, 6), false, later + 2_000 + SUSPECT_MS - 1),
+            "grafted by both ends within a minute"
+        );
         t.check_invariants();
     }
 
@@ -701,6 +737,18 @@ mod tests {
         }
         // The first id went to make room; its duplicate still prunes nothing.
         assert!(!t.on_duplicate(&3, &id(&other, 1), false, 2_200));
+        // Ids whose suspicion ended make room without forgetting anything: past it, a new
+        // suspicion that records one id leaves the other links' duplicates free to prune.
+        let later = 2_100 + 2 * SUSPECT_MS;
+        t.on_control(&2, false, false, later);
+        t.on_control(&3, false, false, later);
+        t.grafted(&1, &id(&author, 2), later); // 2 and 3 suspect again
+        t.on_first_copy(&2, &id(&other, 9_000), later + 1);
+        t.on_first_copy(&1, &id(&other, 9_001), later + 1);
+        assert!(
+            t.on_duplicate(&3, &id(&other, 9_001), false, later + 2),
+            "the first copy came over a link not suspect"
+        );
         t.check_invariants();
     }
 
@@ -724,7 +772,24 @@ mod tests {
         for _ in 0..=PUSHES_TO_EARN {
             assert_eq!(t.route(&1, 1_000), Route::Push, "heard");
         }
-        // A reconnect starts unheard again; with the tree off, nothing is demoted.
+        // A link that comes back within ROLE_MEMORY_MS is heard if the last one was; one
+        // whose peer never sent anything is not (and starts lazy: it was demoted).
+        t.disconnected(&1, 2_000);
+        t.disconnected(&2, 2_000);
+        t.connected(&1, 2_000);
+        t.connected(&2, 2_000);
+        assert_eq!(t.role(&2), Some(Role::Lazy));
+        for _ in 0..=PUSHES_TO_EARN {
+            assert_eq!(t.route(&1, 3_000), Route::Push, "heard on its last link");
+        }
+        t.on_control(&2, false, true, 2_100); // grafted by an unheard peer: now heard
+        t.disconnected(&2, 2_200);
+        t.connected(&2, 2_200 + ROLE_MEMORY_MS); // too late: forgotten
+        for _ in 0..PUSHES_TO_EARN {
+            assert_eq!(t.route(&2, 4_000 + ROLE_MEMORY_MS), Route::Push);
+        }
+        assert_eq!(t.route(&2, 4_000 + ROLE_MEMORY_MS), Route::Demote);
+        // With the tree off, nothing is demoted.
         let mut off = tree(true, false);
         off.connected(&1, 0);
         for _ in 0..=PUSHES_TO_EARN {

@@ -322,6 +322,53 @@ fn an_injector_that_sends_what_it_withheld_late_prunes_a_repair_at_most_twice_a_
     v.check_invariants();
 }
 
+/// The end that is told of a graft: its first grace is `want_timeout`, so one injection
+/// after it may prune there; once that end has to graft the link itself within the minute
+/// (grafts by either end count together), the link is kept for the minute on it.
+#[test]
+fn the_end_told_of_a_graft_keeps_the_link_for_the_minute_after_a_graft_either_way() {
+    const INJECTOR: u8 = 1;
+    const HONEST: u8 = 2;
+    let mut w = engine_with(&[INJECTOR, HONEST]);
+    let mut now = T0 + 1_001;
+    let inject_from = |v: &mut Engine<u8>, from: u8, now: Millis, seed: u8| -> bool {
+        let x = sign(&keys(seed), 1, now, b"injected");
+        v.handle_frame(from, push(vec![x.clone()]), now);
+        v.handle_frame(HONEST, push(vec![x]), now);
+        sent_prune(v, HONEST)
+    };
+    let graft = Frame {
+        graft: true,
+        ..Frame::default()
+    };
+    w.handle_frame(HONEST, graft, now); // the honest end grafted this link
+    now += 1_500; // past the first graft's grace
+    assert!(
+        inject_from(&mut w, INJECTOR, now, 70),
+        "one injection may prune here"
+    );
+    // A message the injector withholds: this end grafts the honest peer in turn.
+    let honest = sign(&keys(71), 1, now, b"honest");
+    w.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
+    drain(&mut w, &honest.id());
+    now = w.timer(Timer::Graft).expect("deferred");
+    w.handle_timeout(now);
+    w.handle_frame(HONEST, push(vec![honest.clone()]), now);
+    drain(&mut w, &honest.id());
+    // A fresh injector (not suspect: it connected after the graft) tries again.
+    const FRESH: u8 = 3;
+    w.connect(FRESH, now);
+    while w.poll_output().is_some() {}
+    for (k, seed) in (72..80).enumerate() {
+        now += 5_000;
+        assert!(
+            !inject_from(&mut w, FRESH, now, seed),
+            "injection {k} pruned a link grafted by both ends within the minute"
+        );
+    }
+    w.check_invariants();
+}
+
 /// Drains `v`'s outputs: whether a frame to `peer` set `prune`.
 fn sent_prune(v: &mut Engine<u8>, peer: u8) -> bool {
     let mut pruned = false;

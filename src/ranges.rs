@@ -62,7 +62,86 @@ impl std::error::Error for RangeError {}
 /// that [`RangeSet::from_wire`] accepts.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct RangeSet {
-    ranges: Vec<(u64, u64)>,
+    ranges: Ranges,
+}
+
+/// A [`RangeSet`]'s ranges: none or one kept inline, more on the heap. Most sets are one
+/// range (an author's ids are one run per process lifetime), and the engine keeps one per
+/// author per peer: inline, such a set costs no allocation (about 80 bytes of heap with the
+/// allocator's header). Always normalised (`Many` holds at least two), so the derived
+/// equality and hash are the slices'.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+enum Ranges {
+    #[default]
+    Empty,
+    One((u64, u64)),
+    Many(Vec<(u64, u64)>),
+}
+
+impl std::ops::Deref for Ranges {
+    type Target = [(u64, u64)];
+
+    fn deref(&self) -> &[(u64, u64)] {
+        match self {
+            Ranges::Empty => &[],
+            Ranges::One(range) => std::slice::from_ref(range),
+            Ranges::Many(ranges) => ranges,
+        }
+    }
+}
+
+impl Ranges {
+    /// The room the heap holds for ranges (0 inline).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        match self {
+            Ranges::Many(ranges) => ranges.capacity(),
+            _ => 0,
+        }
+    }
+
+    fn from_vec(ranges: Vec<(u64, u64)>) -> Self {
+        match ranges.len() {
+            0 => Ranges::Empty,
+            1 => Ranges::One(ranges[0]),
+            _ => Ranges::Many(ranges),
+        }
+    }
+
+    /// Replaces the ranges at `at` with `with`, as [`Vec::splice`]; allocates only when the
+    /// result has two ranges or more.
+    fn splice(&mut self, at: std::ops::Range<usize>, with: &[(u64, u64)]) {
+        let len = self.len() - at.len() + with.len();
+        if let Ranges::Many(ranges) = self
+            && len >= 2
+        {
+            ranges.splice(at, with.iter().copied());
+            return;
+        }
+        let (before, after) = (&self[..at.start], &self[at.end..]);
+        *self = match len {
+            0 => Ranges::Empty,
+            1 => Ranges::One(*before.iter().chain(with).chain(after).next().expect("one")),
+            _ => {
+                let mut ranges = Vec::with_capacity(len);
+                ranges.extend_from_slice(before);
+                ranges.extend_from_slice(with);
+                ranges.extend_from_slice(after);
+                Ranges::Many(ranges)
+            }
+        };
+    }
+
+    /// Gives back spare room once well under the allocation; one range or none goes inline.
+    fn trim(&mut self) {
+        if let Ranges::Many(ranges) = self {
+            if ranges.len() < 2 {
+                *self = Ranges::from_vec(std::mem::take(ranges));
+            } else if ranges.capacity() > 2 * ranges.len() + 4 {
+                ranges.shrink_to(ranges.len());
+            }
+        }
+    }
 }
 
 impl fmt::Debug for RangeSet {
@@ -76,7 +155,9 @@ impl fmt::Debug for RangeSet {
 impl RangeSet {
     /// The empty set.
     pub const fn new() -> Self {
-        RangeSet { ranges: Vec::new() }
+        RangeSet {
+            ranges: Ranges::Empty,
+        }
     }
 
     /// The set `start..=end`. Empty when `start > end`; a 0 start is raised to 1.
@@ -114,7 +195,9 @@ impl RangeSet {
             previous_end = Some(end);
             ranges.push((start, end));
         }
-        Ok(RangeSet { ranges })
+        Ok(RangeSet {
+            ranges: Ranges::from_vec(ranges),
+        })
     }
 
     /// The wire form: inclusive pairs, flattened.
@@ -183,7 +266,7 @@ impl RangeSet {
             new_start = new_start.min(self.ranges[lo].0);
             new_end = new_end.max(self.ranges[hi - 1].1);
         }
-        self.ranges.splice(lo..hi, [(new_start, new_end)]);
+        self.ranges.splice(lo..hi, &[(new_start, new_end)]);
         if hi > lo + 1 {
             self.trim();
         }
@@ -198,7 +281,7 @@ impl RangeSet {
             return;
         }
         if other.ranges.len() <= 4 {
-            for &(s, e) in &other.ranges {
+            for &(s, e) in other.ranges.iter() {
                 self.insert_range(s, e);
             }
             return;
@@ -221,7 +304,7 @@ impl RangeSet {
                 _ => merged.push(next),
             }
         }
-        self.ranges = merged;
+        self.ranges = Ranges::from_vec(merged);
         self.trim();
     }
 
@@ -230,9 +313,7 @@ impl RangeSet {
     /// keeps, not for what it once was: at most twice its ranges and a few. It costs no more
     /// than the operation that shrank the set (both move at most its ranges).
     fn trim(&mut self) {
-        if self.ranges.capacity() > 2 * self.ranges.len() + 4 {
-            self.ranges.shrink_to(self.ranges.len());
-        }
+        self.ranges.trim();
     }
 
     /// Removes `start..=end`.
@@ -245,7 +326,7 @@ impl RangeSet {
         if lo >= hi {
             return;
         }
-        let mut keep = Vec::with_capacity(2);
+        let mut keep = Vec::with_capacity(2); // at most two: the ends that stay
         let (first_start, _) = self.ranges[lo];
         let (_, last_end) = self.ranges[hi - 1];
         if first_start < start {
@@ -254,7 +335,7 @@ impl RangeSet {
         if last_end > end {
             keep.push((end + 1, last_end));
         }
-        self.ranges.splice(lo..hi, keep);
+        self.ranges.splice(lo..hi, &keep);
         self.trim();
     }
 
@@ -262,7 +343,7 @@ impl RangeSet {
     pub fn difference(&self, other: &RangeSet) -> RangeSet {
         let mut out = Vec::new();
         let mut j = 0;
-        for &(mut s, e) in &self.ranges {
+        for &(mut s, e) in self.ranges.iter() {
             while j < other.ranges.len() && other.ranges[j].1 < s {
                 j += 1;
             }
@@ -284,7 +365,9 @@ impl RangeSet {
                 out.push((s, e));
             }
         }
-        RangeSet { ranges: out }
+        RangeSet {
+            ranges: Ranges::from_vec(out),
+        }
     }
 
     /// The values in both sets.
@@ -299,7 +382,9 @@ impl RangeSet {
             }
             if a.1 < b.1 { i += 1 } else { j += 1 }
         }
-        RangeSet { ranges: out }
+        RangeSet {
+            ranges: Ranges::from_vec(out),
+        }
     }
 
     /// Fills every gap below `value`: the ranges that start at or below it become one.
@@ -307,7 +392,7 @@ impl RangeSet {
         let n = self.ranges.partition_point(|&(s, _)| s <= value);
         if n > 1 {
             let merged = (self.ranges[0].0, self.ranges[n - 1].1.max(value));
-            self.ranges.splice(0..n, [merged]);
+            self.ranges.splice(0..n, &[merged]);
             self.trim();
         }
     }
@@ -328,7 +413,9 @@ impl RangeSet {
                 _ => ranges.push((s, e)),
             }
         }
-        let mut set = RangeSet { ranges };
+        let mut set = RangeSet {
+            ranges: Ranges::from_vec(ranges),
+        };
         set.trim();
         set
     }
@@ -338,7 +425,7 @@ impl RangeSet {
     pub(crate) fn without_overlapping(&self, other: &RangeSet) -> RangeSet {
         let mut j = 0;
         let mut out = Vec::new();
-        for &(s, e) in &self.ranges {
+        for &(s, e) in self.ranges.iter() {
             while j < other.ranges.len() && other.ranges[j].1 < s {
                 j += 1;
             }
@@ -347,7 +434,9 @@ impl RangeSet {
                 out.push((s, e));
             }
         }
-        RangeSet { ranges: out }
+        RangeSet {
+            ranges: Ranges::from_vec(out),
+        }
     }
 
     /// Keeps at most `max` ranges by merging the lowest ranges together (filling the gaps
@@ -359,7 +448,7 @@ impl RangeSet {
         }
         let excess = self.ranges.len() - max;
         let merged = (self.ranges[0].0, self.ranges[excess].1);
-        self.ranges.splice(0..=excess, [merged]);
+        self.ranges.splice(0..excess + 1, &[merged]);
         self.trim();
         true
     }
@@ -370,7 +459,7 @@ impl RangeSet {
             return false;
         }
         let excess = self.ranges.len() - max;
-        self.ranges.drain(..excess);
+        self.ranges.splice(0..excess, &[]);
         self.trim();
         true
     }
@@ -389,6 +478,42 @@ impl FromIterator<u64> for RangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every operation leaves the ranges normalised: none or one inline, two or more on the
+    /// heap (so equality and hashing are the values').
+    #[test]
+    fn one_range_or_none_is_kept_inline_after_every_operation() {
+        let inline = |set: &RangeSet| !matches!(&set.ranges, Ranges::Many(r) if r.len() < 2);
+        let mut x: u64 = 7;
+        let mut next = |n: u64| {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (x >> 33) % n
+        };
+        let mut set = RangeSet::new();
+        for _ in 0..20_000 {
+            let (a, b) = (1 + next(64), 1 + next(64));
+            let (lo, hi) = (a.min(b), a.max(b));
+            match next(7) {
+                0 => set.insert_range(lo, hi),
+                1 => set.remove_range(lo, hi),
+                2 => set.fill_up_to(lo),
+                3 => {
+                    set.fill_lowest_gaps(1 + next(3) as usize);
+                }
+                4 => {
+                    set.forget_lowest(next(3) as usize);
+                }
+                5 => set.union_with(&RangeSet::from_range(lo, hi)),
+                _ => set = set.difference(&RangeSet::from_range(lo, hi)),
+            }
+            assert!(inline(&set), "{set:?}");
+            assert_eq!(
+                RangeSet::from_wire(&set.to_wire()).as_ref(),
+                Ok(&set),
+                "equal to its own wire form"
+            );
+        }
+    }
 
     #[test]
     fn a_set_cut_down_gives_back_its_room() {

@@ -513,6 +513,19 @@ mod tests {
                 "equal to its own wire form"
             );
         }
+        // The constructors that build from a list: results of one range go inline too.
+        let one = RangeSet::from_range(1, 12);
+        let collapsed = RangeSet::from_unsorted(vec![(10, 12), (1, 5), (3, 9)]);
+        assert!(inline(&collapsed) && collapsed == one);
+        let odd: RangeSet = (1..=12).step_by(2).collect();
+        let even: RangeSet = (2..=12).step_by(2).collect();
+        let mut merged = odd.clone();
+        merged.union_with(&even); // more than four ranges: the linear merge
+        assert!(inline(&merged) && merged == one);
+        let narrow = odd.intersection(&RangeSet::from_range(3, 3));
+        assert!(inline(&narrow) && narrow == RangeSet::from_range(3, 3));
+        let apart = odd.without_overlapping(&RangeSet::from_range(1, 10));
+        assert!(inline(&apart) && apart == RangeSet::from_range(11, 11));
     }
 
     #[test]

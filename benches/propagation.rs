@@ -19,13 +19,15 @@
 //! of the process, CPU cores busy once idle (the process's CPU time over 3 s with nothing
 //! published); then the medians over seeds and the ratios to gossipsub.
 
+mod common;
+
 use futures::{AsyncRead, AsyncWrite, StreamExt};
 use libp2p::core::transport::MemoryTransport;
 use libp2p::core::upgrade::Version;
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, Transport, floodsub, gossipsub, noise, yamux};
 use secure_gossip::sim::Rng;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -255,45 +257,6 @@ struct Row {
     idle_cores: f64,
 }
 
-fn topology(p: &Params) -> Vec<(usize, usize)> {
-    let mut rng = Rng::new(p.seed);
-    let mut edges = BTreeSet::new();
-    for i in 1..p.nodes {
-        edges.insert((rng.index(i), i));
-    }
-    while edges.len() < p.nodes * p.degree / 2 {
-        let (a, b) = (rng.index(p.nodes), rng.index(p.nodes));
-        if a != b && !edges.contains(&(b, a)) {
-            edges.insert((a, b));
-        }
-    }
-    edges.into_iter().collect()
-}
-
-/// CPU time of this process so far (user + system), from /proc.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<u64> = after
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 async fn run<P: Protocol>(p: &Params) -> Row
 where
     P::ToSwarm: Debug,
@@ -309,7 +272,7 @@ where
         commands.push(tx);
         addrs.push(addr_rx.await.expect("listening"));
     }
-    let edges = topology(p);
+    let edges = common::topology(p.nodes, p.degree, p.seed);
     for &(a, b) in &edges {
         commands[a].send(Command::Dial(addrs[b].clone())).unwrap();
     }
@@ -332,7 +295,7 @@ where
             // The warm-up's deliveries settle first; then measuring starts.
             tokio::time::sleep(Duration::from_secs(2)).await;
             start_bytes = bytes.load(Ordering::Relaxed);
-            start_cpu = cpu_time();
+            start_cpu = common::cpu_time("self");
         }
         let author = rng.index(p.nodes);
         let mut data = vec![0u8; p.payload.max(4)];
@@ -365,14 +328,17 @@ where
         }
     }
     let busy_bytes = bytes.load(Ordering::Relaxed) - start_bytes;
-    let busy_cpu = cpu_time().saturating_sub(start_cpu);
+    let busy_cpu = common::cpu_time("self").saturating_sub(start_cpu);
     // Idle: no new messages for a while.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_start = bytes.load(Ordering::Relaxed);
-    let idle_cpu = cpu_time();
+    let idle_cpu = common::cpu_time("self");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_bytes = bytes.load(Ordering::Relaxed) - idle_start;
-    let idle_cores = cpu_time().saturating_sub(idle_cpu).as_secs_f64() / 3.0;
+    let idle_cores = common::cpu_time("self")
+        .saturating_sub(idle_cpu)
+        .as_secs_f64()
+        / 3.0;
     drop(commands);
 
     let mut latencies: Vec<f64> = seen
@@ -397,7 +363,7 @@ where
         bytes_per_delivery: busy_bytes as f64 / delivered.max(1) as f64,
         cpu_us_per_delivery: busy_cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,
         idle_bytes_per_sec: idle_bytes as f64 / 3.0,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: common::peak_rss_mib("self"),
         idle_cores,
     }
 }

@@ -1,0 +1,47 @@
+//! What the propagation benchmarks share: the seeded graph and readings from `/proc`.
+
+use secure_gossip::sim::Rng;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// A seeded random connected graph: a random tree, then random edges up to `degree` on
+/// average.
+pub fn topology(nodes: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
+    let mut rng = Rng::new(seed);
+    let mut edges = BTreeSet::new();
+    for i in 1..nodes {
+        edges.insert((rng.index(i), i));
+    }
+    while edges.len() < nodes * degree / 2 {
+        let (a, b) = (rng.index(nodes), rng.index(nodes));
+        if a != b && !edges.contains(&(b, a)) {
+            edges.insert((a, b));
+        }
+    }
+    edges.into_iter().collect()
+}
+
+/// CPU time (user + system) of process `pid` so far (`"self"`: this one), from /proc.
+pub fn cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime 13th.
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// Peak RSS of process `pid` (`"self"`: this one), MiB.
+pub fn peak_rss_mib(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}

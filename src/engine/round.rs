@@ -16,7 +16,8 @@
 //!   new, nothing sent: the work is proportional to what is new;
 //! - a peer whose first frame (its complete digest) has not arrived is skipped: the digest
 //!   is on its way and would make the announcements redundant. The skipped round runs when
-//!   that frame arrives ([`Sync::Awaiting`]);
+//!   that frame arrives ([`Sync::Awaiting`]). Its queue does not arm the timer meanwhile: a
+//!   peer that never sends (a silent Sybil) never wakes the node;
 //! - a queue that grows past `max_have_ranges_per_frame` (rounds stopped, or far apart) is
 //!   cut down to what the node still holds, which the store bounds; the next cut waits until
 //!   the queue has doubled, so cutting costs O(1) per id queued.
@@ -53,7 +54,8 @@ struct PeerRound {
 #[derive(Debug)]
 pub(crate) struct Rounds<P> {
     peers: BTreeMap<P, PeerRound>,
-    /// Peers with ids queued: the timer is armed only while there are some.
+    /// Peers whose first frame came with ids queued: the timer is armed only while there are
+    /// some.
     queued: usize,
     /// The latest time the engine has passed in ([`Rounds::seen`]).
     clock: Millis,
@@ -146,7 +148,9 @@ impl<P: Clone + Ord> Rounds<P> {
     }
 
     pub(crate) fn disconnected(&mut self, peer: &P) {
-        if let Some(state) = self.peers.remove(peer) {
+        if let Some(state) = self.peers.remove(peer)
+            && state.sync == Sync::Synced
+        {
             self.track(state.ranges, 0);
         }
     }
@@ -158,12 +162,17 @@ impl<P: Clone + Ord> Rounds<P> {
 
     /// `peer`'s first frame came. Returns whether a round skipped it meanwhile (run it now).
     pub(crate) fn first_frame(&mut self, peer: &P) -> bool {
-        match self.peers.get_mut(peer) {
-            Some(state) => match std::mem::replace(&mut state.sync, Sync::Synced) {
-                Sync::Awaiting { round_due } => round_due,
-                Sync::Synced => false,
-            },
-            None => false,
+        let Some(state) = self.peers.get_mut(peer) else {
+            return false;
+        };
+        match std::mem::replace(&mut state.sync, Sync::Synced) {
+            Sync::Awaiting { round_due } => {
+                // Its queue counts from now on.
+                let ranges = state.ranges;
+                self.track(0, ranges);
+                round_due
+            }
+            Sync::Synced => false,
         }
     }
 
@@ -204,7 +213,9 @@ impl<P: Clone + Ord> Rounds<P> {
             state.cut_at = state.ranges.saturating_mul(2);
         }
         let after = state.ranges;
-        self.track(before, after);
+        if state.sync == Sync::Synced {
+            self.track(before, after);
+        }
     }
 
     /// `peer`'s round: a `have` (into `batcher`) of the queued ids it is not known to have
@@ -250,7 +261,8 @@ impl<P: Clone + Ord> Rounds<P> {
             if let Some(set) = state.announce.remove(author) {
                 let before = state.ranges;
                 state.ranges -= set.range_count();
-                emptied += usize::from(before > 0 && state.ranges == 0);
+                let synced = state.sync == Sync::Synced;
+                emptied += usize::from(synced && before > 0 && state.ranges == 0);
             }
         }
         self.queued -= emptied;
@@ -262,8 +274,12 @@ impl<P: Clone + Ord> Rounds<P> {
             let ranges: usize = state.announce.values().map(|s| s.range_count()).sum();
             assert_eq!(ranges, state.ranges, "announce range count");
         }
-        let queued = self.peers.values().filter(|s| s.ranges > 0).count();
-        assert_eq!(queued, self.queued, "peers with ids queued");
+        let queued = self
+            .peers
+            .values()
+            .filter(|s| s.ranges > 0 && s.sync == Sync::Synced)
+            .count();
+        assert_eq!(queued, self.queued, "synced peers with ids queued");
     }
 }
 
@@ -284,9 +300,18 @@ mod tests {
         let mut r = Rounds::<u8>::new(Some(100), 16, 0);
         r.connected(&1);
         r.queue(&1, &author, Ids::One(7), &store);
+        assert_eq!(
+            r.next_round(),
+            None,
+            "a peer that has not sent its first frame does not arm the timer"
+        );
         // (step, result)
         assert_eq!(r.take_round(&1), None, "awaiting the first frame");
         assert!(r.first_frame(&1), "the skipped round is due");
+        assert!(
+            r.next_round().is_some(),
+            "its queue counts from its first frame"
+        );
         assert!(!r.first_frame(&1), "once");
         let queued = r.take_round(&1).expect("synced");
         assert_eq!(queued[&author].to_wire(), vec![7, 7]);
@@ -312,6 +337,7 @@ mod tests {
         let mut r = Rounds::<u8>::new(Some(100), 16, 0);
         assert_eq!(r.next_round(), None, "nothing queued: no timer");
         r.connected(&1);
+        r.first_frame(&1);
         r.queue(&1, &author, Ids::One(7), &store);
         for (i, (interval, now, next)) in table.into_iter().enumerate() {
             r.set_interval(interval, now);

@@ -188,12 +188,14 @@ fn an_interval_under_a_millisecond_never_makes_a_zero_length_timer() {
     let rounds_only = Config::builder().eager_push(false).build().unwrap();
     let mut net = Net::uniform(2, rounds_only);
     net.connect(0, 1);
+    net.pump(); // the digests: each side's first frame is in
     net.e(0)
         .set_gossip_interval(Some(std::time::Duration::from_micros(10)), T0);
-    // Something queued for the round (the peer's digest is not in yet, so it stays queued).
+    // Something queued for each round.
     net.e(0).publish(b"x".to_vec(), T0).unwrap();
     assert_eq!(net.e(0).timer(Timer::Round), Some(T0 + 1));
     net.e(0).handle_timeout(T0 + 1);
+    net.e(0).publish(b"y".to_vec(), T0 + 1).unwrap();
     assert_eq!(net.e(0).timer(Timer::Round), Some(T0 + 2));
 }
 

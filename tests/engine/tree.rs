@@ -487,5 +487,15 @@ fn silent_peers_are_pushed_to_no_longer() {
         assert!(prunes.contains(peer), "silent peer {peer} not sent prune");
     }
     assert!(v.stats().prunes >= silent.len() as u64);
+    // Nor do they keep the node awake: what is queued for their rounds waits for a first
+    // frame that never comes, and arms no timer.
+    now += 10_000;
+    v.handle_timeout(now);
+    while v.poll_output().is_some() {}
+    assert_eq!(
+        v.timer(Timer::Round),
+        None,
+        "a silent peer arms the round timer"
+    );
     v.check_invariants();
 }

@@ -66,7 +66,8 @@ struct Line {
 struct Node {
     child: Child,
     stdin: ChildStdin,
-    pid: u32,
+    /// Its process id, as `/proc` names it.
+    pid: String,
 }
 
 fn wall_ms() -> u64 {
@@ -86,7 +87,7 @@ async fn start(binary: &PathBuf, i: usize, tx: mpsc::UnboundedSender<Line>) -> N
         .expect("node starts");
     let stdin = child.stdin.take().expect("piped");
     let stdout = child.stdout.take().expect("piped");
-    let pid = child.id().expect("running");
+    let pid = child.id().expect("running").to_string();
     tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -205,10 +206,7 @@ async fn run(binary: &PathBuf, p: &Params) -> Row {
     tokio::time::sleep(Duration::from_secs(1)).await;
     while rx.try_recv().is_ok() {}
 
-    let cpu_before: Duration = nodes
-        .iter()
-        .map(|n| common::cpu_time(&n.pid.to_string()))
-        .sum();
+    let cpu_before: Duration = nodes.iter().map(|n| common::cpu_time(&n.pid)).sum();
     let bytes_before = loopback_bytes();
     let expected = p.messages * (p.nodes - 1);
     // Deliveries are read while messages are published.
@@ -225,14 +223,11 @@ async fn run(binary: &PathBuf, p: &Params) -> Row {
     let (_rx, got) = collector.await.expect("collector");
     let cpu = nodes
         .iter()
-        .map(|n| common::cpu_time(&n.pid.to_string()))
+        .map(|n| common::cpu_time(&n.pid))
         .sum::<Duration>()
-        - cpu_before;
-    let bytes = loopback_bytes() - bytes_before;
-    let rss: Vec<f64> = nodes
-        .iter()
-        .map(|n| common::peak_rss_mib(&n.pid.to_string()))
-        .collect();
+        .saturating_sub(cpu_before);
+    let bytes = loopback_bytes().saturating_sub(bytes_before);
+    let rss: Vec<f64> = nodes.iter().map(|n| common::peak_rss_mib(&n.pid)).collect();
     for n in &mut nodes {
         let _ = n.child.start_kill();
     }
@@ -261,11 +256,6 @@ async fn run(binary: &PathBuf, p: &Params) -> Row {
         max_rss_mib: rss.iter().copied().fold(0.0, f64::max),
         total_rss_mib: rss.iter().sum(),
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -330,7 +320,7 @@ fn main() {
             c.push(v);
         }
     }
-    let m = cols.map(median);
+    let m = cols.map(common::median);
     println!(
         "| median | | {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.0} |",
         m[0], m[1], m[2], m[3], m[4], m[5]

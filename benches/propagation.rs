@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -77,32 +77,22 @@ trait Protocol: NetworkBehaviour + Send + Sized
 where
     Self::ToSwarm: Debug,
 {
-    fn build(key: &libp2p::identity::Keypair) -> Self;
+    /// `max_age`: secure-gossip's retention, if not its default (the others ignore it).
+    fn build(key: &libp2p::identity::Keypair, max_age: Option<Duration>) -> Self;
     fn connected(&mut self, _peer: PeerId) {}
     fn publish(&mut self, data: Vec<u8>);
     /// The payload of a received message, if the event is one.
     fn received(event: Self::ToSwarm) -> Option<Vec<u8>>;
 }
 
-/// Set in a child that runs `secure-gossip/3s`: the defaults but `max_age` 3 s, so
-/// secure-gossip holds messages about as briefly as gossipsub does (its message cache serves
-/// 5 heartbeats, 0.5 s here; its duplicate cache keeps ids for 60 s) and memory compares like
-/// with like. 3 s, not less: `max_age` is also the window in which a message is accepted at
-/// all, and the saturated scenario's slowest deliveries take over 2 s.
-static SHORT_RETENTION: AtomicBool = AtomicBool::new(false);
-
 impl Protocol for secure_gossip::Behaviour {
-    fn build(key: &libp2p::identity::Keypair) -> Self {
+    fn build(key: &libp2p::identity::Keypair, max_age: Option<Duration>) -> Self {
         let keys = secure_gossip::Keypair::try_from_libp2p(key).expect("ed25519");
-        let config = if SHORT_RETENTION.load(Ordering::Relaxed) {
-            secure_gossip::Config::builder()
-                .max_age(Duration::from_secs(3))
-                .build()
-                .expect("config")
-        } else {
-            secure_gossip::Config::default()
-        };
-        secure_gossip::Behaviour::new(keys, config)
+        let mut config = secure_gossip::Config::builder();
+        if let Some(max_age) = max_age {
+            config.max_age(max_age);
+        }
+        secure_gossip::Behaviour::new(keys, config.build().expect("config"))
     }
     fn publish(&mut self, data: Vec<u8>) {
         secure_gossip::Behaviour::publish(self, data).expect("publish");
@@ -118,7 +108,7 @@ impl Protocol for secure_gossip::Behaviour {
 const TOPIC: &str = "bench";
 
 impl Protocol for gossipsub::Behaviour {
-    fn build(key: &libp2p::identity::Keypair) -> Self {
+    fn build(key: &libp2p::identity::Keypair, _max_age: Option<Duration>) -> Self {
         // Signed by the author and verified by every receiver, like secure-gossip.
         let config = gossipsub::ConfigBuilder::default()
             .heartbeat_interval(Duration::from_millis(100))
@@ -146,7 +136,7 @@ impl Protocol for gossipsub::Behaviour {
 }
 
 impl Protocol for floodsub::Behaviour {
-    fn build(key: &libp2p::identity::Keypair) -> Self {
+    fn build(key: &libp2p::identity::Keypair, _max_age: Option<Duration>) -> Self {
         let mut b = floodsub::Behaviour::new(key.public().to_peer_id());
         b.subscribe(floodsub::Topic::new(TOPIC));
         b
@@ -181,6 +171,7 @@ async fn node<P: Protocol>(
     mut commands: mpsc::UnboundedReceiver<Command>,
     reports: mpsc::UnboundedSender<Report>,
     addr: tokio::sync::oneshot::Sender<Multiaddr>,
+    max_age: Option<Duration>,
 ) where
     P::ToSwarm: Debug,
 {
@@ -194,7 +185,7 @@ async fn node<P: Protocol>(
                 .multiplex(yamux::Config::default())
         })
         .expect("transport")
-        .with_behaviour(|key| P::build(key))
+        .with_behaviour(|key| P::build(key, max_age))
         .expect("behaviour")
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(600)))
         .build();
@@ -240,6 +231,8 @@ struct Params {
     payload: usize,
     interval: Duration,
     seed: u64,
+    /// secure-gossip's `max_age`, if not its default.
+    max_age: Option<Duration>,
 }
 
 struct Row {
@@ -268,7 +261,14 @@ where
     for i in 0..p.nodes {
         let (tx, rx) = mpsc::unbounded_channel();
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(node::<P>(i, bytes.clone(), rx, report_tx.clone(), addr_tx));
+        tokio::spawn(node::<P>(
+            i,
+            bytes.clone(),
+            rx,
+            report_tx.clone(),
+            addr_tx,
+            p.max_age,
+        ));
         commands.push(tx);
         addrs.push(addr_rx.await.expect("listening"));
     }
@@ -379,23 +379,27 @@ fn params(nodes: usize, seed: u64) -> Params {
         payload: 256,
         interval: Duration::from_millis(if nodes >= 200 { 5 } else { 50 }),
         seed,
+        max_age: None,
     }
 }
 
 /// One run in this process: prints its row as one line of numbers.
 fn child(protocol: &str, nodes: usize, seed: u64) {
-    let p = params(nodes, seed);
+    let mut p = params(nodes, seed);
+    if protocol == "secure-gossip/3s" {
+        // About as brief as gossipsub's retention (its message cache serves 5 heartbeats,
+        // 0.5 s here; its duplicate cache keeps ids for 60 s), so memory compares like with
+        // like. 3 s, not less: `max_age` is also the window in which a message is accepted at
+        // all, and the saturated scenario's slowest deliveries take over 2 s.
+        p.max_age = Some(Duration::from_secs(3));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let row = runtime.block_on(async {
         match protocol {
-            "secure-gossip" => run::<secure_gossip::Behaviour>(&p).await,
-            "secure-gossip/3s" => {
-                SHORT_RETENTION.store(true, Ordering::Relaxed);
-                run::<secure_gossip::Behaviour>(&p).await
-            }
+            "secure-gossip" | "secure-gossip/3s" => run::<secure_gossip::Behaviour>(&p).await,
             "gossipsub" => run::<gossipsub::Behaviour>(&p).await,
             "floodsub" => run::<floodsub::Behaviour>(&p).await,
             other => panic!("unknown protocol {other}"),
@@ -447,9 +451,13 @@ fn spawn_child(protocol: &str, nodes: usize, seed: u64) -> Row {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// `value` against gossipsub's `base`, or "–" where gossipsub's is zero (idle CPU).
+fn ratio(value: f64, base: f64) -> String {
+    if base > 0.0 {
+        format!("{:.2}×", value / base)
+    } else {
+        "–".to_string()
+    }
 }
 
 fn main() {
@@ -522,7 +530,7 @@ fn main() {
                 }
                 delivery.push(r.delivered as f64 / r.expected as f64);
             }
-            let m = cols.map(median);
+            let m = cols.map(common::median);
             let worst = delivery.iter().copied().fold(1.0, f64::min);
             medians.push((protocol, m, worst));
         }
@@ -538,7 +546,7 @@ fn main() {
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (protocol, m, worst) in &medians {
             println!(
-                "| {protocol} | {worst:.4} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.3} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+                "| {protocol} | {worst:.4} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} | {:.0} | {:.3} | {} | {} | {} | {} | {} |",
                 m[0],
                 m[1],
                 m[2],
@@ -546,11 +554,11 @@ fn main() {
                 m[4],
                 m[5],
                 m[6],
-                m[2] / base[2],
-                m[3] / base[3],
-                m[1] / base[1],
-                m[5] / base[5],
-                m[6] / base[6]
+                ratio(m[2], base[2]),
+                ratio(m[3], base[3]),
+                ratio(m[1], base[1]),
+                ratio(m[5], base[5]),
+                ratio(m[6], base[6])
             );
         }
     }

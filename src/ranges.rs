@@ -132,7 +132,11 @@ impl Ranges {
         };
     }
 
-    /// Gives back spare room once well under the allocation; one range or none goes inline.
+    /// Gives back spare room once the set is well under its allocation, so a set cut down
+    /// from a large one (a hostile digest filled to a few ranges) holds memory for what it
+    /// keeps, not for what it once was: at most twice its ranges and a few; one range or none
+    /// goes inline. It costs no more than the operation that shrank the set (both move at
+    /// most its ranges).
     fn trim(&mut self) {
         if let Ranges::Many(ranges) = self {
             if ranges.len() < 2 {
@@ -268,7 +272,7 @@ impl RangeSet {
         }
         self.ranges.splice(lo..hi, &[(new_start, new_end)]);
         if hi > lo + 1 {
-            self.trim();
+            self.ranges.trim();
         }
     }
 
@@ -277,7 +281,7 @@ impl RangeSet {
     pub fn union_with(&mut self, other: &RangeSet) {
         if self.ranges.is_empty() {
             self.ranges.clone_from(&other.ranges);
-            self.trim();
+            self.ranges.trim();
             return;
         }
         if other.ranges.len() <= 4 {
@@ -305,14 +309,6 @@ impl RangeSet {
             }
         }
         self.ranges = Ranges::from_vec(merged);
-        self.trim();
-    }
-
-    /// Gives back spare room once the set is well under its allocation, so a set cut down
-    /// from a large one (a hostile digest filled to a few ranges) holds memory for what it
-    /// keeps, not for what it once was: at most twice its ranges and a few. It costs no more
-    /// than the operation that shrank the set (both move at most its ranges).
-    fn trim(&mut self) {
         self.ranges.trim();
     }
 
@@ -326,17 +322,20 @@ impl RangeSet {
         if lo >= hi {
             return;
         }
-        let mut keep = Vec::with_capacity(2); // at most two: the ends that stay
+        // What stays of the first and last ranges touched: at most two, no allocation.
         let (first_start, _) = self.ranges[lo];
         let (_, last_end) = self.ranges[hi - 1];
+        let (mut keep, mut kept) = ([(0, 0); 2], 0);
         if first_start < start {
-            keep.push((first_start, start - 1));
+            keep[kept] = (first_start, start - 1);
+            kept += 1;
         }
         if last_end > end {
-            keep.push((end + 1, last_end));
+            keep[kept] = (end + 1, last_end);
+            kept += 1;
         }
-        self.ranges.splice(lo..hi, &keep);
-        self.trim();
+        self.ranges.splice(lo..hi, &keep[..kept]);
+        self.ranges.trim();
     }
 
     /// The values of `self` that are not in `other`.
@@ -393,7 +392,7 @@ impl RangeSet {
         if n > 1 {
             let merged = (self.ranges[0].0, self.ranges[n - 1].1.max(value));
             self.ranges.splice(0..n, &[merged]);
-            self.trim();
+            self.ranges.trim();
         }
     }
 
@@ -416,7 +415,7 @@ impl RangeSet {
         let mut set = RangeSet {
             ranges: Ranges::from_vec(ranges),
         };
-        set.trim();
+        set.ranges.trim();
         set
     }
 
@@ -449,7 +448,7 @@ impl RangeSet {
         let excess = self.ranges.len() - max;
         let merged = (self.ranges[0].0, self.ranges[excess].1);
         self.ranges.splice(0..excess + 1, &[merged]);
-        self.trim();
+        self.ranges.trim();
         true
     }
 
@@ -460,7 +459,7 @@ impl RangeSet {
         }
         let excess = self.ranges.len() - max;
         self.ranges.splice(0..excess, &[]);
-        self.trim();
+        self.ranges.trim();
         true
     }
 }

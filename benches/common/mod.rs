@@ -45,3 +45,9 @@ pub fn peak_rss_mib(pid: &str) -> f64 {
         })
         .map_or(0.0, |kib| kib / 1024.0)
 }
+
+/// The median (the upper one of an even count).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}

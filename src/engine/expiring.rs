@@ -5,8 +5,8 @@
 //!
 //! Rules, all here:
 //! - one entry per peer; inserting again replaces it;
-//! - at most `max` entries: beyond that, the entry that ends soonest goes (it is returned,
-//!   so the owner can report it);
+//! - at most `max` entries: beyond that, the entry that ends soonest goes (it is returned
+//!   with its end, so the owner can report it, or tell whether it had ended already);
 //! - entries whose time has come go on [`Expiring::expire`].
 
 use super::Millis;
@@ -30,9 +30,9 @@ impl<P: Clone + Ord> Expiring<P> {
         }
     }
 
-    /// `peer` until `until` (replacing its entry). Returns the peer whose entry went to make
-    /// room, if one did.
-    pub(crate) fn insert(&mut self, peer: &P, until: Millis) -> Option<P> {
+    /// `peer` until `until` (replacing its entry). Returns the entry that went to make room,
+    /// if one did, with its end.
+    pub(crate) fn insert(&mut self, peer: &P, until: Millis) -> Option<(P, Millis)> {
         if let Some(old) = self.until.insert(peer.clone(), until) {
             self.order.remove(&(old, peer.clone()));
         }
@@ -40,9 +40,9 @@ impl<P: Clone + Ord> Expiring<P> {
         if self.until.len() <= self.max {
             return None;
         }
-        let (_, gone) = self.order.pop_first()?;
+        let (end, gone) = self.order.pop_first()?;
         self.until.remove(&gone);
-        Some(gone)
+        Some((gone, end))
     }
 
     /// Until when `peer` is in the table.
@@ -95,7 +95,11 @@ mod tests {
         assert_eq!(e.insert(&1, 100), None);
         assert_eq!(e.insert(&1, 150), None, "replaced, not added");
         assert_eq!(e.insert(&2, 120), None);
-        assert_eq!(e.insert(&3, 200), Some(2), "the soonest goes at the bound");
+        assert_eq!(
+            e.insert(&3, 200),
+            Some((2, 120)),
+            "the soonest goes at the bound"
+        );
         assert_eq!(e.next(), Some(150));
         assert_eq!(e.expire(149), Vec::<u8>::new());
         assert_eq!(e.expire(150), vec![1]);

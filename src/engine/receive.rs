@@ -379,8 +379,14 @@ impl<P: Clone + Ord> Engine<P> {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
                 continue;
             }
+            // A congested peer is only announced to; the tree is not asked (a push that is
+            // not sent counts for nothing there).
+            if self.congestion.is_congested(peer) {
+                lazy.push(peer.clone());
+                continue;
+            }
             match self.tree.route(peer, now) {
-                Route::Push if !self.congestion.is_congested(peer) => {
+                Route::Push => {
                     state.has.learn_one(&id.author, id.sequence, limits);
                     self.batcher.message(peer, envelope.clone());
                 }
@@ -389,7 +395,7 @@ impl<P: Clone + Ord> Engine<P> {
                     self.batcher.prune(peer);
                     lazy.push(peer.clone());
                 }
-                Route::Push | Route::Announce => lazy.push(peer.clone()),
+                Route::Announce => lazy.push(peer.clone()),
             }
         }
         for peer in lazy {

@@ -39,7 +39,11 @@
 //! - a link is suspect for [`SUSPECT_MS`] after it was eager while this node had to graft
 //!   another peer for a message it lacked: it pushed nothing of a message the network had.
 //!   The suspicion is lifted when the link pushes that message after all (an honest upstream
-//!   on a slower path does, a few hops later; a peer that withholds does not). Suspicion
+//!   on a slower path does, a few hops later; an injector can too, once the graft is done,
+//!   which is why the grace below, not suspicion, bounds it). A graft for an id no one
+//!   delivers (a made-up announcement) marks the eager links with nothing that can lift
+//!   them: for [`SUSPECT_MS`] their first copies prune nothing, so the tree keeps more
+//!   duplicates (the threat model's limit: one frame a minute per victim). Suspicion
 //!   outlives the connection: a peer that reconnects is as suspect as it was (up to
 //!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as
 //!   any new peer). A link in grace is not marked, so a peer that sets `graft` on its own
@@ -296,8 +300,8 @@ impl<P: Clone + Ord> Tree<P> {
 
     /// How a new message goes to `peer` at `now`: pushed over an eager link with eager push
     /// on, else announced. An eager link past its grace whose peer has sent nothing is
-    /// demoted after [`PUSHES_TO_EARN`] pushes. (A congested peer is only announced to; that
-    /// is the engine's rule.)
+    /// demoted after [`PUSHES_TO_EARN`] pushes. (A congested peer is only announced to, and
+    /// not asked about here: that is the engine's rule.)
     pub(crate) fn route(&mut self, peer: &P, now: Millis) -> Route {
         let on = self.is_on();
         match self.links.get_mut(peer) {
@@ -323,14 +327,15 @@ impl<P: Clone + Ord> Tree<P> {
             return;
         };
         link.role = Role::Eager;
-        link.heard = true;
         lift_if_pushed(link, id);
-        if now < link.suspect_until {
-            self.from_suspect.expire(now);
-            if self.from_suspect.insert(id, link.suspect_until).is_some() {
-                // The entry that went ended no later than this one.
-                self.forgotten_until = self.forgotten_until.max(link.suspect_until);
-            }
+        if now < link.suspect_until
+            && let Some((_, end)) = self.from_suspect.insert(id, link.suspect_until)
+            && now < end
+        {
+            // An id that still counted went to make room (entries that have ended go first,
+            // being the soonest to end): for the rest of its time, as if every such id were
+            // remembered.
+            self.forgotten_until = self.forgotten_until.max(end);
         }
     }
 

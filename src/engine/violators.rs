@@ -40,7 +40,11 @@ impl<P: Clone + Ord> Violators<P> {
             return vec![peer.clone()];
         }
         let mut lifted = self.bans.expire(now);
-        lifted.extend(self.bans.insert(peer, now.saturating_add(self.ban_ms)));
+        lifted.extend(
+            self.bans
+                .insert(peer, now.saturating_add(self.ban_ms))
+                .map(|(gone, _)| gone),
+        );
         lifted
     }
 

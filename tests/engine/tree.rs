@@ -171,29 +171,14 @@ fn an_announcement_over_a_lazy_link_arms_the_graft_timer_for_the_graft_timeout()
 /// nothing; and the side that received the graft keeps the link as well.
 #[test]
 fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
-    const INJECTOR: u8 = 1;
-    const HONEST: u8 = 2;
+    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8| inject(v, INJECTOR, now, seed, false);
     let mut v = engine_with(&[INJECTOR, HONEST]);
     let mut now = T0 + 1_001; // past every link's grace
-    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8| -> bool {
-        let x = sign(&keys(seed), 1, now, b"injected");
-        v.handle_frame(INJECTOR, push(vec![x.clone()]), now);
-        v.handle_frame(HONEST, push(vec![x.clone()]), now);
-        sent_prune(v, HONEST)
-    };
     assert!(
         inject(&mut v, now, 80),
         "the first injection prunes the honest link"
     );
-    // An honest message the injector withholds: announced by the honest peer, grafted.
-    let honest = sign(&keys(81), 1, now, b"honest");
-    v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
-    drain(&mut v, &honest.id());
-    now = v.timer(Timer::Graft).expect("deferred");
-    v.handle_timeout(now);
-    drain(&mut v, &honest.id());
-    v.handle_frame(HONEST, push(vec![honest.clone()]), now);
-    drain(&mut v, &honest.id());
+    now = withhold(&mut v, now, 81, false);
     assert_eq!(v.stats().grafts, 1);
     // Later injections, past the graft's grace: no prune while the injector is suspect.
     for (k, seed) in (82..86).enumerate() {
@@ -232,27 +217,10 @@ fn an_injector_that_withholds_cannot_keep_pruning_honest_links() {
 /// suspect.
 #[test]
 fn an_injector_that_grafts_itself_or_reconnects_prunes_a_repair_at_most_twice_a_minute() {
-    const INJECTOR: u8 = 1;
-    const HONEST: u8 = 2;
-    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8, flag: bool| -> bool {
-        let x = sign(&keys(seed), 1, now, b"injected");
-        let mut frame = push(vec![x.clone()]);
-        frame.graft = flag;
-        v.handle_frame(INJECTOR, frame, now);
-        v.handle_frame(HONEST, push(vec![x]), now);
-        sent_prune(v, HONEST)
+    let inject = |v: &mut Engine<u8>, now: Millis, seed: u8, flag: bool| {
+        inject(v, INJECTOR, now, seed, flag)
     };
-    // An honest message the injector withholds: grafted from the honest peer.
-    let withheld = |v: &mut Engine<u8>, now: Millis, seed: u8| -> Millis {
-        let honest = sign(&keys(seed), 1, now, b"honest");
-        v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
-        drain(v, &honest.id());
-        let at = v.timer(Timer::Graft).expect("deferred");
-        v.handle_timeout(at);
-        v.handle_frame(HONEST, push(vec![honest.clone()]), at);
-        drain(v, &honest.id());
-        at
-    };
+    let withheld = |v: &mut Engine<u8>, now: Millis, seed: u8| withhold(v, now, seed, false);
     let mut v = engine_with(&[INJECTOR, HONEST]);
     let mut now = T0 + 1_001; // past every link's grace
     let mut prunes = 0;
@@ -290,27 +258,14 @@ fn an_injector_that_grafts_itself_or_reconnects_prunes_a_repair_at_most_twice_a_
 /// prunes the same honest repair at most twice a minute.
 #[test]
 fn an_injector_that_sends_what_it_withheld_late_prunes_a_repair_at_most_twice_a_minute() {
-    const INJECTOR: u8 = 1;
-    const HONEST: u8 = 2;
     let mut v = engine_with(&[INJECTOR, HONEST]);
     let mut now = T0 + 1_001; // past every link's grace
     let mut prunes = 0;
     for cycle in 0..20u8 {
-        let x = sign(&keys(80 + cycle), 1, now, b"injected");
-        v.handle_frame(INJECTOR, push(vec![x.clone()]), now);
-        v.handle_frame(HONEST, push(vec![x]), now);
-        if sent_prune(&mut v, HONEST) {
+        if inject(&mut v, INJECTOR, now, 80 + cycle, false) {
             prunes += 1;
-            // An honest message the injector withholds: grafted from the honest peer; then the
-            // injector pushes it late.
-            let honest = sign(&keys(120 + cycle), 1, now, b"honest");
-            v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
-            drain(&mut v, &honest.id());
-            now = v.timer(Timer::Graft).expect("deferred");
-            v.handle_timeout(now);
-            v.handle_frame(HONEST, push(vec![honest.clone()]), now);
-            v.handle_frame(INJECTOR, push(vec![honest.clone()]), now + 10);
-            drain(&mut v, &honest.id());
+            // Withheld, grafted from the honest peer; then the injector pushes it late.
+            now = withhold(&mut v, now, 120 + cycle, true);
         }
         now += 1_500; // past a first graft's grace
     }
@@ -327,16 +282,8 @@ fn an_injector_that_sends_what_it_withheld_late_prunes_a_repair_at_most_twice_a_
 /// (grafts by either end count together), the link is kept for the minute on it.
 #[test]
 fn the_end_told_of_a_graft_keeps_the_link_for_the_minute_after_a_graft_either_way() {
-    const INJECTOR: u8 = 1;
-    const HONEST: u8 = 2;
     let mut w = engine_with(&[INJECTOR, HONEST]);
     let mut now = T0 + 1_001;
-    let inject_from = |v: &mut Engine<u8>, from: u8, now: Millis, seed: u8| -> bool {
-        let x = sign(&keys(seed), 1, now, b"injected");
-        v.handle_frame(from, push(vec![x.clone()]), now);
-        v.handle_frame(HONEST, push(vec![x]), now);
-        sent_prune(v, HONEST)
-    };
     let graft = Frame {
         graft: true,
         ..Frame::default()
@@ -344,17 +291,11 @@ fn the_end_told_of_a_graft_keeps_the_link_for_the_minute_after_a_graft_either_wa
     w.handle_frame(HONEST, graft, now); // the honest end grafted this link
     now += 1_500; // past the first graft's grace
     assert!(
-        inject_from(&mut w, INJECTOR, now, 70),
+        inject(&mut w, INJECTOR, now, 70, false),
         "one injection may prune here"
     );
     // A message the injector withholds: this end grafts the honest peer in turn.
-    let honest = sign(&keys(71), 1, now, b"honest");
-    w.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
-    drain(&mut w, &honest.id());
-    now = w.timer(Timer::Graft).expect("deferred");
-    w.handle_timeout(now);
-    w.handle_frame(HONEST, push(vec![honest.clone()]), now);
-    drain(&mut w, &honest.id());
+    now = withhold(&mut w, now, 71, false);
     // A fresh injector (not suspect: it connected after the graft) tries again.
     const FRESH: u8 = 3;
     w.connect(FRESH, now);
@@ -362,11 +303,43 @@ fn the_end_told_of_a_graft_keeps_the_link_for_the_minute_after_a_graft_either_wa
     for (k, seed) in (72..80).enumerate() {
         now += 5_000;
         assert!(
-            !inject_from(&mut w, FRESH, now, seed),
+            !inject(&mut w, FRESH, now, seed, false),
             "injection {k} pruned a link grafted by both ends within the minute"
         );
     }
     w.check_invariants();
+}
+
+/// The injector and the honest neighbour of the prune-injection tests.
+const INJECTOR: u8 = 1;
+const HONEST: u8 = 2;
+
+/// `from` pushes a fresh envelope (key `seed`; `graft` set on its frame) and the honest peer
+/// pushes the same one right after: whether `v` then sent the honest peer `prune`.
+fn inject(v: &mut Engine<u8>, from: u8, now: Millis, seed: u8, graft: bool) -> bool {
+    let x = sign(&keys(seed), 1, now, b"injected");
+    let mut frame = push(vec![x.clone()]);
+    frame.graft = graft;
+    v.handle_frame(from, frame, now);
+    v.handle_frame(HONEST, push(vec![x]), now);
+    sent_prune(v, HONEST)
+}
+
+/// An honest message (key `seed`) that the injector withholds: the honest peer announces it,
+/// `v` grafts the honest peer at the graft timer and gets it pushed; `late`: the injector
+/// pushes it too, 10 ms after. Returns the graft's time.
+fn withhold(v: &mut Engine<u8>, now: Millis, seed: u8, late: bool) -> Millis {
+    let honest = sign(&keys(seed), 1, now, b"honest");
+    v.handle_frame(HONEST, have_range(*honest.author(), 1, 1), now);
+    drain(v, &honest.id());
+    let at = v.timer(Timer::Graft).expect("deferred");
+    v.handle_timeout(at);
+    v.handle_frame(HONEST, push(vec![honest.clone()]), at);
+    if late {
+        v.handle_frame(INJECTOR, push(vec![honest.clone()]), at + 10);
+    }
+    drain(v, &honest.id());
+    at
 }
 
 /// Drains `v`'s outputs: whether a frame to `peer` set `prune`.

@@ -60,14 +60,31 @@ fn every_attack_at_a_tenth_of_the_scale_delivers_every_honest_message_once() {
             report.p99,
             baseline.p99
         );
-        if attack == Attack::SilentSink {
-            // Sybils that read and never send: a link whose peer sent nothing is pushed to for
-            // a few messages only (`tree.rs`), so the bytes target holds (before: 7.7×).
+        // Bytes: a link whose peer sent nothing is pushed to for a few messages only, and at
+        // most ten unproven eager links are kept (`tree.rs`), so silent sinks meet the 2×
+        // target (before: 7.7×) and Sybils that follow the protocol cost at most 4.5× (before:
+        // 3-7×; what is left is mostly announcements to their lazy links). The flood's
+        // messages are valid and every node relays them (its own bound is not done).
+        let bound = match attack {
+            Attack::SilentSink => 2.0,
+            Attack::Flood => f64::INFINITY,
+            _ => 4.5,
+        };
+        assert!(
+            report.bytes_per_delivery <= bound * baseline.bytes_per_delivery,
+            "seed {seed}: {}: {:.0} B per delivery against {:.0} without Sybils",
+            report.name,
+            report.bytes_per_delivery,
+            baseline.bytes_per_delivery
+        );
+        if attack == Attack::Censor {
+            // The target's own messages: the Sybils are no longer every node's eager links,
+            // so they are not repaired hop by hop (before: 952 ms against 449).
             assert!(
-                report.bytes_per_delivery <= 2.0 * baseline.bytes_per_delivery,
-                "seed {seed}: silent sink: {:.0} B per delivery against {:.0} without Sybils",
-                report.bytes_per_delivery,
-                baseline.bytes_per_delivery
+                report.target_p99 <= 2 * baseline.p99,
+                "seed {seed}: censored target's p99 {} ms against {} ms without Sybils",
+                report.target_p99,
+                baseline.p99
             );
         }
         if attack == Attack::Forger {

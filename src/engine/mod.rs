@@ -531,6 +531,7 @@ impl<P: Clone + Ord> Engine<P> {
             Validation::Accept => {
                 self.stats.accepted += 1;
                 self.useful(&from, now);
+                self.tree.proved(&from, now);
                 // The sender has it (what was believed of it may have been forgotten since).
                 self.peer_has(&from, id);
                 self.store_and_forward(envelope, Some(&from), now);

@@ -249,8 +249,10 @@ impl<P: Clone + Ord> Engine<P> {
             self.validations.hold(envelope, from.clone(), now);
             asked_of
         } else {
-            // Useful (`record.rs`); with validation, only once the application accepts it.
+            // Useful (`record.rs`), its link proven (`tree.rs`); with validation, only once the
+            // application accepts it.
             self.useful(from, now);
+            self.tree.proved(from, now);
             self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from);
@@ -375,6 +377,15 @@ impl<P: Clone + Ord> Engine<P> {
         self.store.insert(envelope.clone(), &group);
         let limits = self.beliefs.limits();
         let mut lazy = Vec::new();
+        let (records, congestion) = (&self.records, &self.congestion);
+        let congested = |p: &P| congestion.is_congested(p);
+        for peer in self
+            .tree
+            .trim(from, now, congested, |p| records.standing(p))
+        {
+            self.stats.prunes += 1;
+            self.batcher.prune(&peer);
+        }
         for (peer, state) in self.beliefs.iter_mut() {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
                 continue;

@@ -27,8 +27,29 @@
 //!   [`ROLE_MEMORY_MS`] starts lazy again); an honest peer is not affected: its first frame
 //!   comes within a round trip, and a peer heard on its last link is heard on a link that
 //!   comes back within [`ROLE_MEMORY_MS`] (a connection that carries on after a duplicate
-//!   closed brings no new first frame). A Sybil that sends any frame is pushed to as any
-//!   peer;
+//!   closed brings no new first frame). A Sybil that sends a frame is then under the caps
+//!   below;
+//! - eager links are capped ([`Tree::trim`], before each new message is routed). A link that
+//!   delivered no new message (pushed or asked for, accepted) within [`PROVEN_MS`], nor
+//!   within the node's last [`PROVEN_MESSAGES`] new messages from peers, is *unproven*. Of
+//!   the unproven links past their grace that the peer did not graft, at most
+//!   [`MAX_PLAIN_EAGER`] stay eager; of those the peer grafted since the link was last lazy
+//!   (*called*), in their grace or not, at most [`MAX_CALLED_EAGER`]. The rest become lazy
+//!   and are sent `prune`. Worst first: a congested link (it is not pushed to anyway); then,
+//!   of plain links, by track record (`record.rs`), the longest since a delivery, the oldest
+//!   connection (a peer that just connected gets its chance: at dawn, Sybils that came first
+//!   hold nothing against honest links that come later); of called links, by track record,
+//!   the latest graft. The peer that delivered the message being routed is not counted. So
+//!   peers that deliver nothing (Sybils that relay on one link only, forgers, liars, sinks
+//!   that send one frame, prune/graft abusers) get at most ten pushes per message, however
+//!   many connections they hold, beside the links in a new connection's grace. An honest
+//!   peer that needs this node's pushes, such as a child in a one-author tree (which never
+//!   delivers anything), grafts it after it is trimmed (messages within `graft_timeout` of
+//!   the trim wait for it) and is then kept as called: plain links never displace it. What
+//!   is left: peers that graft, or that publish a message of their own now and then (it
+//!   proves their link), take places an honest child would have; beyond [`MAX_CALLED_EAGER`]
+//!   dependent children, the latest grafted is trimmed each time, and grafts again (its
+//!   grace then lasts a minute: two delays a minute per such child);
 //! - a duplicate pushed over a lazy link means the peer holds the link eager: it is sent
 //!   `prune` again (the two ends agree again; this end's role does not change);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
@@ -82,14 +103,18 @@
 //!   copy came, so the tree is broken here (and the peer they are wanted from may announce
 //!   without ever pushing).
 //!
-//! What a peer sends here only changes how this node sends to that same peer: a false
-//! `graft` draws each message at most once per connection (as any push), a false `prune`
-//! only stops its own pushes, and false announcements go through the want rules
-//! (`wants.rs`), which move ids to other peers that have them.
+//! What a peer sends here changes how this node sends to that same peer (a false `graft`
+//! draws each message at most once per connection, as any push, a false `prune` only stops
+//! its own pushes, and false announcements go through the want rules, `wants.rs`, which move
+//! ids to other peers that have them), and, through the caps, which other unproven links
+//! stay eager: a peer's grafts, deliveries and record rank it against them.
 //!
 //! Bounds: one [`Link`] per connected peer; deferred ids at most `max_ranges_per_peer`
 //! ranges per link (the lowest ids of an author, then whole authors, are forgotten beyond
-//! it); one graft deadline per link.
+//! it); one graft deadline per link. [`Tree::trim`] looks at every link per new message (as
+//! routing does) and sorts only when a cap is passed: after a trim each class is at its cap,
+//! so a sort covers the links that became unproven since, each of which cost its peer a
+//! connection or a graft, or ended a delivery's proof.
 
 use super::Millis;
 use super::expiring::Expiring;
@@ -97,6 +122,7 @@ use super::ids::{IdSets, RangeQueue};
 use crate::envelope::MessageId;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a link does with a new message.
@@ -141,6 +167,26 @@ pub(crate) const PUSHES_TO_EARN: u32 = 8;
 /// suspicion): their duplicates prune nothing.
 pub(crate) const MAX_FROM_SUSPECT: usize = 4_096;
 
+/// How long a delivery proves a link ([`Tree::trim`]): a minute, as long as a suspicion.
+pub(crate) const PROVEN_MS: Millis = 60_000;
+
+/// How many of the node's latest new messages from peers prove a link ([`Tree::trim`]),
+/// however long they took: a quiet network keeps its tree between messages (a source
+/// quieter than this many others is trimmed at nodes with more than two plain links that
+/// rank above it, and grafted again: its next message waits `graft_timeout` there).
+pub(crate) const PROVEN_MESSAGES: u64 = 64;
+
+/// Unproven eager links the peer did not graft that are kept ([`Tree::trim`]). Two: at 80 %
+/// Sybil links (the simulator's 100 honest nodes among 400 Sybils) one cost the honest
+/// network more latency (p99 491 ms against 390 with two) for no fewer bytes; four let Sybils
+/// take two more pushes per message.
+pub(crate) const MAX_PLAIN_EAGER: usize = 2;
+
+/// Unproven eager links the peer grafted that are kept ([`Tree::trim`]): more children than
+/// a node of a random graph of degree 6 has in a one-author tree, few enough that peers that
+/// graft to be pushed to (however often) get at most eight pushes per message.
+pub(crate) const MAX_CALLED_EAGER: usize = 8;
+
 /// The tree's view of one connected peer.
 #[derive(Debug)]
 struct Link {
@@ -159,10 +205,28 @@ struct Link {
     /// Messages pushed over the link past its grace while the peer had sent nothing (up to
     /// [`PUSHES_TO_EARN`]).
     pushed_unheard: u32,
+    /// When the link last delivered a new message (0: never on this connection).
+    first_at: Millis,
+    /// The node's count of new messages from peers when this link last delivered one (0:
+    /// never).
+    first_n: u64,
+    /// When the connection came up.
+    since: Millis,
+    /// When the peer grafted the link, if it did since the link was last lazy (0: not): the
+    /// peer needs this node's pushes.
+    called_at: Millis,
     /// Ids the peer announced while lazy, waiting `graft_timeout` for a pushed copy.
     deferred: RangeQueue,
     /// When the deferred ids are due.
     graft_at: Option<Millis>,
+}
+
+impl Link {
+    /// The link becomes lazy: it is no longer called.
+    fn make_lazy(&mut self) {
+        self.role = Role::Lazy;
+        self.called_at = 0;
+    }
 }
 
 /// The tree's settings, from the config.
@@ -206,6 +270,8 @@ pub(crate) struct Tree<P> {
     /// Until then an id delivered first by a suspect link may have been forgotten: no link
     /// is pruned while another eager link is suspect.
     forgotten_until: Millis,
+    /// New messages delivered by any link so far ([`Tree::proved`]).
+    firsts: u64,
 }
 
 impl<P: Clone + Ord> Tree<P> {
@@ -222,6 +288,7 @@ impl<P: Clone + Ord> Tree<P> {
             were_heard: Expiring::new(MAX_REMEMBERED),
             from_suspect: Expiring::new(MAX_FROM_SUSPECT),
             forgotten_until: 0,
+            firsts: 0,
         }
     }
 
@@ -264,6 +331,10 @@ impl<P: Clone + Ord> Tree<P> {
                 suspect_for: None,
                 heard,
                 pushed_unheard: 0,
+                first_at: 0,
+                first_n: 0,
+                since: now,
+                called_at: 0,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
@@ -312,12 +383,91 @@ impl<P: Clone + Ord> Tree<P> {
                     link.pushed_unheard += 1;
                     Route::Push
                 } else {
-                    link.role = Role::Lazy;
+                    link.make_lazy();
                     Route::Demote
                 }
             }
             _ => Route::Announce,
         }
+    }
+
+    /// Before a new message is routed: eager links that did not deliver a new message lately
+    /// ([`PROVEN_MS`], [`PROVEN_MESSAGES`]) are *unproven*. Beyond [`MAX_PLAIN_EAGER`] unproven
+    /// links past their grace that the peer did not graft, and [`MAX_CALLED_EAGER`] unproven
+    /// links the peer grafted since they were last lazy (in grace or not: a peer that grafts
+    /// again stays counted), the worst become lazy. Worst first: a link `congested` says is;
+    /// then, of plain links, by `rank` (the track record), the longest since a delivery, the
+    /// oldest connection; of called ones, by `rank`, the latest graft. Returns them: the
+    /// engine sends `prune`. `from`, the peer that delivered the message, is not counted.
+    pub(crate) fn trim<R: Ord>(
+        &mut self,
+        from: Option<&P>,
+        now: Millis,
+        congested: impl Fn(&P) -> bool,
+        rank: impl Fn(&P) -> R,
+    ) -> Vec<P> {
+        if !self.is_on() {
+            return Vec::new();
+        }
+        let firsts = self.firsts;
+        let unproven = |p: &P, l: &Link| {
+            from != Some(p)
+                && l.role == Role::Eager
+                && (l.called_at > 0 || now >= l.grace_until)
+                && (l.first_at == 0
+                    || (now >= l.first_at.saturating_add(PROVEN_MS)
+                        && firsts - l.first_n >= PROVEN_MESSAGES))
+        };
+        let (mut plain, mut called) = (0, 0);
+        for (_, link) in self.links.iter().filter(|(p, l)| unproven(p, l)) {
+            if link.called_at > 0 {
+                called += 1;
+            } else {
+                plain += 1;
+            }
+        }
+        let mut demoted = Vec::new();
+        if plain > MAX_PLAIN_EAGER {
+            let mut ranked: Vec<_> = self
+                .links
+                .iter()
+                .filter(|(p, l)| unproven(p, l) && l.called_at == 0)
+                .map(|(p, l)| {
+                    let key = (Reverse(l.first_at), Reverse(l.since));
+                    (congested(p), rank(p), key, p.clone())
+                })
+                .collect();
+            ranked.sort_unstable();
+            demoted.extend(ranked.drain(MAX_PLAIN_EAGER..).map(|(.., p)| p));
+        }
+        if called > MAX_CALLED_EAGER {
+            let mut ranked: Vec<_> = self
+                .links
+                .iter()
+                .filter(|(p, l)| unproven(p, l) && l.called_at > 0)
+                .map(|(p, l)| (congested(p), rank(p), l.called_at, p.clone()))
+                .collect();
+            ranked.sort_unstable();
+            demoted.extend(ranked.drain(MAX_CALLED_EAGER..).map(|(.., p)| p));
+        }
+        for p in &demoted {
+            if let Some(link) = self.links.get_mut(p) {
+                link.make_lazy();
+            }
+        }
+        demoted
+    }
+
+    /// `peer` delivered a new message (pushed or asked for) that the node accepts: its link
+    /// is proven for [`PROVEN_MS`] and the node's next [`PROVEN_MESSAGES`] new messages from
+    /// peers ([`Tree::trim`]).
+    pub(crate) fn proved(&mut self, peer: &P, now: Millis) {
+        let Some(link) = self.links.get_mut(peer) else {
+            return;
+        };
+        self.firsts += 1;
+        link.first_at = now.max(1);
+        link.first_n = self.firsts;
     }
 
     /// `peer` delivered new message `id` first (pushed, not asked for): its link is eager. If
@@ -372,7 +522,7 @@ impl<P: Clone + Ord> Tree<P> {
         }
         match self.links.get_mut(peer) {
             Some(link) if link.role == Role::Eager && now >= link.grace_until => {
-                link.role = Role::Lazy;
+                link.make_lazy();
                 true
             }
             // Pushed over a link this end holds lazy: the peer holds it eager (it missed the
@@ -393,10 +543,13 @@ impl<P: Clone + Ord> Tree<P> {
             // The peer lacked a message this link would have pushed: a duplicate over it is
             // no sign of a redundant path for a while (a minute if grafted twice).
             link.role = Role::Eager;
+            if link.called_at == 0 {
+                link.called_at = now.max(1);
+            }
             let grace = graft_grace(link, self.config.grace, now);
             link.grace_until = link.grace_until.max(now.saturating_add(grace));
         } else if prune {
-            link.role = Role::Lazy;
+            link.make_lazy();
         }
     }
 
@@ -802,6 +955,80 @@ mod tests {
         }
         t.check_invariants();
         off.check_invariants();
+    }
+
+    #[test]
+    fn unproven_eager_links_beyond_the_caps_are_trimmed_worst_ranked_first() {
+        let a = Keypair::from_seed(&[7; 32]).public();
+        let mut t = tree(true, true);
+        for peer in 1..=6 {
+            t.connected(&peer, peer as Millis); // 6 is the newest
+        }
+        let no_rank = |_: &u8| 0;
+        assert!(
+            t.trim(None, 999, |_| false, no_rank).is_empty(),
+            "all in grace"
+        );
+        // Past the grace: 1 delivered a new message, so it is proven; of the other five, two are
+        // kept: the newest connections.
+        t.proved(&1, 1_500);
+        let trimmed = t.trim(None, 1_500, |_| false, no_rank);
+        assert_eq!(trimmed, vec![4, 3, 2]);
+        for peer in trimmed {
+            assert_eq!(t.role(&peer), Some(Role::Lazy));
+        }
+        // The track record ranks before age; the message's deliverer is not counted.
+        t.connected(&7, 2_000);
+        t.connected(&8, 2_000);
+        let rank = |p: &u8| u8::from(*p != 5); // 5 is proven elsewhere
+        let trimmed = t.trim(Some(&8), 3_100, |_| false, rank);
+        assert_eq!(
+            trimmed,
+            vec![6],
+            "5 (ranked) and 7 (newest) kept, 8 not counted"
+        );
+        // A new message proves a link for PROVEN_MS or PROVEN_MESSAGES new messages, whichever
+        // lasts longer.
+        // (1's was the node's first; 5 and 8 are the two plain links.)
+        for _ in 1..PROVEN_MESSAGES {
+            t.proved(&7, 3_200);
+        }
+        assert!(
+            t.trim(None, 3_200 + PROVEN_MS, |_| false, no_rank)
+                .is_empty(),
+            "1 by count"
+        );
+        t.proved(&7, 3_300);
+        // 1 is unproven now, but its delivery ranks it above 5 and 8 (8 the newer).
+        assert_eq!(t.trim(None, 3_200 + PROVEN_MS, |_| false, no_rank), vec![5]);
+        // A peer that grafts is kept apart from the two plain links, up to MAX_CALLED_EAGER.
+        for peer in 20..20 + MAX_CALLED_EAGER as u8 + 2 {
+            t.connected(&peer, 4_000);
+            t.on_control(&peer, false, true, 4_000);
+        }
+        let trimmed = t.trim(None, 4_000 + SUSPECT_MS, |_| false, no_rank);
+        assert_eq!(trimmed.len(), 2, "{trimmed:?}");
+        assert!(trimmed.iter().all(|p| *p >= 20));
+        // A graft's grace keeps no called link out of the count: a trimmed peer that grafts
+        // again goes again, being the latest graft beyond the eight.
+        let later = 4_000 + SUSPECT_MS;
+        t.on_control(&28, false, true, later);
+        assert_eq!(t.trim(None, later, |_| false, no_rank), vec![28]);
+        // A link this node grafted is plain, counted once its grace is over; a congested link
+        // goes first (the plain links are 1, 8, 40 and 41; 1 delivered, 40 is the newest).
+        t.connected(&40, later);
+        t.grafted(&40, &id(&a, 500), later);
+        t.connected(&41, later);
+        assert!(t.trim(None, later + 999, |_| false, no_rank).is_empty());
+        let congested = |p: &u8| *p == 41;
+        assert_eq!(t.trim(None, later + 2_000, congested, no_rank), vec![8, 41]);
+        // With the tree off, nothing is trimmed.
+        let mut off = tree(true, false);
+        for peer in 1..=6 {
+            off.connected(&peer, 0);
+        }
+        assert!(off.trim(None, 5_000, |_| false, no_rank).is_empty());
+        t.check_invariants();
     }
 
     #[test]

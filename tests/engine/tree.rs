@@ -433,9 +433,15 @@ fn silent_peers_are_pushed_to_no_longer() {
     v.handle_frame(QUIET, Frame::default(), now);
     let first = sign(&keys(50), 1, now, b"from the honest peer");
     v.handle_frame(HONEST, push(vec![first]), now);
-    while v.poll_output().is_some() {}
     let mut pushes = std::collections::BTreeMap::<u8, usize>::new();
     let mut prunes = std::collections::BTreeSet::new();
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer, frame } = output
+            && frame.prune
+        {
+            prunes.insert(peer);
+        }
+    }
     for k in 0..20u64 {
         now += 100;
         v.publish(format!("message {k}").into_bytes(), now).unwrap();
@@ -454,11 +460,18 @@ fn silent_peers_are_pushed_to_no_longer() {
         assert!(!prunes.contains(&peer));
     }
     for peer in &silent {
-        // Eight messages past the grace (`tree.rs`'s PUSHES_TO_EARN; the first was the honest
-        // peer's), then none.
-        assert_eq!(pushes[peer], 7, "silent peer {peer}");
-        assert!(prunes.contains(peer), "silent peer {peer} not sent prune");
+        // At most eight messages past the grace (`tree.rs`'s PUSHES_TO_EARN; the first was
+        // the honest peer's), then none; most are never pushed to at all, being beyond the
+        // two unproven eager links kept.
+        let got = pushes.get(peer).copied().unwrap_or(0);
+        assert!(got <= 7, "silent peer {peer} got {got}");
+        assert!(
+            prunes.contains(peer),
+            "silent peer {peer} not sent prune: {prunes:?} {pushes:?}"
+        );
     }
+    let to_silent: usize = silent.iter().filter_map(|p| pushes.get(p)).sum();
+    assert!(to_silent <= 7, "{to_silent} pushes to silent peers");
     assert!(v.stats().prunes >= silent.len() as u64);
     // Nor do they keep the node awake: what is queued for their rounds waits for a first
     // frame that never comes, and arms no timer.
@@ -470,5 +483,106 @@ fn silent_peers_are_pushed_to_no_longer() {
         None,
         "a silent peer arms the round timer"
     );
+    v.check_invariants();
+}
+
+/// Publishes `count` messages from `now`, 100 ms apart; returns the time after and how many
+/// envelopes each peer was pushed, and the peers sent `prune`.
+fn publish_and_count(
+    v: &mut Engine<u8>,
+    count: u64,
+    mut now: Millis,
+) -> (
+    Millis,
+    std::collections::BTreeMap<u8, usize>,
+    std::collections::BTreeSet<u8>,
+) {
+    let mut pushes = std::collections::BTreeMap::new();
+    let mut prunes = std::collections::BTreeSet::new();
+    for k in 0..count {
+        now += 100;
+        v.publish(format!("at {now} {k}").into_bytes(), now)
+            .unwrap();
+        v.handle_timeout(now + 50);
+        while let Some(output) = v.poll_output() {
+            if let Output::Send { peer, frame } = output {
+                if !frame.messages.is_empty() {
+                    *pushes.entry(peer).or_default() += frame.messages.len();
+                }
+                if frame.prune {
+                    prunes.insert(peer);
+                }
+            }
+        }
+    }
+    (now, pushes, prunes)
+}
+
+#[test]
+fn unproven_eager_links_are_capped_and_a_graft_or_a_first_copy_keeps_a_link_eager() {
+    // Twenty peers that each sent a frame (so none is silent), one of which delivers first.
+    let peers: Vec<u8> = (1..=20).collect();
+    let mut v = engine_with(&peers);
+    let mut now = T0 + 1_001; // past every link's grace
+    for &peer in &peers {
+        v.handle_frame(peer, Frame::default(), now);
+    }
+    let first = sign(&keys(50), 1, now, b"from peer 1");
+    v.handle_frame(1, push(vec![first]), now);
+    let mut prunes = std::collections::BTreeSet::new();
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer, frame } = output
+            && frame.prune
+        {
+            prunes.insert(peer);
+        }
+    }
+    let (later, pushes, more) = publish_and_count(&mut v, 10, now);
+    prunes.extend(more);
+    now = later;
+    assert_eq!(
+        pushes[&1], 10,
+        "the peer that delivered first keeps its pushes"
+    );
+    // Two unproven links stay eager (`tree.rs`'s MAX_PLAIN_EAGER); the rest are announced
+    // to and told `prune` at the first message.
+    let kept: Vec<u8> = (2..=20).filter(|p| pushes.contains_key(p)).collect();
+    assert_eq!(kept.len(), 2, "kept {kept:?}");
+    for p in &kept {
+        assert_eq!(pushes[p], 10);
+        assert!(!prunes.contains(p));
+    }
+    let trimmed: Vec<u8> = (2..=20).filter(|p| !kept.contains(p)).collect();
+    for p in &trimmed {
+        assert!(prunes.contains(p), "peer {p} not sent prune");
+    }
+    // A trimmed peer that needs this node grafts it: it is pushed to again. Of the eleven
+    // that do, eight keep their pushes (MAX_CALLED_EAGER), however many graft.
+    for p in &trimmed[..11] {
+        v.handle_frame(
+            *p,
+            Frame {
+                graft: true,
+                ..Frame::default()
+            },
+            now,
+        );
+    }
+    while v.poll_output().is_some() {}
+    now += 1_001; // past the graft's grace
+    let (_, pushes, prunes) = publish_and_count(&mut v, 10, now);
+    let called: Vec<u8> = trimmed[..11]
+        .iter()
+        .copied()
+        .filter(|p| pushes.get(p) == Some(&10))
+        .collect();
+    assert_eq!(called.len(), 8, "called {called:?} of {:?}", &trimmed[..11]);
+    for p in &trimmed[..11] {
+        assert!(called.contains(p) || prunes.contains(p));
+    }
+    for p in &trimmed[11..] {
+        assert!(!pushes.contains_key(p), "peer {p} never grafted");
+    }
+    assert_eq!(pushes[&1], 10);
     v.check_invariants();
 }

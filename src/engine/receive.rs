@@ -378,10 +378,14 @@ impl<P: Clone + Ord> Engine<P> {
         let limits = self.beliefs.limits();
         let mut lazy = Vec::new();
         let (records, congestion) = (&self.records, &self.congestion);
+        let validations = &self.validations;
+        // The deliverer, and a peer whose message awaits the application's verdict, may be
+        // proving their links right now.
+        let exempt = |p: &P| from == Some(p) || validations.holds_from(p);
         let congested = |p: &P| congestion.is_congested(p);
         for peer in self
             .tree
-            .trim(from, now, congested, |p| records.standing(p))
+            .trim(now, exempt, congested, |p| records.standing(p))
         {
             self.stats.prunes += 1;
             self.batcher.prune(&peer);

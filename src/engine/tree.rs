@@ -32,24 +32,29 @@
 //! - eager links are capped ([`Tree::trim`], before each new message is routed). A link that
 //!   delivered no new message (pushed or asked for, accepted) within [`PROVEN_MS`], nor
 //!   within the node's last [`PROVEN_MESSAGES`] new messages from peers, is *unproven*. Of
-//!   the unproven links past their grace that the peer did not graft, at most
+//!   the unproven links past their trim grace (a new connection's `want_timeout`, or that of
+//!   this node's latest graft of it) that the peer did not graft, at most
 //!   [`MAX_PLAIN_EAGER`] stay eager; of those the peer grafted since the link was last lazy
-//!   (*called*), in their grace or not, at most [`MAX_CALLED_EAGER`]. The rest become lazy
-//!   and are sent `prune`. Worst first: a congested link (it is not pushed to anyway); then,
-//!   of plain links, by track record (`record.rs`), the longest since a delivery, the oldest
-//!   connection (a peer that just connected gets its chance: at dawn, Sybils that came first
-//!   hold nothing against honest links that come later); of called links, by track record,
-//!   the latest graft. The peer that delivered the message being routed is not counted. So
-//!   peers that deliver nothing (Sybils that relay on one link only, forgers, liars, sinks
-//!   that send one frame, prune/graft abusers) get at most ten pushes per message, however
-//!   many connections they hold, beside the links in a new connection's grace. An honest
-//!   peer that needs this node's pushes, such as a child in a one-author tree (which never
-//!   delivers anything), grafts it after it is trimmed (messages within `graft_timeout` of
-//!   the trim wait for it) and is then kept as called: plain links never displace it. What
-//!   is left: peers that graft, or that publish a message of their own now and then (it
-//!   proves their link), take places an honest child would have; beyond [`MAX_CALLED_EAGER`]
-//!   dependent children, the latest grafted is trimmed each time, and grafts again (its
-//!   grace then lasts a minute: two delays a minute per such child);
+//!   (*called*), in their grace or not, at most [`MAX_CALLED_EAGER`] (and the plain places
+//!   left free). The rest become lazy and are sent `prune`. Worst first: a congested link
+//!   (it is not pushed to anyway); then, of plain links, by track record (`record.rs`), the
+//!   longest since a delivery, the oldest connection (a peer that just connected gets its
+//!   chance: at dawn, Sybils that came first hold nothing against honest links that come
+//!   later); of called links, by track record, the latest first graft (incumbents stay).
+//!   The message's deliverer, and a peer whose message awaits the application's verdict, are
+//!   not counted. So peers that deliver nothing (Sybils that relay on one link only, forgers,
+//!   liars, sinks that send one frame, prune/graft abusers, peers that get this node to graft
+//!   them again and again) get at most ten pushes per message, however many connections they
+//!   hold, beside links in their first `want_timeout`. An honest peer that needs this node's
+//!   pushes, such as a child in a one-author tree (which never delivers anything), grafts it
+//!   after it is trimmed (messages within `graft_timeout` of the trim wait for it) and is
+//!   then kept as called: plain links never displace it. What is left: peers that graft, or
+//!   that publish a message of their own now and then (it proves their link), take places an
+//!   honest child would have had. Eight links that their peers grafted first and that sit
+//!   (Sybils that graft once) keep out a child that grafts later, or that went lazy and
+//!   grafted again: it then gets each message announced and wanted, `announce_delay` +
+//!   `graft_timeout` + a round trip late at that hop, as an eager upstream that holds its
+//!   pushes can already make it (the threat model's limits);
 //! - a duplicate pushed over a lazy link means the peer holds the link eager: it is sent
 //!   `prune` again (the two ends agree again; this end's role does not change);
 //! - a duplicate pushed over an eager link shows a redundant path: the link becomes lazy and
@@ -171,9 +176,10 @@ pub(crate) const MAX_FROM_SUSPECT: usize = 4_096;
 pub(crate) const PROVEN_MS: Millis = 60_000;
 
 /// How many of the node's latest new messages from peers prove a link ([`Tree::trim`]),
-/// however long they took: a quiet network keeps its tree between messages (a source
-/// quieter than this many others is trimmed at nodes with more than two plain links that
-/// rank above it, and grafted again: its next message waits `graft_timeout` there).
+/// however long they took: a quiet network keeps its tree between messages. A source quieter
+/// than a minute and this many others (which anyone can publish) is trimmed at a node with
+/// two unproven plain links or more that rank above it, and grafted again: each of its
+/// messages then waits `graft_timeout` there.
 pub(crate) const PROVEN_MESSAGES: u64 = 64;
 
 /// Unproven eager links the peer did not graft that are kept ([`Tree::trim`]). Two: at 80 %
@@ -193,6 +199,11 @@ struct Link {
     role: Role,
     /// Until then a duplicate over this link does not prune it.
     grace_until: Millis,
+    /// Until then the link is not counted by [`Tree::trim`] unless the peer grafted it: a new
+    /// connection's grace, or this node's latest graft's (never the minute a second graft
+    /// gives against duplicates: a peer that makes this node graft it over and over is
+    /// counted as any other).
+    trim_grace_until: Millis,
     /// When the link was last grafted, by either end (0: never).
     grafted_at: Millis,
     /// Until then the link is suspect: it was eager and pushed nothing of a message another
@@ -326,6 +337,11 @@ impl<P: Clone + Ord> Tree<P> {
                 } else {
                     0
                 },
+                trim_grace_until: if role == Role::Eager {
+                    now.saturating_add(self.config.grace)
+                } else {
+                    0
+                },
                 grafted_at: 0,
                 suspect_until,
                 suspect_for: None,
@@ -393,16 +409,18 @@ impl<P: Clone + Ord> Tree<P> {
 
     /// Before a new message is routed: eager links that did not deliver a new message lately
     /// ([`PROVEN_MS`], [`PROVEN_MESSAGES`]) are *unproven*. Beyond [`MAX_PLAIN_EAGER`] unproven
-    /// links past their grace that the peer did not graft, and [`MAX_CALLED_EAGER`] unproven
-    /// links the peer grafted since they were last lazy (in grace or not: a peer that grafts
-    /// again stays counted), the worst become lazy. Worst first: a link `congested` says is;
-    /// then, of plain links, by `rank` (the track record), the longest since a delivery, the
-    /// oldest connection; of called ones, by `rank`, the latest graft. Returns them: the
-    /// engine sends `prune`. `from`, the peer that delivered the message, is not counted.
+    /// links past their trim grace that the peer did not graft, and [`MAX_CALLED_EAGER`]
+    /// unproven links the peer grafted since they were last lazy (in grace or not: a peer
+    /// that grafts again stays counted; plain places left free go to them), the worst become
+    /// lazy. Worst first: a link `congested` says is; then, of plain links, by `rank` (the
+    /// track record), the longest since a delivery, the oldest connection; of called ones,
+    /// by `rank`, the latest first graft. Links `exempt` says are (the message's deliverer,
+    /// a peer whose message awaits the application's verdict) are not counted. Returns the
+    /// links made lazy: the engine sends `prune`.
     pub(crate) fn trim<R: Ord>(
         &mut self,
-        from: Option<&P>,
         now: Millis,
+        exempt: impl Fn(&P) -> bool,
         congested: impl Fn(&P) -> bool,
         rank: impl Fn(&P) -> R,
     ) -> Vec<P> {
@@ -411,9 +429,9 @@ impl<P: Clone + Ord> Tree<P> {
         }
         let firsts = self.firsts;
         let unproven = |p: &P, l: &Link| {
-            from != Some(p)
-                && l.role == Role::Eager
-                && (l.called_at > 0 || now >= l.grace_until)
+            l.role == Role::Eager
+                && (l.called_at > 0 || now >= l.trim_grace_until)
+                && !exempt(p)
                 && (l.first_at == 0
                     || (now >= l.first_at.saturating_add(PROVEN_MS)
                         && firsts - l.first_n >= PROVEN_MESSAGES))
@@ -440,7 +458,9 @@ impl<P: Clone + Ord> Tree<P> {
             ranked.sort_unstable();
             demoted.extend(ranked.drain(MAX_PLAIN_EAGER..).map(|(.., p)| p));
         }
-        if called > MAX_CALLED_EAGER {
+        // Places the plain links leave free go to called ones.
+        let called_cap = MAX_CALLED_EAGER + MAX_PLAIN_EAGER.saturating_sub(plain);
+        if called > called_cap {
             let mut ranked: Vec<_> = self
                 .links
                 .iter()
@@ -448,7 +468,7 @@ impl<P: Clone + Ord> Tree<P> {
                 .map(|(p, l)| (congested(p), rank(p), l.called_at, p.clone()))
                 .collect();
             ranked.sort_unstable();
-            demoted.extend(ranked.drain(MAX_CALLED_EAGER..).map(|(.., p)| p));
+            demoted.extend(ranked.drain(called_cap..).map(|(.., p)| p));
         }
         for p in &demoted {
             if let Some(link) = self.links.get_mut(p) {
@@ -602,6 +622,7 @@ impl<P: Clone + Ord> Tree<P> {
     pub(crate) fn grafted(&mut self, peer: &P, missing: &MessageId, now: Millis) {
         if let Some(link) = self.links.get_mut(peer) {
             link.role = Role::Eager;
+            link.trim_grace_until = now.saturating_add(self.config.grace);
             let grace = graft_grace(link, self.config.grace, now);
             link.grace_until = link.grace_until.max(now.saturating_add(grace));
         }
@@ -671,6 +692,10 @@ impl<P: Clone + Ord> Tree<P> {
         for link in self.links.values() {
             link.deferred
                 .check_invariants(self.config.max_deferred_ranges);
+            assert!(
+                link.called_at == 0 || link.role == Role::Eager,
+                "a called link is eager"
+            );
         }
         assert!(
             self.lazy_due.iter().all(|p| self.links.contains_key(p)),
@@ -966,13 +991,13 @@ mod tests {
         }
         let no_rank = |_: &u8| 0;
         assert!(
-            t.trim(None, 999, |_| false, no_rank).is_empty(),
+            t.trim(999, |_| false, |_| false, no_rank).is_empty(),
             "all in grace"
         );
         // Past the grace: 1 delivered a new message, so it is proven; of the other five, two are
         // kept: the newest connections.
         t.proved(&1, 1_500);
-        let trimmed = t.trim(None, 1_500, |_| false, no_rank);
+        let trimmed = t.trim(1_500, |_| false, |_| false, no_rank);
         assert_eq!(trimmed, vec![4, 3, 2]);
         for peer in trimmed {
             assert_eq!(t.role(&peer), Some(Role::Lazy));
@@ -981,7 +1006,7 @@ mod tests {
         t.connected(&7, 2_000);
         t.connected(&8, 2_000);
         let rank = |p: &u8| u8::from(*p != 5); // 5 is proven elsewhere
-        let trimmed = t.trim(Some(&8), 3_100, |_| false, rank);
+        let trimmed = t.trim(3_100, |p| *p == 8, |_| false, rank);
         assert_eq!(
             trimmed,
             vec![6],
@@ -994,40 +1019,61 @@ mod tests {
             t.proved(&7, 3_200);
         }
         assert!(
-            t.trim(None, 3_200 + PROVEN_MS, |_| false, no_rank)
+            t.trim(3_200 + PROVEN_MS, |_| false, |_| false, no_rank)
                 .is_empty(),
             "1 by count"
         );
         t.proved(&7, 3_300);
         // 1 is unproven now, but its delivery ranks it above 5 and 8 (8 the newer).
-        assert_eq!(t.trim(None, 3_200 + PROVEN_MS, |_| false, no_rank), vec![5]);
+        assert_eq!(
+            t.trim(3_200 + PROVEN_MS, |_| false, |_| false, no_rank),
+            vec![5]
+        );
         // A peer that grafts is kept apart from the two plain links, up to MAX_CALLED_EAGER.
         for peer in 20..20 + MAX_CALLED_EAGER as u8 + 2 {
             t.connected(&peer, 4_000);
             t.on_control(&peer, false, true, 4_000);
         }
-        let trimmed = t.trim(None, 4_000 + SUSPECT_MS, |_| false, no_rank);
+        let trimmed = t.trim(4_000 + SUSPECT_MS, |_| false, |_| false, no_rank);
         assert_eq!(trimmed.len(), 2, "{trimmed:?}");
         assert!(trimmed.iter().all(|p| *p >= 20));
         // A graft's grace keeps no called link out of the count: a trimmed peer that grafts
         // again goes again, being the latest graft beyond the eight.
         let later = 4_000 + SUSPECT_MS;
         t.on_control(&28, false, true, later);
-        assert_eq!(t.trim(None, later, |_| false, no_rank), vec![28]);
+        assert_eq!(t.trim(later, |_| false, |_| false, no_rank), vec![28]);
         // A link this node grafted is plain, counted once its grace is over; a congested link
         // goes first (the plain links are 1, 8, 40 and 41; 1 delivered, 40 is the newest).
         t.connected(&40, later);
         t.grafted(&40, &id(&a, 500), later);
         t.connected(&41, later);
-        assert!(t.trim(None, later + 999, |_| false, no_rank).is_empty());
+        assert!(
+            t.trim(later + 999, |_| false, |_| false, no_rank)
+                .is_empty()
+        );
         let congested = |p: &u8| *p == 41;
-        assert_eq!(t.trim(None, later + 2_000, congested, no_rank), vec![8, 41]);
+        assert_eq!(
+            t.trim(later + 2_000, |_| false, congested, no_rank),
+            vec![8, 41]
+        );
+        // This node's second graft of a link within the minute keeps duplicates from pruning it
+        // for the minute, but the caps count it after `want_timeout` like any link: a peer
+        // that gets this node to graft it over and over gains no place.
+        let mut h = tree(true, true);
+        for peer in 1..=3 {
+            h.connected(&peer, 0);
+        }
+        h.grafted(&3, &id(&a, 1), 2_000);
+        h.grafted(&3, &id(&a, 2), 2_500);
+        assert!(h.trim(3_400, |_| false, |_| false, no_rank).is_empty());
+        assert_eq!(h.trim(3_600, |_| false, |_| false, no_rank), vec![3]);
+        h.check_invariants();
         // With the tree off, nothing is trimmed.
         let mut off = tree(true, false);
         for peer in 1..=6 {
             off.connected(&peer, 0);
         }
-        assert!(off.trim(None, 5_000, |_| false, no_rank).is_empty());
+        assert!(off.trim(5_000, |_| false, |_| false, no_rank).is_empty());
         t.check_invariants();
     }
 

@@ -122,6 +122,11 @@ impl<P: Clone + Ord> Validations<P> {
         self.held.len() >= all || self.per_peer.get(peer).is_some_and(|n| *n >= share)
     }
 
+    /// Whether a message `peer` sent awaits the application's verdict.
+    pub(crate) fn holds_from(&self, peer: &P) -> bool {
+        self.per_peer.get(peer).is_some_and(|n| *n > 0)
+    }
+
     pub(crate) fn hold(&mut self, envelope: Envelope, from: P, now: Millis) {
         let id = envelope.id();
         let deadline = now.saturating_add(self.timeout_ms);

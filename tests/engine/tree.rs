@@ -577,12 +577,60 @@ fn unproven_eager_links_are_capped_and_a_graft_or_a_first_copy_keeps_a_link_eage
         .filter(|p| pushes.get(p) == Some(&10))
         .collect();
     assert_eq!(called.len(), 8, "called {called:?} of {:?}", &trimmed[..11]);
-    for p in &trimmed[..11] {
-        assert!(called.contains(p) || prunes.contains(p));
+    for p in trimmed[..11].iter().filter(|p| !called.contains(p)) {
+        assert!(prunes.contains(p), "peer {p} not sent prune");
+        assert_eq!(
+            pushes.get(p),
+            None,
+            "peer {p} beyond the eight was pushed to"
+        );
     }
     for p in &trimmed[11..] {
         assert!(!pushes.contains_key(p), "peer {p} never grafted");
     }
     assert_eq!(pushes[&1], 10);
     v.check_invariants();
+}
+
+#[test]
+fn with_validation_a_link_is_kept_while_its_message_waits_and_proven_only_if_accepted() {
+    for verdict in [
+        secure_gossip::Validation::Accept,
+        secure_gossip::Validation::Reject,
+    ] {
+        let config = Config::builder().validate_messages(true).build().unwrap();
+        let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
+        // Peer 1 is the oldest connection: the first plain link to go, were it counted.
+        for peer in 1..=5 {
+            v.connect(peer, T0 + Millis::from(peer > 1));
+        }
+        let now = T0 + 1_002; // past every link's grace
+        for peer in 1..=5 {
+            v.handle_frame(peer, Frame::default(), now);
+        }
+        let held = sign(&keys(50), 1, now, b"awaits its verdict");
+        let id = held.id();
+        v.handle_frame(1, push(vec![held]), now);
+        while v.poll_output().is_some() {}
+        // While its message waits, peer 1 is not counted: it is pushed to, and two of the
+        // other four keep their pushes.
+        let (now, pushes, _) = publish_and_count(&mut v, 1, now);
+        assert_eq!(pushes.get(&1), Some(&1), "{verdict:?}");
+        assert_eq!((2..=5).filter(|p| pushes.contains_key(p)).count(), 2);
+        v.report_validation(&id, verdict, now);
+        while v.poll_output().is_some() {}
+        // Accepted, its link is proven; rejected, peer 1 has failed and is the first to go.
+        let (_, pushes, prunes) = publish_and_count(&mut v, 3, now);
+        match verdict {
+            secure_gossip::Validation::Accept => {
+                assert_eq!(pushes.get(&1), Some(&3));
+                assert!(!prunes.contains(&1));
+            }
+            _ => {
+                assert_eq!(pushes.get(&1), None);
+                assert!(prunes.contains(&1));
+            }
+        }
+        v.check_invariants();
+    }
 }

@@ -25,6 +25,8 @@ use crate::envelope::MessageId;
 use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
 use std::cmp::Reverse;
+use crate::verify::{Verdict, VerifiedFrame};
+use bytes::Bytes;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 
@@ -278,7 +280,17 @@ pub struct Simulation {
     sybils: Option<Sybils>,
     /// Per delivery of an honest message at an honest node: (publisher, delay).
     delays: Vec<(usize, Millis)>,
+    /// Signatures checked so far, valid or not. Each signed envelope is verified once per
+    /// run, not once per node: a node is handed the verdict as its connection handlers would
+    /// hand it over (an envelope found valid is `Cached`, which the engine takes as verified;
+    /// one found invalid is left unchecked, so the engine treats it exactly as before). What
+    /// a node does with a message is the same either way; this saves the simulator the
+    /// repeated curve arithmetic.
+    signatures: HashMap<Signed, bool>,
 }
+
+/// A signed envelope's content, as the simulator keys its signature checks.
+type Signed = (MessageId, u64, [u8; 64], Bytes);
 
 /// The simulated start time: 2025-01-01, so timestamps look like real ones.
 const EPOCH: Millis = 1_735_689_600_000;
@@ -322,6 +334,7 @@ impl Simulation {
             },
             sybils: None,
             delays: Vec::new(),
+            signatures: HashMap::new(),
             config,
         };
         let n = sim.config.nodes;
@@ -508,6 +521,25 @@ impl Simulation {
             self.report.honest_bytes += sent;
         }
         self.report.frames += 1;
+    }
+
+    /// The verdict a node is handed on `envelope`'s signature: verified once per run.
+    fn verdict(&mut self, envelope: &crate::envelope::Envelope) -> Verdict {
+        let key = (
+            envelope.id(),
+            envelope.timestamp(),
+            *envelope.signature(),
+            envelope.payload().clone(),
+        );
+        let valid = *self
+            .signatures
+            .entry(key)
+            .or_insert_with(|| envelope.verify().is_ok());
+        if valid {
+            Verdict::Cached
+        } else {
+            Verdict::Unchecked
+        }
     }
 
     /// The simulated time.
@@ -844,7 +876,16 @@ impl Simulation {
                     };
                     self.nodes[to].hops.entry(id).or_insert(hop + 1);
                 }
-                self.nodes[to].engine.handle_frame(from, frame, self.now);
+                let verdicts = frame
+                    .messages
+                    .iter()
+                    .map(|e| self.verdict(e))
+                    .collect();
+                let frame = VerifiedFrame::simulated(frame, verdicts);
+                self.nodes[to].engine.handle(
+                    crate::engine::Input::Verified { peer: from, frame },
+                    self.now,
+                );
                 self.drain(to);
             }
             Event::Redial(a, b) => self.link_up(a, b),

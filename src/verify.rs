@@ -64,6 +64,12 @@ pub struct VerifiedFrame {
 }
 
 impl VerifiedFrame {
+    /// A frame with verdicts the simulator found (`sim.rs`).
+    #[cfg(any(test, feature = "test-utils"))]
+    pub(crate) fn simulated(frame: Frame, verdicts: Vec<Verdict>) -> Self {
+        VerifiedFrame { frame, verdicts }
+    }
+
     /// The frame and its verdicts.
     pub(crate) fn into_parts(self) -> (Frame, Vec<Verdict>) {
         (self.frame, self.verdicts)

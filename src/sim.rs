@@ -24,9 +24,9 @@ use crate::engine::{Engine, Millis, Output};
 use crate::envelope::MessageId;
 use crate::frame::Frame;
 use crate::keys::{Keypair, PublicKey};
-use std::cmp::Reverse;
 use crate::verify::{Verdict, VerifiedFrame};
 use bytes::Bytes;
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 
@@ -876,11 +876,7 @@ impl Simulation {
                     };
                     self.nodes[to].hops.entry(id).or_insert(hop + 1);
                 }
-                let verdicts = frame
-                    .messages
-                    .iter()
-                    .map(|e| self.verdict(e))
-                    .collect();
+                let verdicts = frame.messages.iter().map(|e| self.verdict(e)).collect();
                 let frame = VerifiedFrame::simulated(frame, verdicts);
                 self.nodes[to].engine.handle(
                     crate::engine::Input::Verified { peer: from, frame },

@@ -256,6 +256,9 @@ impl<P: Clone + Ord> Engine<P> {
             self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from);
+        // A grafted id that comes in answer to a want was withheld by the eager links of the
+        // graft (with validation: when it comes, not at the verdict).
+        self.tree.arrived(&id, from, answered, now);
         if !answered && !self.wants.was_tried(from, &id.author, id.sequence) {
             // Pushed unasked: the link that delivers first is eager (an answer to a want
             // leaves the link as it is; a graft said so explicitly).

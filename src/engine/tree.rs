@@ -63,13 +63,19 @@
 //!   answered this node's own want of that peer, or the message's first copy came over a
 //!   link that was *suspect* then ([`Tree::on_duplicate`]);
 //! - a link is suspect for [`SUSPECT_MS`] after it was eager while this node had to graft
-//!   another peer for a message it lacked: it pushed nothing of a message the network had.
+//!   another peer for a message it lacked, once that message came in answer to a want
+//!   ([`Tree::arrived`]): it pushed nothing of a message the network had.
 //!   The suspicion is lifted when the link pushes that message after all (an honest upstream
 //!   on a slower path does, a few hops later; an injector can too, once the graft is done,
-//!   which is why the grace below, not suspicion, bounds it). A graft for an id no one
-//!   delivers (a made-up announcement) marks the eager links with nothing that can lift
-//!   them: for [`SUSPECT_MS`] their first copies prune nothing, so the tree keeps more
-//!   duplicates (the threat model's limit: one frame a minute per victim). Suspicion
+//!   which is why the grace below, not suspicion, bounds it). The links eager at the graft
+//!   are marked *pending* for the grafted id; they become suspect only if it then comes in
+//!   answer to a want (of the grafted peer, or of whoever the want moved to; the deliverer
+//!   is never marked). An id no one delivers (a made-up announcement), one that a link
+//!   pushes after all (a slow upstream, or an id announced before its author published
+//!   it), and this node's own messages mark none: a link's pending mark is one id, the
+//!   latest graft's, and lasts [`SUSPECT_MS`]. What still marks them is a peer that
+//!   announces and answers a message the eager links did not push (its own, freshly signed:
+//!   one signature a minute per victim), as withholding does. Suspicion
 //!   outlives the connection: a peer that reconnects is as suspect as it was (up to
 //!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as
 //!   any new peer). A link in grace is not marked, so a peer that sets `graft` on its own
@@ -80,7 +86,7 @@
 //!   injector costs a neighbour pair at most two repairs a minute.
 //!   A peer that pushes its own fresh envelopes to two neighbours at once makes their copies
 //!   to each other duplicates; pruning on them would leave it the eager link of both, from
-//!   which it then withholds. Once it withheld a message this node had to graft, its first
+//!   which it then withholds. Once a message it withheld came in answer to a graft, its first
 //!   copies prune nothing (the ids it delivered first while suspect are remembered for the
 //!   rest of its suspicion, up to [`MAX_FROM_SUSPECT`]; if more than that went by, no link is
 //!   pruned while any other eager link is suspect, as if all were remembered);
@@ -211,6 +217,10 @@ struct Link {
     suspect_until: Millis,
     /// The message whose graft made the link suspect: pushing it lifts the suspicion.
     suspect_for: Option<MessageId>,
+    /// A message this node grafted another peer for while this link was eager, and until
+    /// when ([`SUSPECT_MS`] from the graft): if it comes in answer to a want, this link
+    /// withheld it and becomes suspect ([`Tree::arrived`]).
+    pending_for: Option<(MessageId, Millis)>,
     /// The peer sent a frame on this connection.
     heard: bool,
     /// Messages pushed over the link past its grace while the peer had sent nothing (up to
@@ -265,6 +275,8 @@ pub(crate) struct Tree<P> {
     next_announce: Option<Millis>,
     /// The latest `suspect_until` of any link: before it, a duplicate looks for suspects.
     suspects_until: Millis,
+    /// The latest end of any link's `pending_for`: before it, an arrival looks for them.
+    pendings_until: Millis,
     /// Disconnected peers that were suspect, until when (at most [`MAX_SUSPECTED`]; the
     /// soonest to end goes first).
     suspected: Expiring<P>,
@@ -294,6 +306,7 @@ impl<P: Clone + Ord> Tree<P> {
             lazy_due: BTreeSet::new(),
             next_announce: None,
             suspects_until: 0,
+            pendings_until: 0,
             suspected: Expiring::new(MAX_SUSPECTED),
             were_lazy: Expiring::new(MAX_REMEMBERED),
             were_heard: Expiring::new(MAX_REMEMBERED),
@@ -345,6 +358,7 @@ impl<P: Clone + Ord> Tree<P> {
                 grafted_at: 0,
                 suspect_until,
                 suspect_for: None,
+                pending_for: None,
                 heard,
                 pushed_unheard: 0,
                 first_at: 0,
@@ -626,12 +640,37 @@ impl<P: Clone + Ord> Tree<P> {
             let grace = graft_grace(link, self.config.grace, now);
             link.grace_until = link.grace_until.max(now.saturating_add(grace));
         }
-        // The links that were eager pushed nothing of what the grafted peer had: suspect,
-        // until they push it.
+        // The links eager now pushed nothing of what the grafted peer had. They become
+        // suspect once the id comes in answer to a want ([`Tree::arrived`]): an id no one
+        // delivers (a made-up announcement), or that their push brings after all, marks none.
+        let until = now.saturating_add(SUSPECT_MS);
         for (p, link) in self.links.iter_mut() {
             if p != peer && link.role == Role::Eager && now >= link.grace_until {
+                link.pending_for = Some((*missing, until));
+                self.pendings_until = until;
+            }
+        }
+    }
+
+    /// New message `id` arrived from `from`, in answer to a want of it if `answered`. If it
+    /// was answered, the links this node grafted a peer for it past (within [`SUSPECT_MS`])
+    /// withheld it, `from` aside: they are suspect, until they push it. Otherwise (pushed
+    /// first by a link, which the tree delivered by, however slowly) none is.
+    pub(crate) fn arrived(&mut self, id: &MessageId, from: &P, answered: bool, now: Millis) {
+        if now >= self.pendings_until {
+            return;
+        }
+        for (p, link) in self.links.iter_mut() {
+            let Some((pending, until)) = link.pending_for else {
+                continue;
+            };
+            if pending != *id {
+                continue;
+            }
+            link.pending_for = None;
+            if answered && p != from && now < until {
                 link.suspect_until = now.saturating_add(SUSPECT_MS);
-                link.suspect_for = Some(*missing);
+                link.suspect_for = Some(*id);
                 self.suspects_until = link.suspect_until;
             }
         }
@@ -719,6 +758,9 @@ fn graft_grace(link: &mut Link, grace: Millis, now: Millis) -> Millis {
 /// A suspect link that pushes the message it was suspected for was only slower: the
 /// suspicion is lifted.
 fn lift_if_pushed(link: &mut Link, id: &MessageId) {
+    if link.pending_for.is_some_and(|(pending, _)| pending == *id) {
+        link.pending_for = None;
+    }
     if link.suspect_for.as_ref() == Some(id) {
         link.suspect_until = 0;
         link.suspect_for = None;
@@ -841,6 +883,7 @@ mod tests {
         let missing = id(&author, 1);
         t.grafted(&1, &missing, 2_100);
         assert_eq!(t.role(&1), Some(Role::Eager));
+        t.arrived(&missing, &1, true, 2_100); // the grafted peer answers
         assert!(
             !t.on_duplicate(&1, &id(&author, 9), false, 3_099),
             "grace after a graft"
@@ -906,6 +949,49 @@ mod tests {
     }
 
     #[test]
+    fn eager_links_are_suspect_once_the_grafted_id_is_answered_and_a_made_up_one_marks_nothing() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let other = Keypair::from_seed(&[2; 32]).public();
+        let mut t = tree(true, true);
+        for peer in 1..=6 {
+            t.connected(&peer, 0);
+        }
+        t.on_control(&1, true, false, 0);
+        // A made-up id: grafted for, never arrives. 2's first copies still let 3 be pruned.
+        t.grafted(&1, &id(&author, 7), 2_000);
+        t.on_first_copy(&2, &id(&other, 1), 2_100);
+        assert!(
+            t.on_duplicate(&3, &id(&other, 1), false, 2_100),
+            "nothing suspect"
+        );
+        // An id the eager links push after all (a predicted id, announced before it existed,
+        // or a slow upstream): not answered, so nothing is suspect.
+        t.grafted(&1, &id(&author, 8), 3_000);
+        t.arrived(&id(&author, 8), &2, false, 3_050);
+        t.on_first_copy(&2, &id(&other, 2), 3_100);
+        assert!(
+            t.on_duplicate(&4, &id(&other, 2), false, 3_100),
+            "pushed: no suspect"
+        );
+        // A withheld one: until its answer comes nothing is suspect; once the grafted peer
+        // answers, the eager links of the graft (2, 5, 6) pushed nothing of it: suspect, so
+        // their first copies prune nothing.
+        t.grafted(&1, &id(&author, 9), 4_000);
+        t.on_first_copy(&2, &id(&other, 3), 4_010);
+        assert!(
+            t.on_duplicate(&5, &id(&other, 3), false, 4_010),
+            "not answered yet"
+        );
+        t.arrived(&id(&author, 9), &1, true, 4_100);
+        t.on_first_copy(&2, &id(&other, 4), 4_200);
+        assert!(
+            !t.on_duplicate(&6, &id(&other, 4), false, 4_200),
+            "2 is suspect"
+        );
+        t.check_invariants();
+    }
+
+    #[test]
     fn when_ids_from_suspect_links_are_forgotten_no_link_is_pruned_while_one_is_suspect() {
         let author = Keypair::from_seed(&[1; 32]).public();
         let other = Keypair::from_seed(&[2; 32]).public();
@@ -914,7 +1000,8 @@ mod tests {
             t.connected(&peer, 0);
         }
         t.on_control(&1, true, false, 0);
-        t.grafted(&1, &id(&author, 1), 2_000); // 2 and 3 are suspect
+        t.grafted(&1, &id(&author, 1), 2_000);
+        t.arrived(&id(&author, 1), &1, true, 2_010); // 2 and 3 are suspect
         for sequence in 1..=MAX_FROM_SUSPECT as u64 + 1 {
             t.on_first_copy(&2, &id(&other, sequence), 2_100);
         }
@@ -925,7 +1012,8 @@ mod tests {
         let later = 2_100 + 2 * SUSPECT_MS;
         t.on_control(&2, false, false, later);
         t.on_control(&3, false, false, later);
-        t.grafted(&1, &id(&author, 2), later); // 2 and 3 suspect again
+        t.grafted(&1, &id(&author, 2), later);
+        t.arrived(&id(&author, 2), &1, true, later); // 2 and 3 suspect again
         t.on_first_copy(&2, &id(&other, 9_000), later + 1);
         t.on_first_copy(&1, &id(&other, 9_001), later + 1);
         assert!(

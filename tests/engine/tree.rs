@@ -634,3 +634,49 @@ fn with_validation_a_link_is_kept_while_its_message_waits_and_proven_only_if_acc
         v.check_invariants();
     }
 }
+
+#[test]
+fn a_made_up_announcement_grafts_its_announcer_but_makes_no_eager_link_suspect() {
+    const LIAR: u8 = 1;
+    const E1: u8 = 2;
+    const E2: u8 = 3;
+    let mut v = engine_with(&[LIAR, E1, E2]);
+    let mut now = T0 + 1_001; // past every link's grace
+    for peer in [E1, E2] {
+        v.handle_frame(peer, Frame::default(), now);
+    }
+    // The liar's link is lazy; it announces an id no one has.
+    v.handle_frame(
+        LIAR,
+        Frame {
+            prune: true,
+            ..Frame::default()
+        },
+        now,
+    );
+    let made_up = keys(60);
+    v.handle_frame(LIAR, have_range(made_up.public(), 1, 1), now);
+    while v.poll_output().is_some() {}
+    now += 100; // the graft timeout
+    v.handle_timeout(now);
+    let mut grafted = false;
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer, frame } = output {
+            grafted |= peer == LIAR && frame.graft;
+        }
+    }
+    assert!(grafted, "the announcer is grafted");
+    // E1 delivers a message first, E2 pushes it again: a redundant path, pruned as ever
+    // (before: every eager link was suspect for a minute after the graft, so nothing was).
+    let m = sign(&keys(50), 1, now, b"m");
+    v.handle_frame(E1, push(vec![m.clone()]), now + 10);
+    v.handle_frame(E2, push(vec![m]), now + 20);
+    let mut pruned = false;
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer, frame } = output {
+            pruned |= peer == E2 && frame.prune;
+        }
+    }
+    assert!(pruned, "the duplicate's link is pruned");
+    v.check_invariants();
+}

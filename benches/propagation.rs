@@ -105,27 +105,14 @@ impl Protocol for secure_gossip::Behaviour {
     }
 }
 
-const TOPIC: &str = "bench";
-
 impl Protocol for gossipsub::Behaviour {
     fn build(key: &libp2p::identity::Keypair, _max_age: Option<Duration>) -> Self {
-        // Signed by the author and verified by every receiver, like secure-gossip.
-        let config = gossipsub::ConfigBuilder::default()
-            .heartbeat_interval(Duration::from_millis(100))
-            .validation_mode(gossipsub::ValidationMode::Strict)
-            .flood_publish(true)
-            .build()
-            .expect("gossipsub config");
-        let mut b =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
-                .expect("gossipsub");
-        b.subscribe(&gossipsub::IdentTopic::new(TOPIC))
-            .expect("subscribe");
-        b
+        common::gossipsub(key)
     }
     fn publish(&mut self, data: Vec<u8>) {
         // A publish with no subscribed peer yet fails; the benchmark counts it as undelivered.
-        let _ = gossipsub::Behaviour::publish(self, gossipsub::IdentTopic::new(TOPIC), data);
+        let _ =
+            gossipsub::Behaviour::publish(self, gossipsub::IdentTopic::new(common::TOPIC), data);
     }
     fn received(event: gossipsub::Event) -> Option<Vec<u8>> {
         match event {
@@ -138,14 +125,14 @@ impl Protocol for gossipsub::Behaviour {
 impl Protocol for floodsub::Behaviour {
     fn build(key: &libp2p::identity::Keypair, _max_age: Option<Duration>) -> Self {
         let mut b = floodsub::Behaviour::new(key.public().to_peer_id());
-        b.subscribe(floodsub::Topic::new(TOPIC));
+        b.subscribe(floodsub::Topic::new(common::TOPIC));
         b
     }
     fn connected(&mut self, peer: PeerId) {
         self.add_node_to_partial_view(peer);
     }
     fn publish(&mut self, data: Vec<u8>) {
-        floodsub::Behaviour::publish(self, floodsub::Topic::new(TOPIC), data);
+        floodsub::Behaviour::publish(self, floodsub::Topic::new(common::TOPIC), data);
     }
     fn received(event: floodsub::Event) -> Option<Vec<u8>> {
         match event {

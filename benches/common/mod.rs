@@ -1,5 +1,7 @@
-//! What the propagation benchmarks share: the seeded graph and readings from `/proc`.
+//! What the propagation benchmarks share: the seeded graph, gossipsub's configuration and
+//! readings from `/proc`.
 
+use libp2p::gossipsub;
 use secure_gossip::sim::Rng;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -50,4 +52,24 @@ pub fn peak_rss_mib(pid: &str) -> f64 {
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// The topic every gossipsub node subscribes to.
+pub const TOPIC: &str = "bench";
+
+/// gossipsub as both benchmarks run it: signed by the author and verified by every receiver
+/// (like secure-gossip), heartbeat 100 ms, flood publish; subscribed to [`TOPIC`].
+pub fn gossipsub(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
+    let config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(100))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .flood_publish(true)
+        .build()
+        .expect("gossipsub config");
+    let mut b: gossipsub::Behaviour =
+        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            .expect("gossipsub");
+    b.subscribe(&gossipsub::IdentTopic::new(TOPIC))
+        .expect("subscribe");
+    b
 }

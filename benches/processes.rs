@@ -388,18 +388,12 @@ async fn run(protocol: Protocol, binary: &Path, p: &Params) -> Row {
         })
         .collect();
     delays.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        delays
-            .get(((delays.len() as f64 * q) as usize).min(delays.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
     let delivered = got.len().max(1) as f64;
     Row {
         delivered: got.len(),
         expected,
-        p50: at(0.50),
-        p99: at(0.99),
+        p50: common::percentile(&delays, 0.50),
+        p99: common::percentile(&delays, 0.99),
         cpu_us_per_delivery: cpu.as_secs_f64() * 1e6 / delivered,
         loopback_bytes_per_delivery: bytes as f64 / delivered,
         max_rss_mib: rss.iter().copied().fold(0.0, f64::max),

@@ -333,19 +333,13 @@ where
         .map(|(&(_, k), at)| at.duration_since(published[k as usize]).as_secs_f64() * 1e3)
         .collect();
     latencies.sort_by(f64::total_cmp);
-    let pct = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
     let delivered = seen.len();
     Row {
         delivered,
         expected,
         duplicates,
-        p50: pct(0.5),
-        p99: pct(0.99),
+        p50: common::percentile(&latencies, 0.5),
+        p99: common::percentile(&latencies, 0.99),
         max: latencies.last().copied().unwrap_or(f64::NAN),
         bytes_per_delivery: busy_bytes as f64 / delivered.max(1) as f64,
         cpu_us_per_delivery: busy_cpu.as_secs_f64() * 1e6 / delivered.max(1) as f64,

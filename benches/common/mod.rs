@@ -54,6 +54,12 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// The `q` quantile of `sorted` (NaN if it is empty).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let at = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(at).copied().unwrap_or(f64::NAN)
+}
+
 /// The topic every gossipsub node subscribes to.
 pub const TOPIC: &str = "bench";
 

@@ -72,10 +72,13 @@
 //!   answer to a want (of the grafted peer, or of whoever the want moved to; the deliverer
 //!   is never marked). An id no one delivers (a made-up announcement), one that a link
 //!   pushes after all (a slow upstream, or an id announced before its author published
-//!   it), and this node's own messages mark none: a link's pending mark is one id, the
-//!   latest graft's, and lasts [`SUSPECT_MS`]. What still marks them is a peer that
-//!   announces and answers a message the eager links did not push (its own, freshly signed:
-//!   one signature a minute per victim), as withholding does. Suspicion
+//!   it), and this node's own messages mark none. A link keeps the marks of its latest
+//!   [`MAX_PENDING`] grafts, each for [`SUSPECT_MS`], so grafts for made-up ids in between
+//!   do not push a withheld id's mark out unless they are more than that within its round
+//!   trip; a link that leaves with a live mark comes back suspect. What still marks them is
+//!   a peer that announces and answers a message the eager links did not push (its own,
+//!   freshly signed: one signature a minute per victim; with validation, even one the
+//!   application then rejects), as withholding does. Suspicion
 //!   outlives the connection: a peer that reconnects is as suspect as it was (up to
 //!   [`MAX_SUSPECTED`] disconnected peers are remembered; a fresh peer id starts clean, as
 //!   any new peer). A link in grace is not marked, so a peer that sets `graft` on its own
@@ -178,6 +181,10 @@ pub(crate) const PUSHES_TO_EARN: u32 = 8;
 /// suspicion): their duplicates prune nothing.
 pub(crate) const MAX_FROM_SUSPECT: usize = 4_096;
 
+/// Pending marks per link ([`Tree::grafted`]): the grafts of about one round trip, while
+/// their answers are on the way.
+pub(crate) const MAX_PENDING: usize = 4;
+
 /// How long a delivery proves a link ([`Tree::trim`]): a minute, as long as a suspicion.
 pub(crate) const PROVEN_MS: Millis = 60_000;
 
@@ -217,10 +224,11 @@ struct Link {
     suspect_until: Millis,
     /// The message whose graft made the link suspect: pushing it lifts the suspicion.
     suspect_for: Option<MessageId>,
-    /// A message this node grafted another peer for while this link was eager, and until
-    /// when ([`SUSPECT_MS`] from the graft): if it comes in answer to a want, this link
-    /// withheld it and becomes suspect ([`Tree::arrived`]).
-    pending_for: Option<(MessageId, Millis)>,
+    /// Messages this node grafted another peer for while this link was eager, each until
+    /// [`SUSPECT_MS`] from its graft (at most [`MAX_PENDING`]; an ended one, else the oldest,
+    /// makes room): if one comes in answer to a want, this link withheld it and becomes
+    /// suspect ([`Tree::arrived`]).
+    pending: Vec<(MessageId, Millis)>,
     /// The peer sent a frame on this connection.
     heard: bool,
     /// Messages pushed over the link past its grace while the peer had sent nothing (up to
@@ -247,6 +255,26 @@ impl Link {
     fn make_lazy(&mut self) {
         self.role = Role::Lazy;
         self.called_at = 0;
+    }
+
+    /// The link is grafted at `now`, by either end: eager, with the grace [`graft_grace`]
+    /// gives (`grace`, or a minute if grafted within the minute already).
+    fn graft(&mut self, grace: Millis, now: Millis) {
+        self.role = Role::Eager;
+        let grace = graft_grace(self, grace, now);
+        self.grace_until = self.grace_until.max(now.saturating_add(grace));
+    }
+
+    /// `id` was grafted for while this link was eager, until `until`.
+    fn mark_pending(&mut self, id: MessageId, until: Millis, now: Millis) {
+        if self.pending.len() >= MAX_PENDING {
+            // An ended mark goes first, else the one that ends soonest (the oldest).
+            let at = (0..self.pending.len())
+                .min_by_key(|&i| (self.pending[i].1 > now, self.pending[i].1))
+                .expect("full");
+            self.pending.swap_remove(at);
+        }
+        self.pending.push((id, until));
     }
 }
 
@@ -275,7 +303,7 @@ pub(crate) struct Tree<P> {
     next_announce: Option<Millis>,
     /// The latest `suspect_until` of any link: before it, a duplicate looks for suspects.
     suspects_until: Millis,
-    /// The latest end of any link's `pending_for`: before it, an arrival looks for them.
+    /// The latest end of any link's pending marks: before it, an arrival looks for them.
     pendings_until: Millis,
     /// Disconnected peers that were suspect, until when (at most [`MAX_SUSPECTED`]; the
     /// soonest to end goes first).
@@ -358,7 +386,7 @@ impl<P: Clone + Ord> Tree<P> {
                 grafted_at: 0,
                 suspect_until,
                 suspect_for: None,
-                pending_for: None,
+                pending: Vec::new(),
                 heard,
                 pushed_unheard: 0,
                 first_at: 0,
@@ -389,8 +417,14 @@ impl<P: Clone + Ord> Tree<P> {
             self.graft_timers.remove(&(at, peer.clone()));
         }
         self.lazy_due.remove(peer);
-        if link.suspect_until > 0 {
-            self.suspected.insert(peer, link.suspect_until);
+        // A peer that leaves while a graft it did not push is still pending is suspect at
+        // once (as every graft made the eager links before): leaving cannot shed the mark.
+        let mut suspect_until = link.suspect_until;
+        if link.pending.iter().any(|(_, until)| now < *until) {
+            suspect_until = suspect_until.max(now.saturating_add(SUSPECT_MS));
+        }
+        if suspect_until > 0 {
+            self.suspected.insert(peer, suspect_until);
         }
     }
 
@@ -460,29 +494,25 @@ impl<P: Clone + Ord> Tree<P> {
         }
         let mut demoted = Vec::new();
         if plain > MAX_PLAIN_EAGER {
-            let mut ranked: Vec<_> = self
+            let ranked = self
                 .links
                 .iter()
                 .filter(|(p, l)| unproven(p, l) && l.called_at == 0)
                 .map(|(p, l)| {
-                    let key = (Reverse(l.first_at), Reverse(l.since));
-                    (congested(p), rank(p), key, p.clone())
-                })
-                .collect();
-            ranked.sort_unstable();
-            demoted.extend(ranked.drain(MAX_PLAIN_EAGER..).map(|(.., p)| p));
+                    let key = (congested(p), rank(p), Reverse(l.first_at), Reverse(l.since));
+                    (key, p.clone())
+                });
+            demoted.extend(beyond(ranked, MAX_PLAIN_EAGER));
         }
         // Places the plain links leave free go to called ones.
         let called_cap = MAX_CALLED_EAGER + MAX_PLAIN_EAGER.saturating_sub(plain);
         if called > called_cap {
-            let mut ranked: Vec<_> = self
+            let ranked = self
                 .links
                 .iter()
                 .filter(|(p, l)| unproven(p, l) && l.called_at > 0)
-                .map(|(p, l)| (congested(p), rank(p), l.called_at, p.clone()))
-                .collect();
-            ranked.sort_unstable();
-            demoted.extend(ranked.drain(called_cap..).map(|(.., p)| p));
+                .map(|(p, l)| ((congested(p), rank(p), l.called_at), p.clone()));
+            demoted.extend(beyond(ranked, called_cap));
         }
         for p in &demoted {
             if let Some(link) = self.links.get_mut(p) {
@@ -496,10 +526,11 @@ impl<P: Clone + Ord> Tree<P> {
     /// is proven for [`PROVEN_MS`] and the node's next [`PROVEN_MESSAGES`] new messages from
     /// peers ([`Tree::trim`]).
     pub(crate) fn proved(&mut self, peer: &P, now: Millis) {
+        // Counted even if the peer has left (with validation, the verdict can come later).
+        self.firsts += 1;
         let Some(link) = self.links.get_mut(peer) else {
             return;
         };
-        self.firsts += 1;
         link.first_at = now.max(1);
         link.first_n = self.firsts;
     }
@@ -576,12 +607,10 @@ impl<P: Clone + Ord> Tree<P> {
         if graft {
             // The peer lacked a message this link would have pushed: a duplicate over it is
             // no sign of a redundant path for a while (a minute if grafted twice).
-            link.role = Role::Eager;
             if link.called_at == 0 {
                 link.called_at = now.max(1);
             }
-            let grace = graft_grace(link, self.config.grace, now);
-            link.grace_until = link.grace_until.max(now.saturating_add(grace));
+            link.graft(self.config.grace, now);
         } else if prune {
             link.make_lazy();
         }
@@ -635,20 +664,22 @@ impl<P: Clone + Ord> Tree<P> {
     /// the first of them): its link is eager, with grace. The engine sends `graft`.
     pub(crate) fn grafted(&mut self, peer: &P, missing: &MessageId, now: Millis) {
         if let Some(link) = self.links.get_mut(peer) {
-            link.role = Role::Eager;
             link.trim_grace_until = now.saturating_add(self.config.grace);
-            let grace = graft_grace(link, self.config.grace, now);
-            link.grace_until = link.grace_until.max(now.saturating_add(grace));
+            link.graft(self.config.grace, now);
         }
         // The links eager now pushed nothing of what the grafted peer had. They become
         // suspect once the id comes in answer to a want ([`Tree::arrived`]): an id no one
         // delivers (a made-up announcement), or that their push brings after all, marks none.
         let until = now.saturating_add(SUSPECT_MS);
+        let mut marked = false;
         for (p, link) in self.links.iter_mut() {
             if p != peer && link.role == Role::Eager && now >= link.grace_until {
-                link.pending_for = Some((*missing, until));
-                self.pendings_until = until;
+                link.mark_pending(*missing, until, now);
+                marked = true;
             }
+        }
+        if marked {
+            self.pendings_until = until;
         }
     }
 
@@ -661,13 +692,10 @@ impl<P: Clone + Ord> Tree<P> {
             return;
         }
         for (p, link) in self.links.iter_mut() {
-            let Some((pending, until)) = link.pending_for else {
+            let Some(at) = link.pending.iter().position(|(pending, _)| pending == id) else {
                 continue;
             };
-            if pending != *id {
-                continue;
-            }
-            link.pending_for = None;
+            let (_, until) = link.pending.swap_remove(at);
             if answered && p != from && now < until {
                 link.suspect_until = now.saturating_add(SUSPECT_MS);
                 link.suspect_for = Some(*id);
@@ -744,6 +772,13 @@ impl<P: Clone + Ord> Tree<P> {
     }
 }
 
+/// The peers of `ranked` (key, peer) beyond the best `keep`: lowest key first, then peer.
+fn beyond<K: Ord, P: Ord>(ranked: impl Iterator<Item = (K, P)>, keep: usize) -> Vec<P> {
+    let mut ranked: Vec<(K, P)> = ranked.collect();
+    ranked.sort_unstable();
+    ranked.into_iter().skip(keep).map(|(_, p)| p).collect()
+}
+
 /// The grace of a link grafted at `now`, by either end: `grace` (`want_timeout`), or
 /// [`SUSPECT_MS`] if it was grafted within the last [`SUSPECT_MS`] already, by either end
 /// (something keeps pruning this repair; counting both directions together, an attacker
@@ -758,9 +793,6 @@ fn graft_grace(link: &mut Link, grace: Millis, now: Millis) -> Millis {
 /// A suspect link that pushes the message it was suspected for was only slower: the
 /// suspicion is lifted.
 fn lift_if_pushed(link: &mut Link, id: &MessageId) {
-    if link.pending_for.is_some_and(|(pending, _)| pending == *id) {
-        link.pending_for = None;
-    }
     if link.suspect_for.as_ref() == Some(id) {
         link.suspect_until = 0;
         link.suspect_for = None;
@@ -987,6 +1019,40 @@ mod tests {
         assert!(
             !t.on_duplicate(&6, &id(&other, 4), false, 4_200),
             "2 is suspect"
+        );
+        t.check_invariants();
+    }
+
+    #[test]
+    fn later_grafts_or_a_reconnect_do_not_shed_a_pending_mark() {
+        let author = Keypair::from_seed(&[1; 32]).public();
+        let other = Keypair::from_seed(&[2; 32]).public();
+        let mut t = tree(true, true);
+        for peer in 1..=5 {
+            t.connected(&peer, 0);
+        }
+        t.on_control(&1, true, false, 0);
+        // 2 withholds m; grafts for made-up ids follow before m's answer comes.
+        let m = id(&author, 1);
+        t.grafted(&1, &m, 2_000);
+        for k in 0..MAX_PENDING as u64 - 1 {
+            t.grafted(&1, &id(&author, 100 + k), 2_010 + k);
+        }
+        t.arrived(&m, &1, true, 2_100);
+        t.on_first_copy(&2, &id(&other, 1), 2_200);
+        assert!(
+            !t.on_duplicate(&3, &id(&other, 1), false, 2_200),
+            "2 is suspect"
+        );
+        // A link that leaves while a mark is pending comes back suspect.
+        let m2 = id(&author, 2);
+        t.grafted(&1, &m2, 3_000);
+        t.disconnected(&4, 3_050);
+        t.connected(&4, 3_060);
+        t.on_first_copy(&4, &id(&other, 2), 3_070);
+        assert!(
+            !t.on_duplicate(&5, &id(&other, 2), false, 4_100),
+            "4 is suspect"
         );
         t.check_invariants();
     }

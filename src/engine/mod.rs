@@ -298,6 +298,12 @@ impl<P: Clone + Ord> Engine<P> {
         self.violators.banned(peer, now)
     }
 
+    /// Whether `peer`'s track record says it failed (`record.rs`): it let a want or a probe
+    /// of it lapse, and delivered nothing new for a minute since.
+    pub fn has_failed(&self, peer: &P) -> bool {
+        self.records.standing(peer) == record::Standing::Failed
+    }
+
     /// Signatures the connection handlers verified for envelopes this engine then dropped
     /// before its signature step, so far ([`Stats::verified_discarded`]): the driver charges
     /// each to the sender.
@@ -631,6 +637,9 @@ impl<P: Clone + Ord> Engine<P> {
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
             self.validations.departed(peer);
+            if self.wants.take_probe(peer).is_some() {
+                self.probe_ended(peer, now);
+            }
             let asked = self.wants.remove_peer(peer);
             if !asked.is_empty() {
                 // It left with wants of it unanswered: as a want that timed out.
@@ -646,6 +655,8 @@ impl<P: Clone + Ord> Engine<P> {
         }
         self.congestion
             .dropped(peer, frame.complete, frame.prune || frame.graft);
+        // A probe that never left is no probe (`wants.rs`).
+        self.wants.cancel_probe_in(peer, &frame.want);
         let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };

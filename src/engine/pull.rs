@@ -21,6 +21,12 @@
 //!   (`wants.rs`); what no one else has is asked of the same peer again with a doubled
 //!   timeout, until `max_want_attempts`, then given up (a later announcement or digest asks
 //!   again);
+//! - after a pull's first round of turns (`wants.rs`), a peer whose track record says it
+//!   failed is given 2^r `want_timeout`s in round r, at most [`MAX_FAILED_TIMEOUTS`]
+//!   ([`Engine::reroute`]), so ids that only liars claim cost k wants per ever longer round,
+//!   not one per timeout for as long as the liars stay; any announcer takes the ids from a
+//!   failed peer waiting out its longer time with nothing delivered (`hurry_overdue`), so an
+//!   announcing honest peer is not kept waiting on it;
 //! - announced ids beyond a peer's want budget wait in its backlog (`wants.rs`) and are asked
 //!   as room frees up.
 
@@ -30,6 +36,11 @@ use super::knowledge::worth_knowing;
 use super::record::Standing;
 use super::wants::{Asks, Want};
 use super::{Engine, Millis, millis};
+
+/// The longest a failed peer is given to answer a rerouted want after the first round of
+/// turns, in `want_timeout`s ([`Engine::reroute`]'s backoff): once the rounds are that long,
+/// a liar's made-up ids cost one want per 16 s.
+pub(crate) const MAX_FAILED_TIMEOUTS: Millis = 16;
 use crate::envelope::MessageId;
 use crate::frame::{Digest, FrameBudget, envelope_len};
 use crate::keys::PublicKey;
@@ -106,8 +117,10 @@ impl<P: Clone + Ord> Engine<P> {
                 });
                 self.want_from(&peer, &author, &unknown, now);
             }
-            if let Some(missing) = missing {
-                self.tree.grafted(&peer, &missing, now);
+            let answers = self.records.answers(&peer, now);
+            if let Some(missing) = missing
+                && self.tree.grafted(&peer, &missing, answers, now)
+            {
                 self.stats.grafts += 1;
                 self.batcher.graft(&peer);
             }
@@ -189,7 +202,9 @@ impl<P: Clone + Ord> Engine<P> {
     /// attempts and progress stay as they were, and it gets no strike), so the caller asks
     /// the announcer for them, instead of waiting for the doubled timeout of a peer that may
     /// never answer. A want on its first attempt keeps its ids (at most one `want_timeout`;
-    /// the announcer is known to have them by then, and the deadline moves them to it).
+    /// the announcer is known to have them by then, and the deadline moves them to it),
+    /// unless the announcer is proven and the holder is not, or the holder is a failed peer
+    /// waiting out the longer time `reroute` gave it that has delivered nothing of them.
     fn hurry_overdue(&mut self, announcer: &P, author: &PublicKey, ids: &RangeSet) {
         for holder in self.wants.holders_within(author, ids) {
             if holder == *announcer {
@@ -198,10 +213,14 @@ impl<P: Clone + Ord> Engine<P> {
             let Some(want) = self.wants.want(&holder, author) else {
                 continue;
             };
-            // A proven announcer takes the ids from a holder that is not proven at once;
-            // otherwise only from a holder that already missed a deadline for them.
+            // A proven announcer takes the ids from a holder that is not proven at once, and
+            // any announcer from a failed holder waiting out the longer time `reroute` gave
+            // it that has delivered nothing of them (if its answer is on the way, it still
+            // counts: the tried mark below); otherwise only a holder that already missed a
+            // deadline for them gives them up.
             let proven = |p: &P| self.records.standing(p) == Standing::Proven;
-            let outranked = proven(announcer) && !proven(&holder);
+            let stalled = want.extended && want.progress == (0, 0);
+            let outranked = (proven(announcer) && !proven(&holder)) || stalled;
             if want.attempts <= 1 && !outranked {
                 continue;
             }
@@ -209,8 +228,13 @@ impl<P: Clone + Ord> Engine<P> {
             if moved.is_empty() {
                 continue;
             }
-            let (deadline, attempts, since, progress) =
-                (want.deadline, want.attempts, want.since, want.progress);
+            let (deadline, attempts, since, progress, extended) = (
+                want.deadline,
+                want.attempts,
+                want.since,
+                want.progress,
+                want.extended,
+            );
             let Some(taken) = self.wants.take_author(&holder, author) else {
                 continue;
             };
@@ -225,7 +249,8 @@ impl<P: Clone + Ord> Engine<P> {
             keep.forget_lowest(self.wants.room(&holder));
             let later = rest.difference(&keep);
             self.wants.ask(&holder, author, &keep, deadline, since);
-            self.wants.restore(&holder, author, attempts, progress);
+            self.wants
+                .restore(&holder, author, attempts, progress, extended);
             if !later.is_empty() {
                 self.wants.add_backlog(&holder, author, &later);
             }
@@ -412,6 +437,9 @@ impl<P: Clone + Ord> Engine<P> {
     pub(super) fn retry_wants(&mut self, now: Millis) {
         let timeout = millis(self.config.want_timeout);
         let (mut touched, mut probed) = (Vec::new(), Vec::new());
+        for peer in self.wants.lapsed_probes(now) {
+            self.probe_ended(&peer, now);
+        }
         for (peer, author) in self.wants.due(now) {
             let Some(want) = self.wants.want(&peer, &author) else {
                 continue;
@@ -432,8 +460,13 @@ impl<P: Clone + Ord> Engine<P> {
                 continue;
             };
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let (rest, probes) =
-                self.reroute(ids.clone(), &peer, now, want.since, !probed.contains(&peer));
+            let (rest, probes) = self.reroute(
+                ids.clone(),
+                &peer,
+                now,
+                (want.since, want.round),
+                !probed.contains(&peer),
+            );
             if probes {
                 probed.push(peer.clone());
             }
@@ -462,10 +495,10 @@ impl<P: Clone + Ord> Engine<P> {
         ids: IdSets,
         failed: &P,
         now: Millis,
-        since: Millis,
+        (since, round): (Millis, u32),
         may_hedge: bool,
     ) -> (IdSets, bool) {
-        let deadline = now.saturating_add(millis(self.config.want_timeout));
+        let timeout = millis(self.config.want_timeout);
         let (beliefs, records) = (&self.beliefs, &self.records);
         let offers = |peer: &P, author: &PublicKey, ids: &RangeSet| {
             beliefs
@@ -473,9 +506,25 @@ impl<P: Clone + Ord> Engine<P> {
                 .map_or_else(RangeSet::new, |k| k.offers(author, ids))
         };
         let standing = |peer: &P| records.standing(peer);
-        let (asks, rest): (Asks<P>, IdSets) = self
-            .wants
-            .reroute(failed, ids, since, deadline, offers, standing);
+        // In the first round of turns every peer is given one `want_timeout`, so an honest
+        // peer after k liars is asked within about k of them (fewer with the probes). In
+        // round r after it, a failed peer is given 2^r of them (at most
+        // `MAX_FAILED_TIMEOUTS`): ids that only peers which let wants lapse claim (liars'
+        // made-up ids) cost k wants per round, the rounds ever longer, not one want per
+        // `want_timeout` for as long as the liars stay; and any announcer takes the ids from
+        // a failed peer waiting out its longer time (`hurry_overdue`).
+        let deadline = |peer: &P, round: u32| {
+            let failed = round > 0 && records.standing(peer) == Standing::Failed;
+            let times = if failed {
+                (1 << round.min(16)).min(MAX_FAILED_TIMEOUTS)
+            } else {
+                1
+            };
+            (now.saturating_add(timeout.saturating_mul(times)), failed)
+        };
+        let (asks, rest): (Asks<P>, IdSets) =
+            self.wants
+                .reroute(failed, ids, (since, round), deadline, offers, standing);
         // Hedged once per pull, at its first reroute (the next comes a `want_timeout` later at
         // the earliest): ids only liars claim (an author's future ids) would otherwise draw a
         // burst of probes at every timeout, for ever. And once per batch of deadlines or per
@@ -491,9 +540,16 @@ impl<P: Clone + Ord> Engine<P> {
             // The first ask to a peer that is not proven is hedged: probes of others that
             // have the ids (`wants.rs`).
             hedged = true;
-            let hedges = self
-                .wants
-                .hedge_candidates(failed, &peer, &author, &ids, offers, standing);
+            let rank = |p: &P| records.answers(p, now).then(|| records.standing(p));
+            let hedges = self.wants.hedge_candidates(
+                failed,
+                &peer,
+                &author,
+                &ids,
+                offers,
+                rank,
+                now.saturating_add(timeout),
+            );
             for (hedge, probe) in hedges {
                 self.batcher.want(&hedge, &author, &probe);
                 self.stats.wants_hedged += 1;
@@ -501,6 +557,15 @@ impl<P: Clone + Ord> Engine<P> {
             }
         }
         (rest, probed)
+    }
+
+    /// `peer` did not answer its probe (it lapsed, or the peer left with it outstanding):
+    /// it is not probed again for a minute (`record.rs`). Nothing else: a probe can go
+    /// unanswered for reasons that are not the peer's. (An honest peer that holds the id
+    /// answers within a round trip, also when the id reached this node from another peer
+    /// first: its copy is a duplicate then, and answers all the same.)
+    pub(super) fn probe_ended(&mut self, peer: &P, now: Millis) {
+        self.records.probe_lapsed(peer, now);
     }
 
     /// Wants given up on. Knowledge kept only because an author was being pulled goes too.
@@ -521,7 +586,7 @@ impl<P: Clone + Ord> Engine<P> {
         let mut may_probe = true;
         for (author, want) in wants {
             let ids = self.still_wanted(IdSets::from([(author, want.ids)]));
-            let (rest, probes) = self.reroute(ids, from, now, want.since, may_probe);
+            let (rest, probes) = self.reroute(ids, from, now, (want.since, want.round), may_probe);
             may_probe &= !probes;
             self.abandon(rest);
         }

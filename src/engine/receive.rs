@@ -186,6 +186,11 @@ impl<P: Clone + Ord> Engine<P> {
         //    payload limit comes with the window.)
         if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
             self.stats.duplicates += 1;
+            let held = self.store.get(&id).or_else(|| self.validations.get(&id));
+            if held.is_some_and(|held| held.same_signed_content(&envelope)) {
+                // The genuine envelope: an answer to a probe, if it was one (`wants.rs`).
+                self.wants.probe_answered(from, &id);
+            }
             let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from)
                 || self.wants.was_tried(from, &id.author, id.sequence);
             if self.tree.on_duplicate(from, &id, answered, now) {
@@ -241,6 +246,7 @@ impl<P: Clone + Ord> Engine<P> {
         }
         // 6. Track the author, then deliver, and store and forward (7: after the
         //    application's verdict, with `validate_messages`; `validation.rs`).
+        self.wants.probe_answered(from, &id);
         self.admit(&id.author, &introducer, now);
         self.deliver(&envelope, from);
         let asked_of = if self.config.validate_messages && id.author != self.me {
@@ -258,7 +264,10 @@ impl<P: Clone + Ord> Engine<P> {
         let answered = asked_of.as_ref() == Some(from);
         // A grafted id that comes in answer to a want was withheld by the eager links of the
         // graft (with validation: when it comes, not at the verdict).
-        self.tree.arrived(&id, from, answered, now);
+        if self.tree.arrived(&id, from, answered, now) {
+            self.stats.grafts += 1;
+            self.batcher.graft(from);
+        }
         if !answered && !self.wants.was_tried(from, &id.author, id.sequence) {
             // Pushed unasked: the link that delivers first is eager (an answer to a want
             // leaves the link as it is; a graft said so explicitly).

@@ -6,6 +6,10 @@
 //!   progress, when it leaves with wants of it outstanding (so a liar cannot escape its
 //!   deadline by reconnecting), or when the application rejects (or never decides) a
 //!   message it sent;
+//! - a peer whose probe (`wants.rs`) lapsed unanswered, or that left with one outstanding,
+//!   is not probed again for [`FAILED_FOR`], nor grafted for its announcements before it
+//!   answers a want (`tree.rs`); that is all a probe counts for (a probe can go unanswered
+//!   for reasons that are not the peer's);
 //! - its [`Standing`]: [`Standing::Proven`] if it was useful at least [`FAILED_FOR`] after
 //!   its last failure (or never failed), [`Standing::Failed`] otherwise once it has failed,
 //!   [`Standing::Unknown`] if neither ever happened (every new peer id). So a peer that
@@ -25,10 +29,12 @@
 //! the first relay of each author their credit, and in the simulator (100 honest nodes
 //! among 400 liars) the liars' p99 went from 442 to 1,189 ms.
 //!
-//! Who uses it: the want turns rank candidates by standing first (`wants.rs`), and an id
-//! wanted of a peer that is not proven moves at once to a proven peer that announces it
-//! (`pull.rs`), so liars that announce everything and never answer hold a pull for at most
-//! the time it takes a proven peer to announce the ids.
+//! Who uses it: the want turns rank candidates by standing first (`wants.rs`), an id wanted
+//! of a peer moves at once to an announcer of a better standing, and a failed peer is given
+//! longer to answer as a pull goes on (`pull.rs`), so liars that announce everything and
+//! never answer hold a pull for at most the time it takes a proven peer to announce the ids,
+//! and cost a logarithmic number of wants; the tree neither keeps a failed peer's link
+//! eager without a delivery nor grafts it for its announcements (`tree.rs`).
 
 use super::Millis;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +67,8 @@ struct Record {
     useful_at: Millis,
     /// When it last failed (0: never).
     failed_at: Millis,
+    /// When a probe of it last lapsed unanswered (0: never).
+    unprobed_at: Millis,
     /// When the record last changed, in changes made so far (the eviction order).
     touched: u64,
 }
@@ -91,6 +99,24 @@ impl<P: Clone + Ord> Records<P> {
     /// sent, at `now`.
     pub(crate) fn failed(&mut self, peer: &P, now: Millis) {
         self.update(peer, |r| r.failed_at = r.failed_at.max(now.max(1)));
+    }
+
+    /// A probe of `peer` (`wants.rs`) lapsed unanswered at `now` ([`Records::answers`]). Its
+    /// standing does not change: a probe can go unanswered for reasons that are not the
+    /// peer's (an id that expired there, a frame dropped on the way, a full queue), and a
+    /// failed standing costs a peer its tree places and its turn.
+    pub(crate) fn probe_lapsed(&mut self, peer: &P, now: Millis) {
+        self.update(peer, |r| r.unprobed_at = r.unprobed_at.max(now.max(1)));
+    }
+
+    /// Whether `peer` was not caught leaving a request unanswered lately: it has not failed,
+    /// and no probe of it lapsed within [`FAILED_FOR`]. Only such a peer is probed, and
+    /// grafted for its announcements before it answers (`tree.rs`).
+    pub(crate) fn answers(&self, peer: &P, now: Millis) -> bool {
+        self.standing(peer) != Standing::Failed
+            && self.records.get(peer).is_none_or(|r| {
+                r.unprobed_at == 0 || now >= r.unprobed_at.saturating_add(FAILED_FOR)
+            })
     }
 
     /// `peer`'s standing.
@@ -131,6 +157,7 @@ impl<P: Clone + Ord> Records<P> {
                 self.records.entry(peer.clone()).or_insert(Record {
                     useful_at: 0,
                     failed_at: 0,
+                    unprobed_at: 0,
                     touched,
                 })
             }

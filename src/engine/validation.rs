@@ -96,6 +96,11 @@ impl<P: Clone + Ord> Validations<P> {
         self.held.contains_key(id)
     }
 
+    /// The envelope held for a verdict under `id`, if any.
+    pub(crate) fn get(&self, id: &MessageId) -> Option<&Envelope> {
+        self.held.get(id).map(|h| &h.envelope)
+    }
+
     /// The ids of `author` waiting for a verdict.
     pub(crate) fn ids(&self, author: &PublicKey) -> Option<&RangeSet> {
         self.ids.get(author)

@@ -26,10 +26,15 @@
 //!   after them.
 //!
 //! - *hedges*: when a want that timed out goes to a peer that is not proven (`record.rs`),
-//!   up to [`MAX_HEDGES`] other peers that offer its ids, are not failed and were not tried
-//!   for them are each asked for one of them, the lowest they offer: a probe
-//!   ([`Wants::hedge_candidates`]). They are marked as tried for that id (so its answer is
-//!   an answer, not an unasked push: `receive.rs`), and the ids stay wanted of the one peer.
+//!   up to [`MAX_HEDGES`] other peers that offer its ids, are not failed, have no probe
+//!   outstanding and were not tried for them are each asked for one of them, the lowest
+//!   they offer: a probe ([`Wants::hedge_candidates`]). They are marked as tried for that id
+//!   (so its answer is an answer, not an unasked push: `receive.rs`), and the ids stay
+//!   wanted of the one peer. A probe is answered only by the probed peer's copy of that id
+//!   (new here or a duplicate, [`Wants::probe_answered`]); one unanswered within
+//!   `want_timeout` lapses ([`Wants::lapsed_probes`], on the want timer) and fails its peer
+//!   as a want that timed out (`pull.rs`), so each liar is probed once, not once per pull
+//!   (in the simulator's liar scenario, probes were most of what honest nodes sent liars).
 //!   A probe's answer proves its sender, and a peer that becomes proven takes at once the
 //!   ids it has that are wanted of peers that are not (`pull.rs`). So k liars that came
 //!   before an honest peer that has not yet delivered anything delay a pull by about one
@@ -38,10 +43,12 @@
 //!   timing out at one liar after another: they draw no more probes). The extra cost is one
 //!   small want and one envelope per peer probed, once per pull;
 //! - an id another peer announces while it is wanted of a peer that has already missed a
-//!   deadline for it is taken back from that peer and asked of the announcer (`pull.rs`;
-//!   the rest of that want keeps its deadline, attempts and progress), so however long a
-//!   peer keeps announcing ids and not answering, a pull waits at most one `want_timeout`
-//!   after a peer that answers announced the ids.
+//!   deadline for it, or of a failed peer (`record.rs`) that has delivered nothing of it
+//!   since, is taken back from that peer and asked of the announcer (`pull.rs`; the rest of
+//!   that want keeps its deadline, attempts and progress), so however long a peer keeps
+//!   announcing ids and not answering, a pull waits at most one `want_timeout` after a peer
+//!   that answers announced the ids, also while a failed peer waits out the longer time a
+//!   new round of turns gives it (`pull.rs`).
 //!
 //! Bounds per connected peer: `max_want_ranges_per_frame` wanted ranges, and
 //! `max_ranges_per_peer` ranges each of backlog and tried marks (marks only for authors the
@@ -51,6 +58,7 @@ use super::Millis;
 use super::ids::{IdSets, RangeQueue};
 use super::knowledge::{Knowledge, KnowledgeLimits};
 use super::record::Standing;
+use crate::envelope::MessageId;
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -68,6 +76,12 @@ pub(crate) struct Want {
     /// When the pull of these ids began (they may have moved between peers since): peers
     /// that connected later are asked for them last ([`Wants::reroute`]).
     pub(crate) since: Millis,
+    /// The round of turns of the pull these ids are in (0: the first; each time every peer
+    /// that has them has had its turn, the next).
+    pub(crate) round: u32,
+    /// Asked of a failed peer past the first round, with the longer time `pull.rs` gives
+    /// it: an announcer takes the ids from it at once while it has delivered nothing.
+    pub(crate) extended: bool,
 }
 
 /// What is asked of one peer, and its record in the want turns.
@@ -85,6 +99,8 @@ struct Asked {
     /// Ids the peer announced that this node lacks, beyond its want budget.
     backlog: RangeQueue,
     catch_up: CatchUp,
+    /// The hedge probe outstanding ([`Wants::hedge_candidates`]): the id, and when it lapses.
+    probe: Option<(MessageId, Millis)>,
 }
 
 /// How far this node is in catching up with a peer's history.
@@ -113,6 +129,8 @@ pub(crate) struct Wants<P> {
     peers: BTreeMap<P, Asked>,
     /// `(deadline, peer, author)` of every want.
     deadlines: BTreeSet<(Millis, P, PublicKey)>,
+    /// `(deadline, peer)` of every outstanding probe.
+    probes: BTreeSet<(Millis, P)>,
     /// Ranges outstanding, over all peers.
     total: usize,
     max_ranges: usize,
@@ -127,6 +145,7 @@ impl<P: Clone + Ord> Wants<P> {
             by_id: BTreeMap::new(),
             peers: BTreeMap::new(),
             deadlines: BTreeSet::new(),
+            probes: BTreeSet::new(),
             total: 0,
             max_ranges,
             limits,
@@ -143,14 +162,64 @@ impl<P: Clone + Ord> Wants<P> {
             tried: Knowledge::default(),
             backlog: RangeQueue::default(),
             catch_up: CatchUp::AwaitingDigest,
+            probe: None,
         });
     }
 
     /// Forgets `peer`; returns what was asked of it.
     pub(crate) fn remove_peer(&mut self, peer: &P) -> Vec<(PublicKey, Want)> {
+        self.take_probe(peer);
         let ids = self.take(peer);
         self.peers.remove(peer);
         ids
+    }
+
+    /// The probe outstanding of `peer`, if any, taken (it no longer lapses).
+    pub(crate) fn take_probe(&mut self, peer: &P) -> Option<MessageId> {
+        let (id, deadline) = self.peers.get_mut(peer)?.probe.take()?;
+        self.probes.remove(&(deadline, peer.clone()));
+        Some(id)
+    }
+
+    /// `peer` delivered `id` (new to this node or not): if it was probed for it, the probe
+    /// is answered.
+    pub(crate) fn probe_answered(&mut self, peer: &P, id: &MessageId) {
+        if self
+            .peers
+            .get(peer)
+            .and_then(|a| a.probe)
+            .is_some_and(|(probed, _)| probed == *id)
+        {
+            self.take_probe(peer);
+        }
+    }
+
+    /// A frame to `peer` with `wants` was dropped before it left: a probe among them is
+    /// forgotten (it never reached the peer).
+    pub(crate) fn cancel_probe_in(&mut self, peer: &P, wants: &[crate::frame::Digest]) {
+        let probed = self.peers.get(peer).and_then(|a| a.probe);
+        if let Some((id, _)) = probed
+            && wants
+                .iter()
+                .any(|d| d.author == id.author && d.ranges.contains(id.sequence))
+        {
+            self.take_probe(peer);
+        }
+    }
+
+    /// The peers whose probe lapsed by `now` unanswered (taken).
+    pub(crate) fn lapsed_probes(&mut self, now: Millis) -> Vec<P> {
+        let mut lapsed = Vec::new();
+        while self.probes.first().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, peer)) = self.probes.pop_first() else {
+                break;
+            };
+            if let Some(asked) = self.peers.get_mut(&peer) {
+                asked.probe = None;
+            }
+            lapsed.push(peer);
+        }
+        lapsed
     }
 
     /// `peer`'s want of `author`.
@@ -264,6 +333,8 @@ impl<P: Clone + Ord> Wants<P> {
                 attempts: 1,
                 progress: (0, 0),
                 since,
+                round: 0,
+                extended: false,
             }
         });
         want.since = want.since.min(since);
@@ -310,6 +381,7 @@ impl<P: Clone + Ord> Wants<P> {
         author: &PublicKey,
         attempts: u32,
         progress: (usize, usize),
+        extended: bool,
     ) {
         if let Some(want) = self
             .peers
@@ -318,6 +390,7 @@ impl<P: Clone + Ord> Wants<P> {
         {
             want.attempts = attempts;
             want.progress = progress;
+            want.extended = extended;
         }
     }
 
@@ -335,6 +408,7 @@ impl<P: Clone + Ord> Wants<P> {
         want.deadline = deadline;
         want.attempts = attempts;
         want.progress = (0, 0);
+        want.extended = false;
         self.deadlines.insert((deadline, peer.clone(), *author));
     }
 
@@ -424,9 +498,11 @@ impl<P: Clone + Ord> Wants<P> {
             .collect()
     }
 
-    /// The earliest deadline.
+    /// The earliest deadline, of a want or a probe.
     pub(crate) fn next_deadline(&self) -> Option<Millis> {
-        self.deadlines.first().map(|(t, _, _)| *t)
+        let want = self.deadlines.first().map(|(t, _, _)| *t);
+        let probe = self.probes.first().map(|(t, _)| *t);
+        want.into_iter().chain(probe).min()
     }
 
     /// How many connected peers are kept.
@@ -511,17 +587,18 @@ impl<P: Clone + Ord> Wants<P> {
         }
     }
 
-    /// Asks `ids` (taken back from `failed`; their pull began at `since`) of the other
-    /// connected peers, in the order of the module's rules, each within its want budget, with
-    /// `deadline`. `offers(peer, author, ids)` says which of `ids` a peer is believed to have
-    /// and did not refuse. Returns whom it asked for what (to send), and what no other peer
-    /// could take.
+    /// Asks `ids` (taken back from `failed`; their pull began at `since` and is in round of
+    /// turns `round`) of the other connected peers, in the order of the module's rules, each
+    /// within its want budget, with the deadline `deadline(peer, round)` gives it, and
+    /// whether that is a failed peer's longer time (`pull.rs` decides). `offers(peer,
+    /// author, ids)` says which of `ids` a peer is believed to have and did not refuse.
+    /// Returns whom it asked for what (to send), and what no other peer could take.
     pub(crate) fn reroute(
         &mut self,
         failed: &P,
         ids: IdSets,
-        since: Millis,
-        deadline: Millis,
+        (since, round): (Millis, u32),
+        deadline: impl Fn(&P, u32) -> (Millis, bool),
         offers: impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
         standing: impl Fn(&P) -> Standing,
     ) -> (Asks<P>, IdSets) {
@@ -538,7 +615,7 @@ impl<P: Clone + Ord> Wants<P> {
                 &mut ids,
                 true,
                 &offers,
-                (deadline, since),
+                (&deadline, since, round),
                 &mut asks,
             );
             if !ids.is_empty() {
@@ -554,7 +631,7 @@ impl<P: Clone + Ord> Wants<P> {
                     &mut ids,
                     false,
                     &offers,
-                    (deadline, since),
+                    (&deadline, since, round.saturating_add(1)),
                     &mut asks,
                 );
             }
@@ -566,9 +643,12 @@ impl<P: Clone + Ord> Wants<P> {
     }
 
     /// Whom ids of `author` just asked of `asked` (leaving `failed`) are hedged to, with the
-    /// one id each is asked for (the lowest it offers): at most [`MAX_HEDGES`] other peers
-    /// that offer some, are not failed, and were not tried for them, best standing first.
-    /// They are marked as tried for that id.
+    /// one id each is asked for (the highest it offers: the likeliest still held there): at
+    /// most [`MAX_HEDGES`] other peers that offer some, have no probe outstanding, were not
+    /// tried for them and may be probed (`rank` gives their standing, `None` if not: a failed
+    /// peer, one whose probe lapsed lately), best standing first. They are marked as tried
+    /// for that id, and their probe lapses at `deadline` ([`Wants::lapsed_probes`]).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn hedge_candidates(
         &mut self,
         failed: &P,
@@ -576,23 +656,23 @@ impl<P: Clone + Ord> Wants<P> {
         author: &PublicKey,
         ids: &RangeSet,
         offers: impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
-        standing: impl Fn(&P) -> Standing,
+        rank: impl Fn(&P) -> Option<Standing>,
+        deadline: Millis,
     ) -> Vec<(P, RangeSet)> {
         let mut hedges: Vec<(Standing, P, RangeSet)> = Vec::new();
         for (peer, state) in &self.peers {
-            if peer == failed || peer == asked || standing(peer) == Standing::Failed {
+            if peer == failed || peer == asked || state.probe.is_some() {
                 continue;
             }
+            let Some(standing) = rank(peer) else {
+                continue;
+            };
             let mut take = offers(peer, author, ids);
             if let Some(tried) = state.tried.get(author) {
                 take = take.difference(tried);
             }
-            if let Some((first, _)) = take.ranges().next() {
-                hedges.push((
-                    standing(peer),
-                    peer.clone(),
-                    RangeSet::from_range(first, first),
-                ));
+            if let Some(last) = take.last() {
+                hedges.push((standing, peer.clone(), RangeSet::from_range(last, last)));
             }
         }
         hedges.sort_by_key(|h| h.0);
@@ -603,6 +683,14 @@ impl<P: Clone + Ord> Wants<P> {
             .map(|(_, peer, take)| {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.tried.learn(author, &take, limits);
+                    if let Some((sequence, _)) = take.ranges().next() {
+                        let id = MessageId {
+                            author: *author,
+                            sequence,
+                        };
+                        state.probe = Some((id, deadline));
+                        self.probes.insert((deadline, peer.clone()));
+                    }
                 }
                 (peer, take)
             })
@@ -638,7 +726,7 @@ impl<P: Clone + Ord> Wants<P> {
         ids: &mut RangeSet,
         untried_only: bool,
         offers: &impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
-        (deadline, since): (Millis, Millis),
+        (deadline, since, round): (&impl Fn(&P, u32) -> (Millis, bool), Millis, u32),
         asks: &mut Asks<P>,
     ) {
         for candidate in candidates {
@@ -654,7 +742,18 @@ impl<P: Clone + Ord> Wants<P> {
                 continue;
             }
             *ids = ids.difference(&take);
+            let (deadline, extended) = deadline(candidate, round);
             let asked = self.ask(candidate, author, &take, deadline, since);
+            if let Some(want) = self
+                .peers
+                .get_mut(candidate)
+                .and_then(|a| a.wants.get_mut(author))
+                && want.deadline == deadline
+            {
+                // A want made just now (one that was there keeps its own).
+                want.round = want.round.max(round);
+                want.extended |= extended;
+            }
             asks.push((candidate.clone(), *author, asked));
         }
     }
@@ -706,6 +805,12 @@ impl<P: Clone + Ord> Wants<P> {
         let total: usize = self.peers.values().map(|a| a.ranges).sum();
         assert_eq!(total, self.total, "total");
         assert!(mirrored.is_empty(), "wants of unknown peers");
+        let probes: BTreeSet<(Millis, P)> = self
+            .peers
+            .iter()
+            .filter_map(|(p, a)| a.probe.map(|(_, at)| (at, p.clone())))
+            .collect();
+        assert!(probes == self.probes, "probe index");
     }
 }
 
@@ -850,8 +955,8 @@ mod tests {
             let (asks, rest) = w.reroute(
                 &0,
                 IdSets::from([(a, wanted.clone())]),
-                1_000,
-                2_000,
+                (1_000, 0),
+                |_, _| (2_000, false),
                 offers,
                 |_| Standing::Unknown,
             );
@@ -867,5 +972,39 @@ mod tests {
             );
             w.check_invariants();
         }
+    }
+
+    /// Probes: one per peer at a time, answered only by the probed id, lapsing at their
+    /// deadline (which the want timer covers), and gone with their peer.
+    #[test]
+    fn a_probe_is_answered_or_lapses() {
+        let a = author();
+        let mut w = wants(&[(0, 0, 0), (1, 0, 0), (2, 0, 0), (3, 0, 0)]);
+        let offers = |_: &u8, _: &PublicKey, ids: &RangeSet| ids.clone();
+        let unknown = |_: &u8| Some(Standing::Unknown);
+        let probes = w.hedge_candidates(&0, &1, &a, &ids(&[5, 6]), offers, unknown, 2_000);
+        assert_eq!(probes, vec![(2, ids(&[6])), (3, ids(&[6]))]);
+        assert_eq!(w.next_deadline(), Some(2_000));
+        // A peer with a probe outstanding is not probed again.
+        assert!(
+            w.hedge_candidates(&0, &1, &a, &ids(&[6]), offers, unknown, 2_500)
+                .is_empty()
+        );
+        let id = |sequence| MessageId {
+            author: a,
+            sequence,
+        };
+        w.probe_answered(&2, &id(5));
+        w.probe_answered(&2, &id(6));
+        assert_eq!(w.lapsed_probes(1_999), Vec::<u8>::new());
+        assert_eq!(w.lapsed_probes(2_000), vec![3], "2 answered; 3 did not");
+        assert_eq!(w.next_deadline(), None);
+        w.check_invariants();
+        let probes = w.hedge_candidates(&0, &1, &a, &ids(&[7]), offers, unknown, 3_000);
+        assert_eq!(probes.len(), 2);
+        w.remove_peer(&2);
+        assert_eq!(w.take_probe(&3), Some(id(7)));
+        assert_eq!(w.lapsed_probes(3_000), Vec::<u8>::new());
+        w.check_invariants();
     }
 }

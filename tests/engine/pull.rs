@@ -142,12 +142,22 @@ fn an_unanswered_want_moves_at_once_to_another_peer_that_has_it() {
     net.e(0).handle_frame(1, announce.clone(), T0);
     net.e(0).handle_frame(2, announce, T0);
     // Peer 1 never answers: record when node 0 asks, and whom.
-    let asks = net.wants_sent_until(0, 4_000);
+    let asks = net.wants_sent_until(0, 40_000);
     // Asked of 1 at once; after 1 s without an answer, of peer 2, which announced it too.
-    // Neither answers: the want keeps moving, one small want per timeout, until one does.
+    // Neither answers: the want keeps moving until one does, and once both have failed each
+    // is given as long as the pull has lasted (up to 16 want timeouts): a want per doubling,
+    // then one per 16 s.
     assert_eq!(
         asks,
-        vec![(0, 1), (1_000, 2), (2_000, 1), (3_000, 2), (4_000, 1)]
+        vec![
+            (0, 1),
+            (1_000, 2),
+            (2_000, 1),
+            (4_000, 2),
+            (8_000, 1),
+            (16_000, 2),
+            (32_000, 1)
+        ]
     );
     net.e(0).check_invariants();
 }

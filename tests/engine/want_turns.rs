@@ -2,7 +2,7 @@
 //! keep an id from an honest peer that has it.
 
 use crate::harness::*;
-use secure_gossip::engine::Engine;
+use secure_gossip::engine::{Engine, Output};
 use secure_gossip::{Config, Envelope, Frame, Keypair, MessageId, Validation};
 
 /// A new author's message announced by an honest lazy peer (its announcement waits for the
@@ -225,11 +225,20 @@ fn at_a_liars_deadline_the_want_is_hedged_to_the_late_honest_peer() {
     );
     let mut now = T0 + 100;
     let mut asked = Vec::new();
+    let last = MessageId {
+        sequence: 3,
+        ..first
+    };
     while now < T0 + 1_000 {
-        asked.extend(next_timeout(&mut v, &mut now, &first));
+        now = v.poll_timeout().unwrap_or(now + 100).max(now + 1);
+        v.handle_timeout(now);
+        asked.extend(drain(&mut v, &last).0);
     }
     assert_eq!(now, T0 + 1_000, "the first deadline");
-    assert!(asked.contains(&LATE), "the late peer was hedged: {asked:?}");
+    assert!(
+        asked.contains(&LATE),
+        "the late peer was probed (for the highest id it has): {asked:?}"
+    );
     assert!(v.stats().wants_hedged > 0);
     v.handle_frame(
         LATE,
@@ -280,5 +289,132 @@ fn with_validation_an_accepted_message_proves_its_sender_and_it_claims_the_wants
     );
     assert!(v.report_validation(&other.id(), Validation::Accept, now));
     assert_eq!(drain(&mut v, &first).0, vec![LATE], "claimed on acceptance");
+    v.check_invariants();
+}
+
+/// Found by measuring the simulator's liars (most of what honest nodes sent them was wants
+/// and probes): eight liars announce an author's every id and never answer. A liar that
+/// lets its probe lapse is not probed again for a minute; and in each round of turns after
+/// the first, a failed liar is given twice as long as in the last (up to 16 want timeouts),
+/// so the ids are asked about ever more rarely: 31 wants in the first two minutes and 31 in
+/// the next eight, against 127 and then one a second for as long as the liars stay. An
+/// honest peer that comes later and announces the ids, with no record yet, is asked at once.
+#[test]
+fn liars_are_probed_once_and_asked_ever_more_rarely() {
+    const LATE: u8 = 9;
+    let (mut v, author, first) = eight_liars_of_a_new_author();
+    let mut wants = [count_wants(&mut v), 0];
+    let mut now = T0;
+    while now < T0 + 600_000 {
+        now = v.poll_timeout().unwrap_or(now + 100).max(now + 1);
+        v.handle_timeout(now);
+        wants[usize::from(now > T0 + 120_000)] += count_wants(&mut v);
+    }
+    assert!(
+        v.stats().wants_hedged <= 7 * 10,
+        "each liar probed once a minute at most: {}",
+        v.stats().wants_hedged
+    );
+    assert!(wants[0] <= 40, "{wants:?}: in the first two minutes");
+    assert!(wants[1] <= 45, "{wants:?}: in the next eight");
+    v.connect(LATE, now);
+    v.handle_frame(LATE, have_range(author.public(), 1, 3), now);
+    assert_eq!(drain(&mut v, &first).0, vec![LATE], "asked at once");
+    v.check_invariants();
+}
+
+/// Drains `engine`'s outputs: how many wants (digests) were sent.
+fn count_wants(engine: &mut Engine<u8>) -> usize {
+    let mut wants = 0;
+    while let Some(output) = engine.poll_output() {
+        if let Output::Send { frame, .. } = output {
+            wants += frame.want.len();
+        }
+    }
+    wants
+}
+
+/// A liar that ignores its probe is failed even when an honest peer delivers the ids
+/// meanwhile: the next author the liars claim draws no probes of them (before, only a want
+/// of its own that timed out failed a peer, and liars that were only probed were probed
+/// again at every new author's first reroute).
+#[test]
+fn a_liar_that_ignores_its_probe_is_probed_no_more() {
+    const HONEST: u8 = 9;
+    let (mut v, author, first) = eight_liars_of_a_new_author();
+    drain(&mut v, &first);
+    let mut now = T0;
+    // The first liar's deadline: the want goes to the second, hedged to the six others.
+    while v.stats().wants_hedged == 0 {
+        next_timeout(&mut v, &mut now, &first);
+    }
+    let probed = v.stats().wants_hedged;
+    assert_eq!(probed, 6);
+    // An honest peer delivers the author's message at once: the probed id is known, but
+    // none of the six answered it.
+    v.connect(HONEST, now);
+    v.handle_frame(HONEST, push(vec![sign(&author, 1, now, b"m")]), now + 1);
+    drain(&mut v, &first);
+    let end = now + 1_500;
+    while now < end {
+        next_timeout(&mut v, &mut now, &first);
+    }
+    // A second author, claimed by every liar: its first reroute probes none of them.
+    let other = keys(43);
+    for liar in 1..=8 {
+        v.handle_frame(liar, have_range(other.public(), 1, u64::MAX), now);
+    }
+    let second = sign(&other, 1, now, b"second").id();
+    let end = now + 3_000;
+    while now < end {
+        next_timeout(&mut v, &mut now, &second);
+    }
+    assert_eq!(v.stats().wants_hedged, probed, "no liar probed again");
+    v.check_invariants();
+}
+
+/// A probe is answered by the probed peer's copy of the id, also when the id reached this
+/// node from another peer first (the copy is a duplicate then): that peer is probed again
+/// for the next author; the liars probed beside it, which sent nothing, are not (for a
+/// minute). A lapsed probe changes no standing.
+#[test]
+fn a_probe_answered_with_a_duplicate_is_answered() {
+    const LATE: u8 = 9;
+    const OTHER: u8 = 10;
+    let (mut v, author, first) = eight_liars_of_a_new_author();
+    v.connect(LATE, T0 + 100);
+    v.connect(OTHER, T0 + 100);
+    v.handle_frame(LATE, have_range(author.public(), 1, 1), T0 + 100);
+    drain(&mut v, &first);
+    let mut now = T0 + 100;
+    let mut asked = Vec::new();
+    while now < T0 + 1_000 {
+        asked.extend(next_timeout(&mut v, &mut now, &first));
+    }
+    assert!(asked.contains(&LATE), "probed: {asked:?}");
+    let message = sign(&author, 1, T0, b"m");
+    v.handle_frame(OTHER, push(vec![message.clone()]), now + 5);
+    v.handle_frame(LATE, push(vec![message]), now + 10);
+    while now < T0 + 2_500 {
+        next_timeout(&mut v, &mut now, &first);
+    }
+    assert!(!v.has_failed(&LATE));
+    assert!(!v.has_failed(&8), "a lapsed probe is no failure");
+    // A second author that the liars and the late peer announce: at the first reroute only
+    // the late peer is probed.
+    let other = keys(43);
+    let second = sign(&other, 1, now, b"second").id();
+    for peer in (1..=8).chain([LATE]) {
+        v.handle_frame(peer, have_range(other.public(), 1, 1), now);
+    }
+    drain(&mut v, &second);
+    let hedged = v.stats().wants_hedged;
+    let end = now + 1_500;
+    let mut asked = Vec::new();
+    while now < end {
+        asked.extend(next_timeout(&mut v, &mut now, &second));
+    }
+    assert_eq!(v.stats().wants_hedged, hedged + 1, "{asked:?}");
+    assert!(asked.contains(&LATE), "{asked:?}");
     v.check_invariants();
 }

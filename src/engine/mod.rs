@@ -298,8 +298,9 @@ impl<P: Clone + Ord> Engine<P> {
         self.violators.banned(peer, now)
     }
 
-    /// Whether `peer`'s track record says it failed (`record.rs`): it let a want or a probe
-    /// of it lapse, and delivered nothing new for a minute since.
+    /// Whether `peer`'s track record says it failed (`record.rs`): it let a want of it lapse
+    /// (or the application turned down its message), and delivered nothing new for a minute
+    /// since.
     pub fn has_failed(&self, peer: &P) -> bool {
         self.records.standing(peer) == record::Standing::Failed
     }

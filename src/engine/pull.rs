@@ -25,8 +25,9 @@
 //!   failed is given 2^r `want_timeout`s in round r, at most [`MAX_FAILED_TIMEOUTS`]
 //!   ([`Engine::reroute`]), so ids that only liars claim cost k wants per ever longer round,
 //!   not one per timeout for as long as the liars stay; any announcer takes the ids from a
-//!   failed peer waiting out its longer time with nothing delivered (`hurry_overdue`), so an
-//!   announcing honest peer is not kept waiting on it;
+//!   failed peer past the first `want_timeout` of its longer time with nothing delivered,
+//!   if the announcer answers (`hurry_overdue`), so an announcing honest peer is not kept
+//!   waiting on it more than one `want_timeout`;
 //! - announced ids beyond a peer's want budget wait in its backlog (`wants.rs`) and are asked
 //!   as room frees up.
 
@@ -36,15 +37,15 @@ use super::knowledge::worth_knowing;
 use super::record::Standing;
 use super::wants::{Asks, Want};
 use super::{Engine, Millis, millis};
+use crate::envelope::MessageId;
+use crate::frame::{Digest, FrameBudget, envelope_len};
+use crate::keys::PublicKey;
+use crate::ranges::RangeSet;
 
 /// The longest a failed peer is given to answer a rerouted want after the first round of
 /// turns, in `want_timeout`s ([`Engine::reroute`]'s backoff): once the rounds are that long,
 /// a liar's made-up ids cost one want per 16 s.
 pub(crate) const MAX_FAILED_TIMEOUTS: Millis = 16;
-use crate::envelope::MessageId;
-use crate::frame::{Digest, FrameBudget, envelope_len};
-use crate::keys::PublicKey;
-use crate::ranges::RangeSet;
 
 impl<P: Clone + Ord> Engine<P> {
     /// A `have` from `peer`. Its ids are recorded as known there (for tracked or pulled
@@ -96,7 +97,8 @@ impl<P: Clone + Ord> Engine<P> {
         }
         let ids = self.authors.unknown(author, ids);
         if !ids.is_empty() {
-            self.hurry_overdue(peer, author, &ids);
+            // Ids wanted of others are taken for it at the graft timer (`want_from`), if
+            // they are still missing and it may take them then.
             self.tree.defer(peer, author, &ids, now);
         }
     }
@@ -168,8 +170,9 @@ impl<P: Clone + Ord> Engine<P> {
         if let Some(pending) = self.validations.ids(author) {
             missing = missing.difference(pending);
         }
+        let mut carried = None;
         if self.wants.wants_author(author) {
-            self.hurry_overdue(peer, author, &missing);
+            carried = self.hurry_overdue(peer, author, &missing, now);
             missing = missing.difference(&self.wants.wanted_within(author, &missing));
         }
         let Some(state) = self.beliefs.get(peer) else {
@@ -192,7 +195,9 @@ impl<P: Clone + Ord> Engine<P> {
             return false;
         }
         let deadline = now.saturating_add(millis(self.config.want_timeout));
-        let asked = self.wants.ask(peer, author, &missing, deadline, now);
+        let (since, round) = carried.map_or((now, 0), |(since, round)| (since.min(now), round));
+        let asked = self.wants.ask(peer, author, &missing, deadline, since);
+        self.wants.raise_round(peer, author, round);
         self.batcher.want(peer, author, &asked);
         !asked.is_empty()
     }
@@ -203,24 +208,51 @@ impl<P: Clone + Ord> Engine<P> {
     /// the announcer for them, instead of waiting for the doubled timeout of a peer that may
     /// never answer. A want on its first attempt keeps its ids (at most one `want_timeout`;
     /// the announcer is known to have them by then, and the deadline moves them to it),
-    /// unless the announcer is proven and the holder is not, or the holder is a failed peer
-    /// waiting out the longer time `reroute` gave it that has delivered nothing of them.
-    fn hurry_overdue(&mut self, announcer: &P, author: &PublicKey, ids: &RangeSet) {
+    /// unless the announcer is proven and the holder is not. A failed holder given the longer
+    /// time of a later round (`reroute`) that has delivered nothing of them, with an announcer
+    /// that answers (`record.rs`), gives them up once its first `want_timeout` is over: at
+    /// once if it is, else its deadline comes then. The ids keep their pull's start and round
+    /// of turns: returned, for the caller's ask. A holder that announces ids it is waited on
+    /// for that longer time is asked for them again at once (a congested peer announces what
+    /// it could not answer once its queue drains).
+    fn hurry_overdue(
+        &mut self,
+        announcer: &P,
+        author: &PublicKey,
+        ids: &RangeSet,
+        now: Millis,
+    ) -> Option<(Millis, u32)> {
+        let mut carried: Option<(Millis, u32)> = None;
         for holder in self.wants.holders_within(author, ids) {
-            if holder == *announcer {
-                continue;
-            }
             let Some(want) = self.wants.want(&holder, author) else {
                 continue;
             };
+            if holder == *announcer {
+                if want.stealable_at.is_some() && want.progress == (0, 0) {
+                    let again = want.ids.intersection(ids);
+                    self.batcher.want(&holder, author, &again);
+                }
+                continue;
+            }
             // A proven announcer takes the ids from a holder that is not proven at once, and
-            // any announcer from a failed holder waiting out the longer time `reroute` gave
-            // it that has delivered nothing of them (if its answer is on the way, it still
-            // counts: the tried mark below); otherwise only a holder that already missed a
-            // deadline for them gives them up.
+            // an announcer that answers from a failed holder waiting out the longer time
+            // `reroute` gave it that has delivered nothing of them, past its first
+            // `want_timeout` (if its answer is on the way, it still counts: the tried mark
+            // below); otherwise only a holder that already missed a deadline for them gives
+            // them up.
             let proven = |p: &P| self.records.standing(p) == Standing::Proven;
-            let stalled = want.extended && want.progress == (0, 0);
-            let outranked = (proven(announcer) && !proven(&holder)) || stalled;
+            let waiting = want
+                .stealable_at
+                .filter(|_| want.progress == (0, 0) && self.records.answers(announcer, now));
+            if let Some(at) = waiting
+                && now < at
+            {
+                // Within its first `want_timeout`: its deadline comes then instead, and the
+                // ids go on in turn (to the announcer, as it stands better).
+                self.wants.shorten_deadline(&holder, author, at);
+                continue;
+            }
+            let outranked = (proven(announcer) && !proven(&holder)) || waiting.is_some();
             if want.attempts <= 1 && !outranked {
                 continue;
             }
@@ -228,13 +260,15 @@ impl<P: Clone + Ord> Engine<P> {
             if moved.is_empty() {
                 continue;
             }
-            let (deadline, attempts, since, progress, extended) = (
+            let (deadline, attempts, since, progress, round, stealable_at) = (
                 want.deadline,
                 want.attempts,
                 want.since,
                 want.progress,
-                want.extended,
+                want.round,
+                want.stealable_at,
             );
+            carried = Some(carried.map_or((since, round), |(s, r)| (s.min(since), r.max(round))));
             let Some(taken) = self.wants.take_author(&holder, author) else {
                 continue;
             };
@@ -250,12 +284,13 @@ impl<P: Clone + Ord> Engine<P> {
             let later = rest.difference(&keep);
             self.wants.ask(&holder, author, &keep, deadline, since);
             self.wants
-                .restore(&holder, author, attempts, progress, extended);
+                .restore(&holder, author, (attempts, progress, round, stealable_at));
             if !later.is_empty() {
                 self.wants.add_backlog(&holder, author, &later);
             }
             self.stats.wants_hurried += 1;
         }
+        carried
     }
 
     /// `peer` delivered a message this node lacked (`record.rs`). If that made it proven,
@@ -520,7 +555,11 @@ impl<P: Clone + Ord> Engine<P> {
             } else {
                 1
             };
-            (now.saturating_add(timeout.saturating_mul(times)), failed)
+            let stealable_at = failed.then(|| now.saturating_add(timeout));
+            (
+                now.saturating_add(timeout.saturating_mul(times)),
+                stealable_at,
+            )
         };
         let (asks, rest): (Asks<P>, IdSets) =
             self.wants
@@ -560,8 +599,9 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// `peer` did not answer its probe (it lapsed, or the peer left with it outstanding):
-    /// it is not probed again for a minute (`record.rs`). Nothing else: a probe can go
-    /// unanswered for reasons that are not the peer's. (An honest peer that holds the id
+    /// it is not probed again for a minute, nor grafted for its announcements before it
+    /// answers a want (`record.rs`). Its standing does not change: a probe can go unanswered
+    /// for reasons that are not the peer's. (An honest peer that holds the id
     /// answers within a round trip, also when the id reached this node from another peer
     /// first: its copy is a duplicate then, and answers all the same.)
     pub(super) fn probe_ended(&mut self, peer: &P, now: Millis) {

@@ -30,8 +30,8 @@
 //! among 400 liars) the liars' p99 went from 442 to 1,189 ms.
 //!
 //! Who uses it: the want turns rank candidates by standing first (`wants.rs`), an id wanted
-//! of a peer moves at once to an announcer of a better standing, and a failed peer is given
-//! longer to answer as a pull goes on (`pull.rs`), so liars that announce everything and
+//! of a peer that is not proven moves at once to a proven announcer, and a failed peer is
+//! given longer to answer in a pull's later rounds (`pull.rs`), so liars that announce everything and
 //! never answer hold a pull for at most the time it takes a proven peer to announce the ids,
 //! and cost a logarithmic number of wants; the tree neither keeps a failed peer's link
 //! eager without a delivery nor grafts it for its announcements (`tree.rs`).
@@ -90,9 +90,13 @@ impl<P: Clone + Ord> Records<P> {
         }
     }
 
-    /// `peer` delivered a message this node did not have, at `now`.
+    /// `peer` delivered a message this node did not have, at `now`. A lapsed probe is
+    /// forgotten: it answers again.
     pub(crate) fn useful(&mut self, peer: &P, now: Millis) {
-        self.update(peer, |r| r.useful_at = r.useful_at.max(now.max(1)));
+        self.update(peer, |r| {
+            r.useful_at = r.useful_at.max(now.max(1));
+            r.unprobed_at = 0;
+        });
     }
 
     /// A want of `peer` timed out without progress, or the application turned down what it

@@ -35,7 +35,8 @@
 //!   the unproven links past their trim grace (a new connection's `want_timeout`, or that of
 //!   this node's latest graft of it) that the peer did not graft, at most
 //!   [`MAX_PLAIN_EAGER`] stay eager, none of them a peer whose track record says it failed
-//!   (it let a want or a probe of it lapse: `record.rs`); of those the peer grafted since the link was last lazy
+//!   (it let a want of it lapse: `record.rs`); of those the peer grafted since the link
+//!   was last lazy
 //!   (*called*), in their grace or not, at most [`MAX_CALLED_EAGER`] (and the plain places
 //!   left free). The rest become lazy and are sent `prune`. Worst first: a congested link
 //!   (it is not pushed to anyway); then, of plain links, by track record (`record.rs`), the
@@ -251,9 +252,10 @@ struct Link {
     /// When the peer grafted the link, if it did since the link was last lazy (0: not): the
     /// peer needs this node's pushes.
     called_at: Millis,
-    /// The graft timer found ids the peer announced still missing, but the peer was not
-    /// proven: it is grafted when it delivers one in answer to a want ([`Tree::arrived`]).
-    graft_owed: bool,
+    /// The graft timer found ids the peer announced still missing, but the peer did not
+    /// answer lately (`record.rs`): until then (0: no such graft), it is grafted when it
+    /// delivers an id in answer to a want ([`Tree::arrived`]).
+    graft_owed_until: Millis,
     /// Ids the peer announced while lazy, waiting `graft_timeout` for a pushed copy.
     deferred: RangeQueue,
     /// When the deferred ids are due.
@@ -271,7 +273,7 @@ impl Link {
     /// gives (`grace`, or a minute if grafted within the minute already).
     fn graft(&mut self, grace: Millis, now: Millis) {
         self.role = Role::Eager;
-        self.graft_owed = false;
+        self.graft_owed_until = 0;
         let grace = graft_grace(self, grace, now);
         self.grace_until = self.grace_until.max(now.saturating_add(grace));
     }
@@ -404,7 +406,7 @@ impl<P: Clone + Ord> Tree<P> {
                 first_n: 0,
                 since: now,
                 called_at: 0,
-                graft_owed: false,
+                graft_owed_until: 0,
                 deferred: RangeQueue::default(),
                 graft_at: None,
             },
@@ -560,7 +562,7 @@ impl<P: Clone + Ord> Tree<P> {
             return;
         };
         link.role = Role::Eager;
-        link.graft_owed = false;
+        link.graft_owed_until = 0;
         lift_if_pushed(link, id);
         if now < link.suspect_until
             && let Some((_, end)) = self.from_suspect.insert(id, link.suspect_until)
@@ -699,7 +701,8 @@ impl<P: Clone + Ord> Tree<P> {
                 link.trim_grace_until = now.saturating_add(self.config.grace);
                 link.graft(self.config.grace, now);
             } else if link.role == Role::Lazy {
-                link.graft_owed = true;
+                // Its answer to the want comes within `want_timeout`, or the graft lapses.
+                link.graft_owed_until = now.saturating_add(self.config.grace);
             }
         }
         // The links eager now pushed nothing of what the grafted peer had. They become
@@ -734,7 +737,8 @@ impl<P: Clone + Ord> Tree<P> {
     ) -> bool {
         let mut graft = false;
         if answered && let Some(link) = self.links.get_mut(from) {
-            graft = std::mem::take(&mut link.graft_owed) && link.role == Role::Lazy;
+            let owed = now < std::mem::take(&mut link.graft_owed_until);
+            graft = owed && link.role == Role::Lazy;
             if graft {
                 link.trim_grace_until = now.saturating_add(self.config.grace);
                 link.graft(self.config.grace, now);
@@ -815,6 +819,10 @@ impl<P: Clone + Ord> Tree<P> {
             assert!(
                 link.called_at == 0 || link.role == Role::Eager,
                 "a called link is eager"
+            );
+            assert!(
+                link.graft_owed_until == 0 || link.role == Role::Lazy,
+                "a graft is owed only to a lazy link"
             );
         }
         assert!(

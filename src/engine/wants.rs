@@ -26,29 +26,37 @@
 //!   after them.
 //!
 //! - *hedges*: when a want that timed out goes to a peer that is not proven (`record.rs`),
-//!   up to [`MAX_HEDGES`] other peers that offer its ids, are not failed, have no probe
-//!   outstanding and were not tried for them are each asked for one of them, the lowest
-//!   they offer: a probe ([`Wants::hedge_candidates`]). They are marked as tried for that id
-//!   (so its answer is an answer, not an unasked push: `receive.rs`), and the ids stay
-//!   wanted of the one peer. A probe is answered only by the probed peer's copy of that id
-//!   (new here or a duplicate, [`Wants::probe_answered`]); one unanswered within
-//!   `want_timeout` lapses ([`Wants::lapsed_probes`], on the want timer) and fails its peer
-//!   as a want that timed out (`pull.rs`), so each liar is probed once, not once per pull
-//!   (in the simulator's liar scenario, probes were most of what honest nodes sent liars).
-//!   A probe's answer proves its sender, and a peer that becomes proven takes at once the
+//!   up to [`MAX_HEDGES`] other peers that offer its ids, answer (not failed, no probe
+//!   lapsed lately: `record.rs`), have no probe outstanding and were not tried for them are
+//!   each asked for one of them, the highest they offer (the likeliest still held there): a
+//!   probe ([`Wants::hedge_candidates`]). They are marked as tried for that id (so its
+//!   answer is an answer, not an unasked push: `receive.rs`), and the ids stay wanted of the
+//!   one peer. A probe is answered only by the probed peer's copy of that id (new here or a
+//!   duplicate, [`Wants::probe_answered`]); one unanswered within `want_timeout` lapses
+//!   ([`Wants::lapsed_probes`], on the want timer; one whose frame was dropped is
+//!   cancelled), and its peer is not probed for a minute, nor grafted before it answers a
+//!   want (`record.rs`, `tree.rs`); nothing more, since a probe can go unanswered for reasons
+//!   that are not the peer's. So a liar is probed once a minute, not once per pull (in the
+//!   simulator's liar scenario, probes were most of what honest nodes sent liars). A new
+//!   envelope in answer to a probe proves its sender, and a peer that becomes proven takes at once the
 //!   ids it has that are wanted of peers that are not (`pull.rs`). So k liars that came
 //!   before an honest peer that has not yet delivered anything delay a pull by about one
 //!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each. A pull is hedged once, at
 //!   its first reroute (ids that only liars claim, such as an author's future ids, keep
 //!   timing out at one liar after another: they draw no more probes). The extra cost is one
 //!   small want and one envelope per peer probed, once per pull;
+//! - *rounds*: each want carries its pull's round of turns (0 until every peer that has the
+//!   ids had its turn, then 1, and so on). In round r a failed peer is given 2^r
+//!   `want_timeout`s, at most 16 (`pull.rs` decides), so ids that only liars claim cost k
+//!   wants per ever longer round. The round is carried wherever the ids go (reroutes, ids
+//!   taken back, merged wants keep the higher);
 //! - an id another peer announces while it is wanted of a peer that has already missed a
-//!   deadline for it, or of a failed peer (`record.rs`) that has delivered nothing of it
-//!   since, is taken back from that peer and asked of the announcer (`pull.rs`; the rest of
-//!   that want keeps its deadline, attempts and progress), so however long a peer keeps
-//!   announcing ids and not answering, a pull waits at most one `want_timeout` after a peer
-//!   that answers announced the ids, also while a failed peer waits out the longer time a
-//!   new round of turns gives it (`pull.rs`).
+//!   deadline for it, or of a failed peer given a later round's longer time that has
+//!   delivered nothing of it since (the announcer answering: `record.rs`), is taken back
+//!   from that peer and asked of the announcer (`pull.rs`; the rest of that want keeps its
+//!   deadline, attempts, progress and round; a failed peer in its first `want_timeout` keeps
+//!   the ids until then), so however long a peer keeps announcing ids and not answering, a
+//!   pull waits at most one `want_timeout` after a peer that answers announced the ids.
 //!
 //! Bounds per connected peer: `max_want_ranges_per_frame` wanted ranges, and
 //! `max_ranges_per_peer` ranges each of backlog and tried marks (marks only for authors the
@@ -80,8 +88,9 @@ pub(crate) struct Want {
     /// that has them has had its turn, the next).
     pub(crate) round: u32,
     /// Asked of a failed peer past the first round, with the longer time `pull.rs` gives
-    /// it: an announcer takes the ids from it at once while it has delivered nothing.
-    pub(crate) extended: bool,
+    /// it: from then on (one `want_timeout` after it was asked), an announcer that answers
+    /// takes the ids from it while it has delivered nothing.
+    pub(crate) stealable_at: Option<Millis>,
 }
 
 /// What is asked of one peer, and its record in the want turns.
@@ -334,7 +343,7 @@ impl<P: Clone + Ord> Wants<P> {
                 progress: (0, 0),
                 since,
                 round: 0,
-                extended: false,
+                stealable_at: None,
             }
         });
         want.since = want.since.min(since);
@@ -379,9 +388,7 @@ impl<P: Clone + Ord> Wants<P> {
         &mut self,
         peer: &P,
         author: &PublicKey,
-        attempts: u32,
-        progress: (usize, usize),
-        extended: bool,
+        (attempts, progress, round, stealable_at): (u32, (usize, usize), u32, Option<Millis>),
     ) {
         if let Some(want) = self
             .peers
@@ -390,7 +397,36 @@ impl<P: Clone + Ord> Wants<P> {
         {
             want.attempts = attempts;
             want.progress = progress;
-            want.extended = extended;
+            want.round = round;
+            want.stealable_at = stealable_at;
+        }
+    }
+
+    /// `peer`'s want of `author` is due at `at` if that is sooner than its deadline.
+    pub(crate) fn shorten_deadline(&mut self, peer: &P, author: &PublicKey, at: Millis) {
+        let Some(want) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|a| a.wants.get_mut(author))
+        else {
+            return;
+        };
+        if at < want.deadline {
+            self.deadlines
+                .remove(&(want.deadline, peer.clone(), *author));
+            want.deadline = at;
+            self.deadlines.insert((at, peer.clone(), *author));
+        }
+    }
+
+    /// The ids of `peer`'s want of `author` are in round `round` of their pull, at least.
+    pub(crate) fn raise_round(&mut self, peer: &P, author: &PublicKey, round: u32) {
+        if let Some(want) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|a| a.wants.get_mut(author))
+        {
+            want.round = want.round.max(round);
         }
     }
 
@@ -408,7 +444,7 @@ impl<P: Clone + Ord> Wants<P> {
         want.deadline = deadline;
         want.attempts = attempts;
         want.progress = (0, 0);
-        want.extended = false;
+        want.stealable_at = None;
         self.deadlines.insert((deadline, peer.clone(), *author));
     }
 
@@ -598,7 +634,7 @@ impl<P: Clone + Ord> Wants<P> {
         failed: &P,
         ids: IdSets,
         (since, round): (Millis, u32),
-        deadline: impl Fn(&P, u32) -> (Millis, bool),
+        deadline: impl Fn(&P, u32) -> (Millis, Option<Millis>),
         offers: impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
         standing: impl Fn(&P) -> Standing,
     ) -> (Asks<P>, IdSets) {
@@ -726,7 +762,7 @@ impl<P: Clone + Ord> Wants<P> {
         ids: &mut RangeSet,
         untried_only: bool,
         offers: &impl Fn(&P, &PublicKey, &RangeSet) -> RangeSet,
-        (deadline, since, round): (&impl Fn(&P, u32) -> (Millis, bool), Millis, u32),
+        (deadline, since, round): (&impl Fn(&P, u32) -> (Millis, Option<Millis>), Millis, u32),
         asks: &mut Asks<P>,
     ) {
         for candidate in candidates {
@@ -742,17 +778,18 @@ impl<P: Clone + Ord> Wants<P> {
                 continue;
             }
             *ids = ids.difference(&take);
-            let (deadline, extended) = deadline(candidate, round);
+            let (deadline, stealable_at) = deadline(candidate, round);
             let asked = self.ask(candidate, author, &take, deadline, since);
             if let Some(want) = self
                 .peers
                 .get_mut(candidate)
                 .and_then(|a| a.wants.get_mut(author))
-                && want.deadline == deadline
             {
-                // A want made just now (one that was there keeps its own).
                 want.round = want.round.max(round);
-                want.extended |= extended;
+                if want.deadline == deadline {
+                    // A want made just now (one that was there keeps its own time).
+                    want.stealable_at = want.stealable_at.or(stealable_at);
+                }
             }
             asks.push((candidate.clone(), *author, asked));
         }
@@ -784,6 +821,10 @@ impl<P: Clone + Ord> Wants<P> {
             assert!(asked.ranges <= self.max_ranges, "want budget");
             for (author, want) in &asked.wants {
                 assert!(!want.ids.is_empty());
+                assert!(
+                    want.stealable_at.is_none() || want.round > 0,
+                    "a longer time only after the first round"
+                );
                 assert!(
                     self.deadlines
                         .contains(&(want.deadline, peer.clone(), *author))
@@ -956,7 +997,7 @@ mod tests {
                 &0,
                 IdSets::from([(a, wanted.clone())]),
                 (1_000, 0),
-                |_, _| (2_000, false),
+                |_, _| (2_000, None),
                 offers,
                 |_| Standing::Unknown,
             );

@@ -404,19 +404,27 @@ impl<P: Clone + Ord> Wants<P> {
 
     /// `peer`'s want of `author` is due at `at` if that is sooner than its deadline.
     pub(crate) fn shorten_deadline(&mut self, peer: &P, author: &PublicKey, at: Millis) {
-        let Some(want) = self
+        if self.want(peer, author).is_some_and(|w| at < w.deadline) {
+            self.set_deadline(peer, author, at);
+        }
+    }
+
+    /// Moves `peer`'s want of `author` to `deadline` (its index entry too); returns it.
+    fn set_deadline(
+        &mut self,
+        peer: &P,
+        author: &PublicKey,
+        deadline: Millis,
+    ) -> Option<&mut Want> {
+        let want = self
             .peers
             .get_mut(peer)
-            .and_then(|a| a.wants.get_mut(author))
-        else {
-            return;
-        };
-        if at < want.deadline {
-            self.deadlines
-                .remove(&(want.deadline, peer.clone(), *author));
-            want.deadline = at;
-            self.deadlines.insert((at, peer.clone(), *author));
-        }
+            .and_then(|a| a.wants.get_mut(author))?;
+        self.deadlines
+            .remove(&(want.deadline, peer.clone(), *author));
+        want.deadline = deadline;
+        self.deadlines.insert((deadline, peer.clone(), *author));
+        Some(want)
     }
 
     /// The ids of `peer`'s want of `author` are in round `round` of their pull, at least.
@@ -432,20 +440,11 @@ impl<P: Clone + Ord> Wants<P> {
 
     /// Sets the deadline and attempt count of `peer`'s want of `author`.
     pub(crate) fn rearm(&mut self, peer: &P, author: &PublicKey, deadline: Millis, attempts: u32) {
-        let Some(want) = self
-            .peers
-            .get_mut(peer)
-            .and_then(|a| a.wants.get_mut(author))
-        else {
-            return;
-        };
-        self.deadlines
-            .remove(&(want.deadline, peer.clone(), *author));
-        want.deadline = deadline;
-        want.attempts = attempts;
-        want.progress = (0, 0);
-        want.stealable_at = None;
-        self.deadlines.insert((deadline, peer.clone(), *author));
+        if let Some(want) = self.set_deadline(peer, author, deadline) {
+            want.attempts = attempts;
+            want.progress = (0, 0);
+            want.stealable_at = None;
+        }
     }
 
     /// An id arrived: it is no longer wanted. Returns the peer it was asked of.

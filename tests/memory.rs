@@ -312,3 +312,47 @@ async fn wide_digests() {
     );
     assert!(kept < 4.0, "{kept:.2} MiB kept");
 }
+
+/// Memory per honest node under every attack of the simulator at a tenth of the scale (100
+/// honest nodes among 400 Sybils, 80 % of each one's connections to Sybils): the peak heap
+/// of the whole simulation (engines, links, events in flight, the Sybils' brain) over the
+/// honest nodes, an upper bound of what each keeps. Within the bound the threat model
+/// states (the per-node bound, about 150 MiB at the defaults, plus the per-connection
+/// bound, about 25 MiB, times its 30 connections), and, against regressions, within 6× the
+/// run without Sybils (whose nodes have a fifth of the connections): 0.16 MiB without
+/// Sybils, 0.18–0.68 with (the throwaway-author flood the most).
+#[test]
+fn memory_per_honest_node_under_every_sybil_attack() {
+    use secure_gossip::sim::Attack;
+    use secure_gossip::sim::attack::AttackScenario;
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = AttackScenario::small(common::seed_from_env(1));
+    let honest = scenario.honest as f64;
+    let peak_per_node = |attack: Attack, with_sybils: bool| {
+        let (base, _) = heap();
+        let report = scenario.run(attack, with_sybils);
+        let (_, peak) = heap();
+        assert_eq!(report.delivery, 1.0, "{}", report.name);
+        let mib = peak.saturating_sub(base) as f64 / honest / MIB;
+        println!(
+            "{:<28} {mib:6.2} MiB per honest node at the peak",
+            report.name
+        );
+        mib
+    };
+    let without = peak_per_node(Attack::SilentSink, false);
+    for attack in Attack::ALL {
+        let with = peak_per_node(attack, true);
+        assert!(
+            with <= 150.0 + 30.0 * 25.0,
+            "{}: {with:.2} MiB per honest node",
+            attack.name()
+        );
+        assert!(
+            with <= 6.0 * without,
+            "{}: {with:.2} MiB per honest node against {without:.2} without Sybils",
+            attack.name()
+        );
+    }
+}

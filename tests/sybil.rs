@@ -3,9 +3,10 @@
 //! `sim::attack`, each against the same network without Sybils (`SEED=<n>` replays one):
 //! every honest message delivered once, p99 within twice the run without Sybils, and a late
 //! joiner among liars holding the history within 5 s; silent sinks cost at most 2× the bytes
-//! per delivery, Sybils that follow the protocol at most 4.5× (the target, 2×, is not met
-//! yet: `docs/simulation.md`), and the censored target's own p99 is within 3× of the
-//! network's without Sybils (the target, 2×, holds for seeds 1 and 3, not 2).
+//! per delivery, liars at most 2.75×, other Sybils that follow the protocol at most 4.5×
+//! (the target, 2×, is not met yet: `docs/simulation.md`), and the censored target's own
+//! p99 is within 3× of the network's without Sybils (the target, 2×, holds for seeds 1 and
+//! 3, not 2).
 //! Over real swarms (memory transport, noise, yamux; Sybils as raw peers with their own peer
 //! ids): liars that announce everything and never answer.
 //!
@@ -68,6 +69,9 @@ fn every_attack_at_a_tenth_of_the_scale_delivers_every_honest_message_once() {
         // messages are valid and every node relays them (its own bound is not done).
         let bound = match attack {
             Attack::SilentSink => 2.0,
+            // Liars: tracked probes and longer waits in later rounds of turns (seeds 1-3:
+            // 2.4-2.5×; before: 2.9× at seed 1).
+            Attack::Liar | Attack::Eclipse | Attack::ColdBoot => 2.75,
             Attack::Flood => f64::INFINITY,
             _ => 4.5,
         };

@@ -119,10 +119,8 @@ impl<P: Clone + Ord> Engine<P> {
                 });
                 self.want_from(&peer, &author, &unknown, now);
             }
-            let answers = self.records.answers(&peer, now);
-            if let Some(missing) = missing
-                && self.tree.grafted(&peer, &missing, answers, now)
-            {
+            if let Some(missing) = missing {
+                self.tree.grafted(&peer, &missing, now);
                 self.stats.grafts += 1;
                 self.batcher.graft(&peer);
             }
@@ -599,9 +597,8 @@ impl<P: Clone + Ord> Engine<P> {
     }
 
     /// `peer` did not answer its probe (it lapsed, or the peer left with it outstanding):
-    /// it is not probed again for a minute, nor grafted for its announcements before it
-    /// answers a want (`record.rs`). Its standing does not change: a probe can go unanswered
-    /// for reasons that are not the peer's. (An honest peer that holds the id
+    /// it is not probed again for a minute (`record.rs`). Its standing does not change: a
+    /// probe can go unanswered for reasons that are not the peer's. (An honest peer that holds the id
     /// answers within a round trip, also when the id reached this node from another peer
     /// first: its copy is a duplicate then, and answers all the same.)
     pub(super) fn probe_ended(&mut self, peer: &P, now: Millis) {

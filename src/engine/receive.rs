@@ -264,10 +264,7 @@ impl<P: Clone + Ord> Engine<P> {
         let answered = asked_of.as_ref() == Some(from);
         // A grafted id that comes in answer to a want was withheld by the eager links of the
         // graft (with validation: when it comes, not at the verdict).
-        if self.tree.arrived(&id, from, answered, now) {
-            self.stats.grafts += 1;
-            self.batcher.graft(from);
-        }
+        self.tree.arrived(&id, from, answered, now);
         if !answered && !self.wants.was_tried(from, &id.author, id.sequence) {
             // Pushed unasked: the link that delivers first is eager (an answer to a want
             // leaves the link as it is; a graft said so explicitly).

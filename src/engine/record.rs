@@ -7,9 +7,8 @@
 //!   deadline by reconnecting), or when the application rejects (or never decides) a
 //!   message it sent;
 //! - a peer whose probe (`wants.rs`) lapsed unanswered, or that left with one outstanding,
-//!   is not probed again for [`FAILED_FOR`], nor grafted for its announcements before it
-//!   answers a want (`tree.rs`); that is all a probe counts for (a probe can go unanswered
-//!   for reasons that are not the peer's);
+//!   is not probed again for [`FAILED_FOR`]; that is all a probe counts for (a probe can go
+//!   unanswered for reasons that are not the peer's);
 //! - its [`Standing`]: [`Standing::Proven`] if it was useful at least [`FAILED_FOR`] after
 //!   its last failure (or never failed), [`Standing::Failed`] otherwise once it has failed,
 //!   [`Standing::Unknown`] if neither ever happened (every new peer id). So a peer that
@@ -31,10 +30,10 @@
 //!
 //! Who uses it: the want turns rank candidates by standing first (`wants.rs`), an id wanted
 //! of a peer that is not proven moves at once to a proven announcer, and a failed peer is
-//! given longer to answer in a pull's later rounds (`pull.rs`), so liars that announce everything and
-//! never answer hold a pull for at most the time it takes a proven peer to announce the ids,
-//! and cost a logarithmic number of wants; the tree neither keeps a failed peer's link
-//! eager without a delivery nor grafts it for its announcements (`tree.rs`).
+//! given longer to answer in a pull's later rounds (`pull.rs`), so liars that announce
+//! everything and never answer hold a pull for at most the time it takes a proven peer to
+//! announce the ids, and cost fewer wants the longer they stay; the tree keeps no failed
+//! peer's link eager without a delivery (`tree.rs`).
 
 use super::Millis;
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,8 +113,8 @@ impl<P: Clone + Ord> Records<P> {
     }
 
     /// Whether `peer` was not caught leaving a request unanswered lately: it has not failed,
-    /// and no probe of it lapsed within [`FAILED_FOR`]. Only such a peer is probed, and
-    /// grafted for its announcements before it answers (`tree.rs`).
+    /// and no probe of it lapsed within [`FAILED_FOR`]. Only such a peer is probed, and takes
+    /// ids from a failed peer's longer wait (`pull.rs`).
     pub(crate) fn answers(&self, peer: &P, now: Millis) -> bool {
         self.standing(peer) != Standing::Failed
             && self.records.get(peer).is_none_or(|r| {

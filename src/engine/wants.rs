@@ -34,9 +34,8 @@
 //!   one peer. A probe is answered only by the probed peer's copy of that id (new here or a
 //!   duplicate, [`Wants::probe_answered`]); one unanswered within `want_timeout` lapses
 //!   ([`Wants::lapsed_probes`], on the want timer; one whose frame was dropped is
-//!   cancelled), and its peer is not probed for a minute, nor grafted before it answers a
-//!   want (`record.rs`, `tree.rs`); nothing more, since a probe can go unanswered for reasons
-//!   that are not the peer's. So a liar is probed once a minute, not once per pull (in the
+//!   cancelled), and its peer is not probed for a minute (`record.rs`); nothing more, since
+//!   a probe can go unanswered for reasons that are not the peer's. So a liar is probed once a minute, not once per pull (in the
 //!   simulator's liar scenario, probes were most of what honest nodes sent liars). A new
 //!   envelope in answer to a probe proves its sender, and a peer that becomes proven takes at once the
 //!   ids it has that are wanted of peers that are not (`pull.rs`). So k liars that came

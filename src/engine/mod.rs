@@ -298,9 +298,10 @@ impl<P: Clone + Ord> Engine<P> {
         self.violators.banned(peer, now)
     }
 
-    /// Whether `peer`'s track record says it failed (`record.rs`): it let a want of it lapse
-    /// (or the application turned down its message), and delivered nothing new for a minute
-    /// since.
+    /// Whether `peer`'s track record says it failed (`record.rs`): a want of it lapsed, it
+    /// left with wants outstanding, or the application turned down its message, and it has
+    /// delivered nothing new since that came at least a minute after the failure. For tests.
+    #[cfg(any(test, feature = "test-utils"))]
     pub fn has_failed(&self, peer: &P) -> bool {
         self.records.standing(peer) == record::Standing::Failed
     }
@@ -656,8 +657,11 @@ impl<P: Clone + Ord> Engine<P> {
         }
         self.congestion
             .dropped(peer, frame.complete, frame.prune || frame.graft);
-        // A probe that never left is no probe (`wants.rs`).
-        self.wants.cancel_probe_in(peer, &frame.want);
+        // A probe that never left is no probe, and a longer wait for a want that never left
+        // is one `want_timeout` (`wants.rs`).
+        let now = self.rounds.clock();
+        let deadline = now.saturating_add(millis(self.config.want_timeout));
+        self.wants.wants_dropped(peer, &frame.want, deadline);
         let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };

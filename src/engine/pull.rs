@@ -24,10 +24,12 @@
 //! - after a pull's first round of turns (`wants.rs`), a peer whose track record says it
 //!   failed is given 2^r `want_timeout`s in round r, at most [`MAX_FAILED_TIMEOUTS`]
 //!   ([`Engine::reroute`]), so ids that only liars claim cost k wants per ever longer round,
-//!   not one per timeout for as long as the liars stay; any announcer takes the ids from a
-//!   failed peer past the first `want_timeout` of its longer time with nothing delivered,
-//!   if the announcer answers (`hurry_overdue`), so an announcing honest peer is not kept
-//!   waiting on it more than one `want_timeout`;
+//!   not one per timeout for as long as the liars stay; an announcer that answers
+//!   (`record.rs`) takes the ids from a failed peer past the first `want_timeout` of its
+//!   longer time that has not delivered a frame's worth of them, as many ranges as it has
+//!   room for (`hurry_overdue`), so an announcing honest peer is not kept waiting on it more
+//!   than one `want_timeout`; new ids joining such a wait, and a wait whose want frame was
+//!   dropped, get one `want_timeout`;
 //! - announced ids beyond a peer's want budget wait in its backlog (`wants.rs`) and are asked
 //!   as room frees up.
 
@@ -196,6 +198,10 @@ impl<P: Clone + Ord> Engine<P> {
         let (since, round) = carried.map_or((now, 0), |(since, round)| (since.min(now), round));
         let asked = self.wants.ask(peer, author, &missing, deadline, since);
         self.wants.raise_round(peer, author, round);
+        if !asked.is_empty() {
+            // New ids joining a failed peer's longer wait get one `want_timeout`, as any.
+            self.wants.shorten_deadline(peer, author, deadline);
+        }
         self.batcher.want(peer, author, &asked);
         !asked.is_empty()
     }
@@ -207,12 +213,12 @@ impl<P: Clone + Ord> Engine<P> {
     /// never answer. A want on its first attempt keeps its ids (at most one `want_timeout`;
     /// the announcer is known to have them by then, and the deadline moves them to it),
     /// unless the announcer is proven and the holder is not. A failed holder given the longer
-    /// time of a later round (`reroute`) that has delivered nothing of them, with an announcer
-    /// that answers (`record.rs`), gives them up once its first `want_timeout` is over: at
-    /// once if it is, else its deadline comes then. The ids keep their pull's start and round
-    /// of turns: returned, for the caller's ask. A holder that announces ids it is waited on
-    /// for that longer time is asked for them again at once (a congested peer announces what
-    /// it could not answer once its queue drains).
+    /// time of a later round (`reroute`) that has not delivered a frame's worth of them, with
+    /// an announcer that answers (`record.rs`), gives them up once its first `want_timeout`
+    /// is over: at once if it is, else its deadline comes then. Only as many ranges are taken
+    /// as the announcer has room for (the rest stays, so nothing leaves the turns for a
+    /// backlog the announcer could overfill). The ids keep their pull's start and round of
+    /// turns: returned, for the caller's ask.
     fn hurry_overdue(
         &mut self,
         announcer: &P,
@@ -221,17 +227,14 @@ impl<P: Clone + Ord> Engine<P> {
         now: Millis,
     ) -> Option<(Millis, u32)> {
         let mut carried: Option<(Millis, u32)> = None;
+        let mut room = self.wants.room(announcer);
         for holder in self.wants.holders_within(author, ids) {
+            if holder == *announcer || room == 0 {
+                continue;
+            }
             let Some(want) = self.wants.want(&holder, author) else {
                 continue;
             };
-            if holder == *announcer {
-                if want.stealable_at.is_some() && want.progress == (0, 0) {
-                    let again = want.ids.intersection(ids);
-                    self.batcher.want(&holder, author, &again);
-                }
-                continue;
-            }
             // A proven announcer takes the ids from a holder that is not proven at once, and
             // an announcer that answers from a failed holder waiting out the longer time
             // `reroute` gave it that has delivered nothing of them, past its first
@@ -239,10 +242,13 @@ impl<P: Clone + Ord> Engine<P> {
             // below); otherwise only a holder that already missed a deadline for them gives
             // them up.
             let proven = |p: &P| self.records.standing(p) == Standing::Proven;
-            let waiting = want
-                .stealable_at
-                .filter(|_| want.progress == (0, 0) && self.records.answers(announcer, now));
-            if let Some(at) = waiting
+            let outranks = proven(announcer) && !proven(&holder);
+            let (count, bytes) = want.progress;
+            let waiting = want.stealable_at.filter(|_| {
+                !self.is_full_answer(count, bytes) && self.records.answers(announcer, now)
+            });
+            if !outranks
+                && let Some(at) = waiting
                 && now < at
             {
                 // Within its first `want_timeout`: its deadline comes then instead, and the
@@ -250,14 +256,15 @@ impl<P: Clone + Ord> Engine<P> {
                 self.wants.shorten_deadline(&holder, author, at);
                 continue;
             }
-            let outranked = (proven(announcer) && !proven(&holder)) || waiting.is_some();
-            if want.attempts <= 1 && !outranked {
+            if want.attempts <= 1 && !outranks && waiting.is_none() {
                 continue;
             }
-            let moved = want.ids.intersection(ids);
+            let mut moved = want.ids.intersection(ids);
+            moved.forget_lowest(room);
             if moved.is_empty() {
                 continue;
             }
+            room = room.saturating_sub(moved.range_count());
             let (deadline, attempts, since, progress, round, stealable_at) = (
                 want.deadline,
                 want.attempts,
@@ -424,13 +431,22 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
-    /// Asks `peer` for `ids` (taken back from it), within its budget, as attempt `attempts`.
-    fn ask_again(&mut self, peer: &P, ids: IdSets, deadline: Millis, attempts: u32, since: Millis) {
+    /// Asks `peer` for `ids` (taken back from it), within its budget, as attempt `attempts`
+    /// of a pull that began at `since` and is in round `round`.
+    fn ask_again(
+        &mut self,
+        peer: &P,
+        ids: IdSets,
+        deadline: Millis,
+        attempts: u32,
+        (since, round): (Millis, u32),
+    ) {
         for (author, mut ids) in ids {
             ids.forget_lowest(self.wants.room(peer));
             let asked = self.wants.ask(peer, &author, &ids, deadline, since);
             if !asked.is_empty() {
                 self.wants.rearm(peer, &author, deadline, attempts);
+                self.wants.raise_round(peer, &author, round);
                 self.batcher.want(peer, &author, &asked);
             }
         }
@@ -511,7 +527,8 @@ impl<P: Clone + Ord> Engine<P> {
             let backoff = timeout.saturating_mul(1 << want.attempts.min(16));
             let rest = self.not_refused_by(&peer, rest);
             let deadline = now.saturating_add(backoff);
-            self.ask_again(&peer, rest, deadline, want.attempts + 1, want.since);
+            let pull = (want.since, want.round);
+            self.ask_again(&peer, rest, deadline, want.attempts + 1, pull);
         }
         for peer in touched {
             self.top_up(&peer, now);

@@ -7,8 +7,9 @@
 //!   deadline by reconnecting), or when the application rejects (or never decides) a
 //!   message it sent;
 //! - a peer whose probe (`wants.rs`) lapsed unanswered, or that left with one outstanding,
-//!   is not probed again for [`FAILED_FOR`]; that is all a probe counts for (a probe can go
-//!   unanswered for reasons that are not the peer's);
+//!   is not probed again for [`FAILED_FOR`], nor takes ids from a failed peer's longer wait
+//!   (`pull.rs`) meanwhile; its standing does not change (a probe can go unanswered for
+//!   reasons that are not the peer's);
 //! - its [`Standing`]: [`Standing::Proven`] if it was useful at least [`FAILED_FOR`] after
 //!   its last failure (or never failed), [`Standing::Failed`] otherwise once it has failed,
 //!   [`Standing::Unknown`] if neither ever happened (every new peer id). So a peer that

@@ -96,6 +96,11 @@ impl<P: Clone + Ord> Rounds<P> {
         self.clock = self.clock.max(now);
     }
 
+    /// The latest time the engine was passed (for inputs that carry none).
+    pub(crate) fn clock(&self) -> Millis {
+        self.clock
+    }
+
     /// When the next round is due: never while nothing is queued.
     pub(crate) fn next_round(&self) -> Option<Millis> {
         self.next_round.filter(|_| self.queued > 0)

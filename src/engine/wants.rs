@@ -34,10 +34,12 @@
 //!   one peer. A probe is answered only by the probed peer's copy of that id (new here or a
 //!   duplicate, [`Wants::probe_answered`]); one unanswered within `want_timeout` lapses
 //!   ([`Wants::lapsed_probes`], on the want timer; one whose frame was dropped is
-//!   cancelled), and its peer is not probed for a minute (`record.rs`); nothing more, since
-//!   a probe can go unanswered for reasons that are not the peer's. So a liar is probed once a minute, not once per pull (in the
-//!   simulator's liar scenario, probes were most of what honest nodes sent liars). A new
-//!   envelope in answer to a probe proves its sender, and a peer that becomes proven takes at once the
+//!   cancelled), and its peer is not probed for a minute, nor takes ids from a failed
+//!   peer's longer wait meanwhile (`record.rs`); its standing does not change, since a
+//!   probe can go unanswered for reasons that are not the peer's. So a liar is probed once
+//!   a minute, not once per pull (in the simulator's liar scenario, probes were most of what
+//!   honest nodes sent liars). A new envelope in answer to a probe proves its sender, and a
+//!   peer that becomes proven takes at once the
 //!   ids it has that are wanted of peers that are not (`pull.rs`). So k liars that came
 //!   before an honest peer that has not yet delivered anything delay a pull by about one
 //!   `want_timeout` per `MAX_HEDGES + 1` of them, not one each. A pull is hedged once, at
@@ -50,12 +52,13 @@
 //!   wants per ever longer round. The round is carried wherever the ids go (reroutes, ids
 //!   taken back, merged wants keep the higher);
 //! - an id another peer announces while it is wanted of a peer that has already missed a
-//!   deadline for it, or of a failed peer given a later round's longer time that has
-//!   delivered nothing of it since (the announcer answering: `record.rs`), is taken back
-//!   from that peer and asked of the announcer (`pull.rs`; the rest of that want keeps its
-//!   deadline, attempts, progress and round; a failed peer in its first `want_timeout` keeps
-//!   the ids until then), so however long a peer keeps announcing ids and not answering, a
-//!   pull waits at most one `want_timeout` after a peer that answers announced the ids.
+//!   deadline for it, or of a failed peer given a later round's longer time that has not
+//!   delivered a frame's worth of it since (the announcer answering: `record.rs`), is taken
+//!   back from that peer and asked of the announcer, as many ranges as the announcer has
+//!   room for (`pull.rs`; the rest of that want keeps its deadline, attempts, progress and
+//!   round; a failed peer in its first `want_timeout` keeps the ids until then), so however
+//!   long a peer keeps announcing ids and not answering, a pull waits at most one
+//!   `want_timeout` after a peer that answers announced the ids.
 //!
 //! Bounds per connected peer: `max_want_ranges_per_frame` wanted ranges, and
 //! `max_ranges_per_peer` ranges each of backlog and tried marks (marks only for authors the
@@ -203,8 +206,14 @@ impl<P: Clone + Ord> Wants<P> {
     }
 
     /// A frame to `peer` with `wants` was dropped before it left: a probe among them is
-    /// forgotten (it never reached the peer).
-    pub(crate) fn cancel_probe_in(&mut self, peer: &P, wants: &[crate::frame::Digest]) {
+    /// forgotten (it never reached the peer), and a failed peer's longer wait for an author
+    /// among them is due at `deadline` instead (its want never reached it either).
+    pub(crate) fn wants_dropped(
+        &mut self,
+        peer: &P,
+        wants: &[crate::frame::Digest],
+        deadline: Millis,
+    ) {
         let probed = self.peers.get(peer).and_then(|a| a.probe);
         if let Some((id, _)) = probed
             && wants
@@ -212,6 +221,14 @@ impl<P: Clone + Ord> Wants<P> {
                 .any(|d| d.author == id.author && d.ranges.contains(id.sequence))
         {
             self.take_probe(peer);
+        }
+        for digest in wants {
+            let waiting = self
+                .want(peer, &digest.author)
+                .is_some_and(|w| w.stealable_at.is_some());
+            if waiting && let Some(want) = self.set_deadline(peer, &digest.author, deadline) {
+                want.stealable_at = None;
+            }
         }
     }
 

@@ -503,7 +503,7 @@ fn main() {
         .expect("gossipsub ran");
     for (protocol, m) in &medians {
         println!(
-            "| {} | {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.0} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
+            "| {} | {:.0} | {:.0} | {:.1} | {:.0} | {:.1} | {:.0} | {} | {} | {} | {} |",
             protocol.name(),
             m[0],
             m[1],
@@ -511,10 +511,10 @@ fn main() {
             m[3],
             m[4],
             m[5],
-            m[1] / base[1],
-            m[2] / base[2],
-            m[3] / base[3],
-            m[5] / base[5]
+            common::ratio(m[1], base[1]),
+            common::ratio(m[2], base[2]),
+            common::ratio(m[3], base[3]),
+            common::ratio(m[5], base[5])
         );
     }
 }

@@ -432,15 +432,6 @@ fn spawn_child(protocol: &str, nodes: usize, seed: u64) -> Row {
     }
 }
 
-/// `value` against gossipsub's `base`, or "–" where gossipsub's is zero (idle CPU).
-fn ratio(value: f64, base: f64) -> String {
-    if base > 0.0 {
-        format!("{:.2}×", value / base)
-    } else {
-        "–".to_string()
-    }
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut seeds, mut scenarios) = (vec![1u64, 2, 3], vec![100usize, 200]);
@@ -535,11 +526,11 @@ fn main() {
                 m[4],
                 m[5],
                 m[6],
-                ratio(m[2], base[2]),
-                ratio(m[3], base[3]),
-                ratio(m[1], base[1]),
-                ratio(m[5], base[5]),
-                ratio(m[6], base[6])
+                common::ratio(m[2], base[2]),
+                common::ratio(m[3], base[3]),
+                common::ratio(m[1], base[1]),
+                common::ratio(m[5], base[5]),
+                common::ratio(m[6], base[6])
             );
         }
     }

@@ -79,3 +79,12 @@ pub fn gossipsub(key: &libp2p::identity::Keypair) -> gossipsub::Behaviour {
         .expect("subscribe");
     b
 }
+
+/// `value` against gossipsub's `base`, or "–" where gossipsub's is zero (idle CPU).
+pub fn ratio(value: f64, base: f64) -> String {
+    if base > 0.0 {
+        format!("{:.2}×", value / base)
+    } else {
+        "–".to_string()
+    }
+}

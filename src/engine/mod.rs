@@ -640,7 +640,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.skew.disconnected(peer);
             self.validations.departed(peer);
             if self.wants.take_probe(peer).is_some() {
-                self.probe_ended(peer, now);
+                self.records.probe_lapsed(peer, now);
             }
             let asked = self.wants.remove_peer(peer);
             if !asked.is_empty() {

@@ -486,8 +486,10 @@ impl<P: Clone + Ord> Engine<P> {
     pub(super) fn retry_wants(&mut self, now: Millis) {
         let timeout = millis(self.config.want_timeout);
         let (mut touched, mut probed) = (Vec::new(), Vec::new());
+        // A probe that went unanswered: not probed again for a while, nothing more
+        // (`record.rs`).
         for peer in self.wants.lapsed_probes(now) {
-            self.probe_ended(&peer, now);
+            self.records.probe_lapsed(&peer, now);
         }
         for (peer, author) in self.wants.due(now) {
             let Some(want) = self.wants.want(&peer, &author) else {
@@ -611,15 +613,6 @@ impl<P: Clone + Ord> Engine<P> {
             }
         }
         (rest, probed)
-    }
-
-    /// `peer` did not answer its probe (it lapsed, or the peer left with it outstanding):
-    /// it is not probed again for a minute (`record.rs`). Its standing does not change: a
-    /// probe can go unanswered for reasons that are not the peer's. (An honest peer that holds the id
-    /// answers within a round trip, also when the id reached this node from another peer
-    /// first: its copy is a duplicate then, and answers all the same.)
-    pub(super) fn probe_ended(&mut self, peer: &P, now: Millis) {
-        self.records.probe_lapsed(peer, now);
     }
 
     /// Wants given up on. Knowledge kept only because an author was being pulled goes too.

@@ -186,10 +186,12 @@ impl<P: Clone + Ord> Engine<P> {
         //    payload limit comes with the window.)
         if self.authors.knows(&id.author, id.sequence) || self.validations.contains(&id) {
             self.stats.duplicates += 1;
-            let held = self.store.get(&id).or_else(|| self.validations.get(&id));
-            if held.is_some_and(|held| held.same_signed_content(&envelope)) {
-                // The genuine envelope: an answer to a probe, if it was one (`wants.rs`).
-                self.wants.probe_answered(from, &id);
+            if self.wants.is_probed(from, &id) {
+                // The genuine envelope answers the probe (`wants.rs`); compared only then.
+                let held = self.store.get(&id).or_else(|| self.validations.get(&id));
+                if held.is_some_and(|held| held.same_signed_content(&envelope)) {
+                    self.wants.probe_answered(from, &id);
+                }
             }
             let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from)
                 || self.wants.was_tried(from, &id.author, id.sequence);

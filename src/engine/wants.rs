@@ -195,14 +195,17 @@ impl<P: Clone + Ord> Wants<P> {
     /// `peer` delivered `id` (new to this node or not): if it was probed for it, the probe
     /// is answered.
     pub(crate) fn probe_answered(&mut self, peer: &P, id: &MessageId) {
-        if self
-            .peers
+        if self.is_probed(peer, id) {
+            self.take_probe(peer);
+        }
+    }
+
+    /// Whether `peer` has a probe of `id` outstanding.
+    pub(crate) fn is_probed(&self, peer: &P, id: &MessageId) -> bool {
+        self.peers
             .get(peer)
             .and_then(|a| a.probe)
             .is_some_and(|(probed, _)| probed == *id)
-        {
-            self.take_probe(peer);
-        }
     }
 
     /// A frame to `peer` with `wants` was dropped before it left: a probe among them is

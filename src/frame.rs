@@ -39,7 +39,18 @@ pub struct Frame {
     pub prune: bool,
     /// Tree control: "push new messages to me".
     pub graft: bool,
+    /// Tree control: "push these authors' new messages to me, whatever the link's role"
+    /// (author links, `docs/PROTOCOL.md` §3.8; at most [`MAX_CONTROL_AUTHORS`]: a frame
+    /// with more is a violation at the receiver, which [`Frame::encode`] does not check).
+    pub graft_authors: Vec<PublicKey>,
+    /// Tree control: "stop pushing these authors' messages to me for an author link" (at
+    /// most [`MAX_CONTROL_AUTHORS`]).
+    pub prune_authors: Vec<PublicKey>,
 }
+
+/// Most authors in a frame's `graft_authors`, and in its `prune_authors`: more is a
+/// protocol violation (`docs/PROTOCOL.md` §1).
+pub const MAX_CONTROL_AUTHORS: usize = 8;
 
 /// Per-frame limits a receiver enforces. A frame over any of them is a protocol violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +74,8 @@ impl Frame {
             && !self.complete
             && !self.prune
             && !self.graft
+            && self.graft_authors.is_empty()
+            && self.prune_authors.is_empty()
     }
 
     /// The canonical protobuf body (without the length prefix).
@@ -79,6 +92,8 @@ impl Frame {
             + 2 * usize::from(self.complete)
             + 2 * usize::from(self.prune)
             + 2 * usize::from(self.graft)
+            + control_authors_len(&self.graft_authors)
+            + control_authors_len(&self.prune_authors)
     }
 
     /// What the frame counts against an outbound queue: its encoded size, or the memory it
@@ -137,6 +152,8 @@ impl Frame {
             complete: raw.complete,
             prune: raw.prune,
             graft: raw.graft,
+            graft_authors: control_authors(raw.graft_authors, "graft_authors")?,
+            prune_authors: control_authors(raw.prune_authors, "prune_authors")?,
         })
     }
 
@@ -152,6 +169,8 @@ impl Frame {
             complete: self.complete,
             prune: self.prune,
             graft: self.graft,
+            graft_authors: self.graft_authors.iter().map(author_bytes).collect(),
+            prune_authors: self.prune_authors.iter().map(author_bytes).collect(),
         }
     }
 }
@@ -238,6 +257,39 @@ impl FrameBudget {
             && (count >= limits.max_messages
                 || bytes + largest + 2 * ANSWER_SLACK > limits.max_frame_size)
     }
+}
+
+/// The encoded size of a list of tree-control authors inside a frame: 34 bytes each (tag,
+/// length, key).
+pub(crate) fn control_authors_len(authors: &[PublicKey]) -> usize {
+    34 * authors.len()
+}
+
+fn author_bytes(author: &PublicKey) -> Bytes {
+    Bytes::copy_from_slice(author.as_bytes())
+}
+
+/// A frame's `graft_authors` or `prune_authors`, checked: 32 bytes each, at most
+/// [`MAX_CONTROL_AUTHORS`] (the wire scan refused more before decoding).
+fn control_authors(raw: Vec<Bytes>, field: &'static str) -> Result<Vec<PublicKey>, FrameError> {
+    if raw.len() > MAX_CONTROL_AUTHORS {
+        return Err(FrameError::TooMany {
+            what: field,
+            count: raw.len(),
+            max: MAX_CONTROL_AUTHORS,
+        });
+    }
+    raw.iter()
+        .map(|a| {
+            let key: [u8; 32] = a[..]
+                .try_into()
+                .map_err(|_| FrameError::ControlAuthorLength {
+                    field,
+                    actual: a.len(),
+                })?;
+            Ok(PublicKey::from_bytes(key))
+        })
+        .collect()
 }
 
 /// The encoded size of an envelope inside a frame, tag and length included.
@@ -338,6 +390,13 @@ pub enum FrameError {
         /// The author's length.
         actual: usize,
     },
+    /// A tree-control author (`graft_authors`, `prune_authors`) is not 32 bytes.
+    ControlAuthorLength {
+        /// `graft_authors` or `prune_authors`.
+        field: &'static str,
+        /// The author's length.
+        actual: usize,
+    },
     /// A digest's ranges are malformed.
     Ranges {
         /// `have` or `want`.
@@ -347,7 +406,7 @@ pub enum FrameError {
     },
     /// The frame carries more entries than the receiver accepts in one frame.
     TooMany {
-        /// `messages`, `have` (ranges) or `want` (ranges).
+        /// `messages`, `have` (ranges), `want` (ranges), `graft_authors` or `prune_authors`.
         what: &'static str,
         /// How many it carries.
         count: usize,
@@ -377,6 +436,12 @@ impl fmt::Display for FrameError {
             FrameError::Envelope { index, error } => write!(f, "message {index}: {error}"),
             FrameError::DigestAuthorLength { field, actual } => {
                 write!(f, "{field} digest author is {actual} bytes, expected 32")
+            }
+            FrameError::ControlAuthorLength { field, actual } => {
+                write!(
+                    f,
+                    "{field} entry is {actual} bytes, expected a 32-byte author"
+                )
             }
             FrameError::Ranges { field, error } => write!(f, "{field} digest: {error}"),
             FrameError::TooMany { what, count, max } => {

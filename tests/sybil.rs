@@ -5,8 +5,8 @@
 //! joiner among liars holding the history within 5 s; silent sinks cost at most 2× the bytes
 //! per delivery, liars at most 2.75×, other Sybils that follow the protocol at most 4.5×
 //! (the target, 2×, is not met yet: `docs/simulation.md`), and the censored target's own
-//! p99 is within 3× of the network's without Sybils (the target, 2×, holds for seeds 1 and
-//! 3, not 2).
+//! p99 is within 2× of the network's without Sybils (author links: seeds 1–3 at 1.6×, 1.5×,
+//! 1.5×; before them 1.8×, 2.6×, 1.6×).
 //! Over real swarms (memory transport, noise, yamux; Sybils as raw peers with their own peer
 //! ids): liars that announce everything and never answer.
 //!
@@ -84,10 +84,11 @@ fn every_attack_at_a_tenth_of_the_scale_delivers_every_honest_message_once() {
         );
         if attack == Attack::Censor {
             // The target's own messages: the Sybils are no longer every node's eager links,
-            // so they are not repaired hop by hop (before: 952 ms against 422, 2.3×). Seeds
-            // 1-3 now: 1.8×, 2.6×, 1.6×; the target is 2×.
+            // and author links keep the honest paths its messages were repaired over
+            // (`tree.rs`). Seeds 1-3: 564, 600, 537 ms against 343, 397, 351 without
+            // Sybils (before author links: 603, 906, 566 against 342, 345, 355).
             assert!(
-                report.target_p99 <= 3 * baseline.p99,
+                report.target_p99 <= 2 * baseline.p99,
                 "seed {seed}: censored target's p99 {} ms against {} ms without Sybils",
                 report.target_p99,
                 baseline.p99

@@ -317,6 +317,32 @@ struct V1Frame {
     complete: bool,
 }
 
+/// A decoder of the frame with the tree flags but not the author lists (fields 1 to 7).
+#[derive(Clone, PartialEq, prost::Message)]
+struct FlagsFrame {
+    #[prost(message, repeated, tag = "1")]
+    messages: Vec<secure_gossip::proto::Envelope>,
+    #[prost(message, repeated, tag = "2")]
+    have: Vec<secure_gossip::proto::Digest>,
+    #[prost(message, repeated, tag = "3")]
+    want: Vec<secure_gossip::proto::Digest>,
+    #[prost(bool, tag = "4")]
+    complete: bool,
+    #[prost(bool, tag = "6")]
+    prune: bool,
+    #[prost(bool, tag = "7")]
+    graft: bool,
+}
+
+fn keys(value: &serde_json::Value) -> Vec<secure_gossip::PublicKey> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| secure_gossip::PublicKey::from_bytes(hex(k).try_into().unwrap()))
+        .collect()
+}
+
 #[test]
 fn tree_control_vectors_round_trip_and_a_v1_decoder_reads_the_rest() {
     use prost::Message as _;
@@ -331,11 +357,26 @@ fn tree_control_vectors_round_trip_and_a_v1_decoder_reads_the_rest() {
         assert_eq!(frame.complete, d["complete"].as_bool().unwrap(), "{name}");
         assert_eq!(frame.prune, d["prune"].as_bool().unwrap(), "{name}");
         assert_eq!(frame.graft, d["graft"].as_bool().unwrap(), "{name}");
+        assert_eq!(frame.graft_authors, keys(&d["graft_authors_hex"]), "{name}");
+        assert_eq!(frame.prune_authors, keys(&d["prune_authors_hex"]), "{name}");
         assert_eq!(
             encode_frame(&frame),
             framed,
             "{name}: canonical re-encoding"
         );
+        // A peer that knows the flags only: the same frame without the author lists.
+        let flags = FlagsFrame::decode(&hex(&v["frame_pb_hex"])[..]).unwrap();
+        assert_eq!(
+            (flags.prune, flags.graft),
+            (frame.prune, frame.graft),
+            "{name}"
+        );
+        let without_lists = secure_gossip::Frame {
+            graft_authors: Vec::new(),
+            prune_authors: Vec::new(),
+            ..frame.clone()
+        };
+        assert_eq!(flags.encode_to_vec(), without_lists.encode(), "{name}");
         // An old peer: the same frame without the tree fields.
         let old = V1Frame::decode(&hex(&v["frame_pb_hex"])[..]).unwrap();
         assert!(old.messages.is_empty(), "{name}");
@@ -345,6 +386,8 @@ fn tree_control_vectors_round_trip_and_a_v1_decoder_reads_the_rest() {
         let stripped = secure_gossip::Frame {
             prune: false,
             graft: false,
+            graft_authors: Vec::new(),
+            prune_authors: Vec::new(),
             ..frame.clone()
         };
         assert_eq!(
@@ -352,5 +395,25 @@ fn tree_control_vectors_round_trip_and_a_v1_decoder_reads_the_rest() {
             stripped.encode(),
             "{name}: what a v1 peer reads is the frame without tree control"
         );
+    }
+}
+
+#[test]
+fn tree_control_invalid_vectors_are_violations() {
+    let file = load("tree.json");
+    for v in file["invalid"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let body = hex(&v["frame_pb_hex"]);
+        let error = secure_gossip::Frame::decode(&body, &limits()).expect_err(name);
+        assert!(error.is_violation(), "{name}");
+        let expected = v["expected_error"].as_str().unwrap();
+        let got = match &error {
+            secure_gossip::FrameError::TooMany { what, .. } => format!("TooMany {what}"),
+            secure_gossip::FrameError::ControlAuthorLength { field, .. } => {
+                format!("ControlAuthorLength {field}")
+            }
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, expected, "{name}");
     }
 }

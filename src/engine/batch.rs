@@ -4,12 +4,15 @@
 //! The sender holds itself to the same [`FrameLimits`] it enforces on receipt, counting with
 //! [`FrameBudget`], so a frame it sends is never a violation at a peer with the same config.
 //! A complete digest that does not fit one frame is sent as several incomplete ones
-//! (announcements only, `docs/PROTOCOL.md` §1). Tree control rides on the first frame.
+//! (announcements only, `docs/PROTOCOL.md` §1). Tree control rides on the first frame, or
+//! goes in a frame of its own before the others if its author lists do not fit there.
 
 use super::Output;
 use super::ids::IdSets;
 use crate::envelope::Envelope;
-use crate::frame::{Digest, Frame, FrameBudget, FrameLimits, digest_len, envelope_len};
+use crate::frame::{
+    Digest, Frame, FrameBudget, FrameLimits, MAX_CONTROL_AUTHORS, digest_len, envelope_len,
+};
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
 use std::collections::{BTreeMap, VecDeque};
@@ -18,11 +21,39 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Debug, Default)]
 struct Batch {
     complete: bool,
-    prune: bool,
-    graft: bool,
+    control: Control,
     have: IdSets,
     want: IdSets,
     messages: Vec<Envelope>,
+}
+
+/// Tree control for one peer's next frame.
+#[derive(Debug, Default)]
+struct Control {
+    prune: bool,
+    graft: bool,
+    /// At most [`MAX_CONTROL_AUTHORS`] each, never one author in both.
+    graft_authors: Vec<PublicKey>,
+    prune_authors: Vec<PublicKey>,
+}
+
+impl Control {
+    /// Asks for `authors`' author links (the first [`MAX_CONTROL_AUTHORS`] in all), an
+    /// author's pending end aside; returns those of `authors` that will be asked for.
+    fn ask(&mut self, authors: &[PublicKey]) -> Vec<PublicKey> {
+        let mut asked = Vec::new();
+        for author in authors {
+            if !self.graft_authors.contains(author) {
+                if self.graft_authors.len() >= MAX_CONTROL_AUTHORS {
+                    continue;
+                }
+                self.graft_authors.push(*author);
+            }
+            self.prune_authors.retain(|a| a != author);
+            asked.push(*author);
+        }
+        asked
+    }
 }
 
 #[derive(Debug)]
@@ -51,18 +82,38 @@ impl<P: Clone + Ord> Batcher<P> {
         self.pending.remove(peer);
     }
 
-    /// Tree control for `peer`'s next frame: "stop pushing to me".
-    pub(crate) fn prune(&mut self, peer: &P) {
+    /// Tree control for `peer`'s next frame: "stop pushing to me", and, with `author`, "end
+    /// that author's link".
+    pub(crate) fn prune(&mut self, peer: &P, author: Option<&PublicKey>) {
+        if let Some(author) = author {
+            self.end_author(peer, author);
+        }
         let pending = self.pending.entry(peer.clone()).or_default();
-        pending.prune = true;
-        pending.graft = false;
+        pending.control.prune = true;
+        pending.control.graft = false;
     }
 
-    /// Tree control for `peer`'s next frame: "push to me".
-    pub(crate) fn graft(&mut self, peer: &P) {
+    /// Tree control for `peer`'s next frame: "end `author`'s link" (the latest
+    /// [`MAX_CONTROL_AUTHORS`] are kept).
+    pub(crate) fn end_author(&mut self, peer: &P, author: &PublicKey) {
         let pending = self.pending.entry(peer.clone()).or_default();
-        pending.graft = true;
-        pending.prune = false;
+        pending.control.graft_authors.retain(|a| a != author);
+        if !pending.control.prune_authors.contains(author) {
+            if pending.control.prune_authors.len() >= MAX_CONTROL_AUTHORS {
+                pending.control.prune_authors.remove(0);
+            }
+            pending.control.prune_authors.push(*author);
+        }
+    }
+
+    /// Tree control for `peer`'s next frame: "push to me", and "push these authors' messages
+    /// to me whatever the role". Returns the authors that will be asked for (the first
+    /// [`MAX_CONTROL_AUTHORS`] of the frame's list are).
+    pub(crate) fn graft(&mut self, peer: &P, authors: &[PublicKey]) -> Vec<PublicKey> {
+        let pending = self.pending.entry(peer.clone()).or_default();
+        pending.control.graft = true;
+        pending.control.prune = false;
+        pending.control.ask(authors)
     }
 
     pub(crate) fn have(&mut self, peer: &P, author: &PublicKey, ranges: &RangeSet) {
@@ -100,19 +151,56 @@ impl<P: Clone + Ord> Batcher<P> {
             };
             let mut frames = digest_frames(&pending, limits);
             frames.extend(message_frames(pending.messages, limits));
-            // Tree control rides on the first frame (one of its own if there is none).
-            if pending.prune || pending.graft {
-                if frames.is_empty() {
-                    frames.push(Frame::default());
-                }
-                frames[0].prune = pending.prune;
-                frames[0].graft = pending.graft;
-            }
+            control(&pending.control, &mut frames, limits);
             for frame in frames {
                 send(frame);
             }
         }
     }
+}
+
+/// Puts tree control in `frames`: the flags and as many authors as fit on the first frame
+/// (one of its own if there is none or the flags do not fit), the rest in frames of control
+/// only right after it, each within `max_frame_size`.
+fn control(c: &Control, frames: &mut Vec<Frame>, limits: &FrameLimits) {
+    if !c.prune && !c.graft && c.graft_authors.is_empty() && c.prune_authors.is_empty() {
+        return;
+    }
+    // Authors (34 bytes each) that fit beside `used` bytes; at least one in a frame of its own
+    // (a config's frame holds far more than 34 bytes).
+    let fit = |used: usize| limits.max_frame_size.saturating_sub(used) / 34;
+    let mut authors: VecDeque<(bool, PublicKey)> = (c.graft_authors.iter().map(|a| (true, *a)))
+        .chain(c.prune_authors.iter().map(|a| (false, *a)))
+        .collect();
+    let put = |frame: &mut Frame, room: usize, authors: &mut VecDeque<(bool, PublicKey)>| {
+        for _ in 0..room {
+            match authors.pop_front() {
+                Some((true, a)) => frame.graft_authors.push(a),
+                Some((false, a)) => frame.prune_authors.push(a),
+                None => break,
+            }
+        }
+    };
+    let flags = 2 * (usize::from(c.prune) + usize::from(c.graft));
+    if frames
+        .first()
+        .is_none_or(|f| f.encoded_len() + flags > limits.max_frame_size)
+    {
+        frames.insert(0, Frame::default());
+    }
+    let first = &mut frames[0];
+    first.prune = c.prune;
+    first.graft = c.graft;
+    let room = fit(first.encoded_len());
+    put(first, room, &mut authors);
+    let mut extra = Vec::new();
+    while !authors.is_empty() {
+        let mut frame = Frame::default();
+        put(&mut frame, fit(0).max(1), &mut authors);
+        extra.push(frame);
+    }
+    // After the first frame: a connection's first frame stays its complete digest.
+    frames.splice(1..1, extra);
 }
 
 fn merge(sets: &mut IdSets, author: &PublicKey, ranges: &RangeSet) {
@@ -290,5 +378,89 @@ mod tests {
             }
         }
         assert_eq!(union, ranges);
+    }
+
+    #[test]
+    fn author_lists_ride_on_the_first_frame_or_on_one_of_their_own() {
+        let limits = FrameLimits {
+            max_frame_size: 400,
+            max_messages: 8,
+            max_have_ranges: 10,
+            max_want_ranges: 10,
+        };
+        let keys: Vec<_> = (1..=10u8)
+            .map(|i| Keypair::from_seed(&[i; 32]).public())
+            .collect();
+        let envelope = Envelope::sign(&Keypair::from_seed(&[1; 32]), 1, 0, vec![0; 200]).unwrap();
+        let mut outbox = Batcher::new();
+        outbox.message(&0u8, envelope);
+        outbox.graft(&0u8, &keys); // the first eight are kept
+        outbox.prune(&0u8, Some(&keys[1])); // moves from one list to the other; `prune` wins
+        let mut out = VecDeque::new();
+        outbox.flush(&limits, &mut out);
+        let frames: Vec<Frame> = out
+            .into_iter()
+            .map(|o| match o {
+                Output::Send { frame, .. } => frame,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(
+            frames.len(),
+            2,
+            "the lists do not all fit beside the envelope"
+        );
+        assert!(
+            frames[0].prune && !frames[0].graft,
+            "the flags ride on the first frame"
+        );
+        assert!(
+            frames[1].messages.is_empty() && !frames[1].prune && !frames[1].graft,
+            "the rest follow, in a frame of their own"
+        );
+        let mut expected = keys[..8].to_vec();
+        expected.remove(1);
+        let granted: Vec<_> = frames
+            .iter()
+            .flat_map(|f| f.graft_authors.clone())
+            .collect();
+        let ended: Vec<_> = frames
+            .iter()
+            .flat_map(|f| f.prune_authors.clone())
+            .collect();
+        assert_eq!(granted.len(), expected.len());
+        assert!(expected.iter().all(|k| granted.contains(k)));
+        assert_eq!(ended, vec![keys[1]]);
+        for frame in &frames {
+            assert_eq!(frame.encoded_len(), frame.encode().len());
+            assert!(frame.encoded_len() <= limits.max_frame_size);
+            assert_eq!(&Frame::decode(&frame.encode(), &limits).unwrap(), frame);
+        }
+        // The smallest frame a config allows (no payload): several frames of control.
+        let tiny = FrameLimits {
+            max_frame_size: 134,
+            ..limits
+        };
+        let mut outbox = Batcher::new();
+        outbox.graft(&0u8, &keys[..8]);
+        outbox.prune(&0u8, Some(&keys[9]));
+        let mut out = VecDeque::new();
+        outbox.flush(&tiny, &mut out);
+        let mut authors = 0;
+        for output in out {
+            let Output::Send { frame, .. } = output else {
+                panic!()
+            };
+            assert!(frame.encoded_len() <= tiny.max_frame_size);
+            authors += frame.graft_authors.len() + frame.prune_authors.len();
+        }
+        assert_eq!(authors, 9, "eight asked for, one ended");
+        // Small enough: on the first frame.
+        let mut outbox = Batcher::new();
+        outbox.want(&0u8, &keys[0], &RangeSet::from_wire(&[1, 1]).unwrap());
+        outbox.graft(&0u8, &keys[..1]);
+        let mut out = VecDeque::new();
+        outbox.flush(&limits, &mut out);
+        assert_eq!(out.len(), 1);
     }
 }

@@ -603,8 +603,15 @@ impl<P: Clone + Ord> Engine<P> {
         if role == tree::Role::Lazy {
             // Its link was lazy before it broke: the peer is told at once, so neither end
             // pushes over it again (`tree.rs`).
-            self.batcher.prune(&peer);
+            self.send_prune(&peer, None);
         }
+    }
+
+    /// Sends `prune` to `peer`, with `author` in `prune_authors` if given (the peer may be
+    /// pushing it by an author link, `tree.rs`).
+    pub(super) fn send_prune(&mut self, peer: &P, author: Option<&PublicKey>) {
+        self.stats.prunes += 1;
+        self.batcher.prune(peer, author);
     }
 
     fn violation(&mut self, peer: P, violation: Violation, now: Millis) {
@@ -693,8 +700,11 @@ impl<P: Clone + Ord> Engine<P> {
         }
         if resend.tree {
             match self.tree.role(peer) {
-                Some(tree::Role::Eager) => self.batcher.graft(peer),
-                Some(tree::Role::Lazy) => self.batcher.prune(peer),
+                // The flags only: an author list that was dropped is asked again when needed.
+                Some(tree::Role::Eager) => {
+                    self.batcher.graft(peer, &[]);
+                }
+                Some(tree::Role::Lazy) => self.batcher.prune(peer, None),
                 None => {}
             }
         }

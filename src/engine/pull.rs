@@ -110,21 +110,43 @@ impl<P: Clone + Ord> Engine<P> {
     pub(super) fn graft_due(&mut self, now: Millis) {
         for (peer, deferred) in self.tree.due_grafts(now) {
             let mut missing = None;
+            // The authors whose messages no push brought: one of them (an author this node
+            // already held messages of first: a flood of new authors cannot take the place of
+            // one whose messages are withheld) is asked for whatever the link's role (author
+            // links, `tree.rs`), of a peer that did not fail. One: liars, which announce
+            // everything and are grafted for it until their wants lapse, cost 34 bytes an
+            // author each time (eight cost honest nodes among liars 11 % more bytes, one 1-5 %;
+            // the censored publisher's messages need one).
+            let mut authors = Vec::new();
             for (author, ids) in deferred {
                 let unknown = self.authors.unknown(&author, &ids);
                 let Some((first, _)) = unknown.ranges().next() else {
                     continue;
                 };
-                missing.get_or_insert(MessageId {
+                let id = MessageId {
                     author,
                     sequence: first,
-                });
+                };
+                missing.get_or_insert(id);
+                authors.push((!self.authors.is_tracked(&author), id));
                 self.want_from(&peer, &author, &unknown, now);
             }
             if let Some(missing) = missing {
-                self.tree.grafted(&peer, &missing, now);
+                if self.records.standing(&peer) == Standing::Failed {
+                    authors.clear();
+                }
+                // The first tracked author (stable: by key within each kind).
+                authors.sort_by_key(|(new, _)| *new);
+                let ask = authors.first().map(|(_, id)| *id);
+                let asked = match ask {
+                    Some(id) => self.batcher.graft(&peer, &[id.author]).first().map(|_| id),
+                    None => {
+                        self.batcher.graft(&peer, &[]);
+                        None
+                    }
+                };
+                self.tree.grafted(&peer, &missing, asked.as_ref(), now);
                 self.stats.grafts += 1;
-                self.batcher.graft(&peer);
             }
         }
     }

@@ -9,7 +9,7 @@ use super::authors::{Admission, Introducer};
 use super::filter::Filter;
 use super::ids::Ids;
 use super::knowledge::worth_knowing;
-use super::tree::Route;
+use super::tree::{Control, Redundant, Route};
 use super::{Engine, ImportError, Millis, Output, Violation};
 use crate::config::Config;
 use crate::envelope::{Envelope, MessageId};
@@ -83,8 +83,16 @@ impl<P: Clone + Ord> Engine<P> {
             complete,
             prune,
             graft,
+            graft_authors,
+            prune_authors,
         } = frame;
-        self.tree.on_control(&peer, prune, graft, now);
+        let control = Control {
+            prune,
+            graft,
+            graft_authors: &graft_authors,
+            prune_authors: &prune_authors,
+        };
+        self.tree.on_control(&peer, &control, now);
         // What this frame delivered of what was asked of the peer: its authors, and how much.
         let (mut progress, mut count, mut bytes) = (Vec::new(), 0, 0);
         for (i, envelope) in messages.into_iter().enumerate() {
@@ -195,9 +203,16 @@ impl<P: Clone + Ord> Engine<P> {
             }
             let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from)
                 || self.wants.was_tried(from, &id.author, id.sequence);
-            if self.tree.on_duplicate(from, &id, answered, now) {
-                self.stats.prunes += 1;
-                self.batcher.prune(from);
+            let (redundant, slower) = self.tree.on_duplicate(from, &id, answered, now);
+            if let Some(other) = slower {
+                self.batcher.end_author(&other, &id.author);
+            }
+            match redundant {
+                Redundant::Nothing => {}
+                Redundant::Author => self.batcher.end_author(from, &id.author),
+                Redundant::Link => self.send_prune(from, None),
+                // The author, too: the peer may be pushing it by an author link.
+                Redundant::LinkAndAuthor => self.send_prune(from, Some(&id.author)),
             }
             return self
                 .duplicate(from, envelope, verdict)
@@ -396,10 +411,9 @@ impl<P: Clone + Ord> Engine<P> {
         let congested = |p: &P| congestion.is_congested(p);
         for peer in self
             .tree
-            .trim(now, exempt, congested, |p| records.standing(p))
+            .trim(now, &id.author, exempt, congested, |p| records.standing(p))
         {
-            self.stats.prunes += 1;
-            self.batcher.prune(&peer);
+            self.send_prune(&peer, None);
         }
         for (peer, state) in self.beliefs.iter_mut() {
             if from == Some(peer) || state.has.knows(&id.author, id.sequence) {
@@ -411,14 +425,14 @@ impl<P: Clone + Ord> Engine<P> {
                 lazy.push(peer.clone());
                 continue;
             }
-            match self.tree.route(peer, now) {
+            match self.tree.route(peer, &id.author, now) {
                 Route::Push => {
                     state.has.learn_one(&id.author, id.sequence, limits);
                     self.batcher.message(peer, envelope.clone());
                 }
                 Route::Demote => {
                     self.stats.prunes += 1;
-                    self.batcher.prune(peer);
+                    self.batcher.prune(peer, None);
                     lazy.push(peer.clone());
                 }
                 Route::Announce => lazy.push(peer.clone()),

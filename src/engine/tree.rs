@@ -2,9 +2,9 @@
 //! (*eager* links) and which only get them announced (*lazy* links), and the two tree timers
 //! ([`Timer::LazyAnnounce`](super::Timer::LazyAnnounce), [`Timer::Graft`](super::Timer::Graft)).
 //!
-//! [`Tree`] owns every piece of tree state: each link's role, its grace period, the ids a
-//! lazy peer announced while they wait for a pushed copy, the graft deadlines, and the lazy
-//! announcement schedule. The engine asks it and carries out what it answers (sending
+//! [`Tree`] owns every piece of tree state: each link's role, its author links (both ways),
+//! its grace period, the ids a lazy peer announced while they wait for a pushed copy, the
+//! graft deadlines, and the lazy announcement schedule. The engine asks it and carries out what it answers (sending
 //! `prune`, `graft`, wants and announcements); nothing else changes a link's role.
 //!
 //! Rules, all here:
@@ -18,7 +18,10 @@
 //!   this node sends `prune` first, so the tree keeps its shape instead of growing an eager
 //!   link per reconnect (up to [`MAX_REMEMBERED`] peers; a fresh peer id starts eager, as any
 //!   new peer, and being lazy is never an advantage a peer could ask for). A link that
-//!   delivers a new message first is eager ([`Tree::on_first_copy`]);
+//!   delivers a new message first is eager ([`Tree::on_first_copy`]), also when the copy
+//!   came by an author link (below: leaving such a link lazy here made its peer graft this
+//!   node for other authors' messages, 100 ms late at that hop, on the propagation
+//!   benchmark);
 //! - a link whose peer has sent nothing at all on this connection (not even the complete
 //!   digest every peer sends when it connects) is pushed to for its grace and
 //!   [`PUSHES_TO_EARN`] messages more; the next message is announced instead, the link becomes
@@ -120,17 +123,59 @@
 //!   network by a fifth at p50: under load honest wants lapse too). The
 //!   announcer is grafted even when the ids are already wanted from another peer: no pushed
 //!   copy came, so the tree is broken here (and the peer they are wanted from may announce
-//!   without ever pushing).
+//!   without ever pushing);
+//! - *author links*: with a graft of a peer whose record did not fail, one author of the
+//!   ids wanted (one this node already held messages of first, by key: `pull.rs`; a frame
+//!   takes up to [`MAX_CONTROL_AUTHORS`](crate::frame::MAX_CONTROL_AUTHORS)) is asked for in
+//!   `graft_authors`, and the peer then pushes its new messages whatever the link's role
+//!   ([`Tree::route`]). A plain `prune` leaves
+//!   them; one ends when this node names the author in `prune_authors`, the connection
+//!   ends, the peer keeps more than [`MAX_AUTHOR_LINKS`] for this node (the one used least
+//!   recently goes), or [`Tree::trim`] drops it: of the unproven lazy links with an author
+//!   link of a message's author, at most [`MAX_CALLED_EAGER`] keep it, a cap of their own
+//!   (they never take an eager link's place), worst first by congestion, track record and
+//!   the latest first asked. So the shared tree has exceptions per author where it failed
+//!   one, and they outlive the prunes that duplicates of other authors make: a publisher
+//!   whose neighbours get every other author's messages faster elsewhere (Sybils that
+//!   relay all but its messages) keeps the links its messages were grafted over. This node
+//!   keeps the authors it asked each peer for (up to [`MAX_AUTHOR_LINKS`]) and the ids
+//!   their grafts were for (up to [`MAX_PENDING`]), and ([`Tree::on_duplicate`]):
+//!   - if another link then pushes a grafted id, the shared tree carried it, only slower (a
+//!     queue, not a break: on a saturated network most grafts are): that author link ends
+//!     at once (`prune_authors` to the grafted peer), and the duplicate is handled as any
+//!     (author links that outlived such grafts cost the propagation benchmark's saturated
+//!     network 15-30 % at p50);
+//!   - a duplicate over a link held lazy here, of an author asked for there, ends that
+//!     author link alone (`prune_authors` without `prune`), whatever the suspicion that
+//!     keeps links from being pruned (it guards the shared tree; an ended author link
+//!     leaves the author to it, and a graft brings the author link back), unless its first
+//!     copy came over a link that was suspect then;
+//!   - a duplicate over a link held lazy here, of an author not asked for there, is told
+//!     again with the author in `prune_authors` (the peer may be pushing it by an author
+//!     link this node no longer counts; while the suspicion rules hold every link, after
+//!     too many ids delivered first by suspect links to remember, the author only);
+//!   - a duplicate over an eager link that prunes it names the author too if it was asked
+//!     for there.
+//!
+//!   A peer without author links sees only the flags, and keeps one tree. A frame's lists
+//!   are applied before its flags, `prune_authors` first (an author in both is asked for);
+//!   `graft_authors` is honoured without `graft` (a node that prunes after grafting in one
+//!   input sends both);
 //!
 //! What a peer sends here changes how this node sends to that same peer (a false `graft`
-//! draws each message at most once per connection, as any push, a false `prune` only stops
-//! its own pushes, and false announcements go through the want rules, `wants.rs`, which move
-//! ids to other peers that have them), and, through the caps, which other unproven links
+//! draws each message at most once per connection, as any push, and a false author link
+//! each of that author's messages, within the caps of [`Tree::trim`]; a false `prune` only
+//! stops its own pushes, and false announcements go through the want rules, `wants.rs`,
+//! which move ids to other peers that have them), and, through the caps, which other unproven links
 //! stay eager: a peer's grafts, deliveries and record rank it against them.
 //!
-//! Bounds: one [`Link`] per connected peer; deferred ids at most `max_ranges_per_peer`
-//! ranges per link (the lowest ids of an author, then whole authors, are forgotten beyond
-//! it); one graft deadline per link. [`Tree::trim`] looks at every link per new message (as
+//! Bounds: one [`Link`] per connected peer, with at most [`MAX_AUTHOR_LINKS`] author links
+//! each way (a frame's author lists are at most
+//! [`MAX_CONTROL_AUTHORS`](crate::frame::MAX_CONTROL_AUTHORS) each, so one costs at most
+//! 2 × 8 × 16 key comparisons; routing a message and [`Tree::trim`] look at each link's
+//! author links, as many; a duplicate at each link's grafted ids, four); deferred ids at
+//! most `max_ranges_per_peer` ranges per link (the lowest ids of an author, then whole
+//! authors, are forgotten beyond it); one graft deadline per link. [`Tree::trim`] looks at every link per new message (as
 //! routing does) and sorts only when a cap is passed: after a trim each class is at its cap,
 //! so a sort covers the links that became unproven since, each of which cost its peer a
 //! connection or a graft, or ended a delivery's proof.
@@ -212,10 +257,37 @@ pub(crate) const MAX_PLAIN_EAGER: usize = 2;
 /// graft to be pushed to (however often) get at most eight pushes per message.
 pub(crate) const MAX_CALLED_EAGER: usize = 8;
 
+/// Authors a peer may ask to be pushed whatever its link's role ([`Tree::on_control`]), and
+/// authors this node remembers asking a peer for: more than a node needs repaired at once in
+/// most applications' trees, few enough that both lists cost a link about 1.3 KB; beyond it
+/// the author link used least recently goes (and is grafted again if the peer still lacks
+/// its messages).
+pub(crate) const MAX_AUTHOR_LINKS: usize = 16;
+
+/// An author whose new messages a peer asked to be pushed whatever the link's role.
+#[derive(Clone, Copy, Debug)]
+struct AuthorLink {
+    author: PublicKey,
+    /// When the peer first asked for it on this connection: ranks it in [`Tree::trim`]
+    /// (incumbents stay; asking again does not make a link older).
+    asked_at: Millis,
+    /// When it was last asked for or pushed by: the least recently used goes first.
+    used_at: Millis,
+}
+
 /// The tree's view of one connected peer.
 #[derive(Debug)]
 struct Link {
     role: Role,
+    /// Author links: authors whose new messages the peer asked to be pushed (`graft_authors`)
+    /// whatever `role` (at most [`MAX_AUTHOR_LINKS`]).
+    authors: Vec<AuthorLink>,
+    /// Authors this node asked the peer for in `graft_authors` and did not end since (the
+    /// latest [`MAX_AUTHOR_LINKS`]): a duplicate of one ends that author link alone.
+    asked: Vec<PublicKey>,
+    /// The ids whose grafts asked for an author link (the latest [`MAX_PENDING`]): if another
+    /// link then pushes one, the shared tree was only slower, and that author link ends.
+    asked_for: Vec<MessageId>,
     /// Until then a duplicate over this link does not prune it.
     grace_until: Millis,
     /// Until then the link is not counted by [`Tree::trim`] unless the peer grafted it: a new
@@ -271,6 +343,57 @@ impl Link {
         self.grace_until = self.grace_until.max(now.saturating_add(grace));
     }
 
+    /// This node asks the peer for `authors` in `graft_authors`.
+    fn ask(&mut self, authors: &[PublicKey]) {
+        for author in authors {
+            if self.asked.contains(author) {
+                continue;
+            }
+            if self.asked.len() >= MAX_AUTHOR_LINKS {
+                self.asked.remove(0);
+            }
+            self.asked.push(*author);
+        }
+    }
+
+    /// The peer's author link of `author`, if it asked for one.
+    fn author_link(&self, author: &PublicKey) -> Option<&AuthorLink> {
+        self.authors.iter().find(|l| l.author == *author)
+    }
+
+    /// The author link of `author` ends.
+    fn drop_author(&mut self, author: &PublicKey) {
+        self.authors.retain(|l| l.author != *author);
+    }
+
+    /// The peer asks for `author`'s messages whatever the role, at `now`: the author link is
+    /// kept or refreshed; beyond [`MAX_AUTHOR_LINKS`] the one used least recently goes.
+    fn add_author(&mut self, author: &PublicKey, now: Millis) {
+        if let Some(link) = self.authors.iter_mut().find(|l| l.author == *author) {
+            link.used_at = now;
+            return;
+        }
+        if self.authors.len() >= MAX_AUTHOR_LINKS
+            && let Some(at) = (0..self.authors.len()).min_by_key(|&i| self.authors[i].used_at)
+        {
+            self.authors.swap_remove(at);
+        }
+        self.authors.push(AuthorLink {
+            author: *author,
+            asked_at: now,
+            used_at: now,
+        });
+    }
+
+    /// This node no longer counts `author` as asked of the peer; whether it did.
+    fn unask(&mut self, author: &PublicKey) -> bool {
+        let asked = self.asked.iter().position(|a| a == author);
+        if let Some(at) = asked {
+            self.asked.remove(at);
+        }
+        asked.is_some()
+    }
+
     /// `id` was grafted for while this link was eager, until `until`.
     fn mark_pending(&mut self, id: MessageId, until: Millis, now: Millis) {
         if self.pending.len() >= MAX_PENDING {
@@ -282,6 +405,34 @@ impl Link {
         }
         self.pending.push((id, until));
     }
+}
+
+/// What a duplicate pushed over a link shows ([`Tree::on_duplicate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Redundant {
+    /// Nothing to tell the peer.
+    Nothing,
+    /// The author link of the duplicate's author is redundant: the peer is sent it in
+    /// `prune_authors`.
+    Author,
+    /// The link is: the peer is sent `prune`.
+    Link,
+    /// The link is, and the peer may be pushing by an author link: the peer is sent `prune`,
+    /// and the author in `prune_authors`.
+    LinkAndAuthor,
+}
+
+/// A frame's tree control ([`Tree::on_control`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Control<'a> {
+    /// "Stop pushing new messages to me."
+    pub(crate) prune: bool,
+    /// "Push new messages to me."
+    pub(crate) graft: bool,
+    /// "Push these authors' new messages to me, whatever the link's role."
+    pub(crate) graft_authors: &'a [PublicKey],
+    /// "End the author links of these authors."
+    pub(crate) prune_authors: &'a [PublicKey],
 }
 
 /// The tree's settings, from the config.
@@ -379,6 +530,9 @@ impl<P: Clone + Ord> Tree<P> {
             peer.clone(),
             Link {
                 role,
+                authors: Vec::new(),
+                asked: Vec::new(),
+                asked_for: Vec::new(),
                 grace_until: if role == Role::Eager {
                     now.saturating_add(self.config.grace)
                 } else {
@@ -439,41 +593,60 @@ impl<P: Clone + Ord> Tree<P> {
         self.links.get(peer).map(|l| l.role)
     }
 
-    /// How a new message goes to `peer` at `now`: pushed over an eager link with eager push
-    /// on, else announced. An eager link past its grace whose peer has sent nothing is
+    /// How a new message of `author` goes to `peer` at `now`: pushed over an eager link with
+    /// eager push on, or over a lazy one the peer asked for `author`'s messages (an author
+    /// link), else announced. An eager link past its grace whose peer has sent nothing is
     /// demoted after [`PUSHES_TO_EARN`] pushes. (A congested peer is only announced to, and
     /// not asked about here: that is the engine's rule.)
-    pub(crate) fn route(&mut self, peer: &P, now: Millis) -> Route {
+    pub(crate) fn route(&mut self, peer: &P, author: &PublicKey, now: Millis) -> Route {
         let on = self.is_on();
-        match self.links.get_mut(peer) {
-            Some(link) if self.config.eager_push && link.role == Role::Eager => {
-                if !on || link.heard || now < link.grace_until {
-                    Route::Push
-                } else if link.pushed_unheard < PUSHES_TO_EARN {
-                    link.pushed_unheard += 1;
-                    Route::Push
-                } else {
-                    link.make_lazy();
-                    Route::Demote
-                }
+        let Some(link) = self.links.get_mut(peer) else {
+            return Route::Announce;
+        };
+        if !self.config.eager_push {
+            return Route::Announce;
+        }
+        // An author link is kept by its use, whatever carries the push.
+        let asked = match link.authors.iter_mut().find(|l| l.author == *author) {
+            Some(entry) => {
+                entry.used_at = now;
+                true
             }
-            _ => Route::Announce,
+            None => false,
+        };
+        match link.role {
+            // Only a peer that sent a frame has author links: no demotion to weigh.
+            Role::Lazy if asked => Route::Push,
+            Role::Lazy => Route::Announce,
+            Role::Eager if !on || link.heard || now < link.grace_until => Route::Push,
+            Role::Eager if link.pushed_unheard < PUSHES_TO_EARN => {
+                link.pushed_unheard += 1;
+                Route::Push
+            }
+            Role::Eager => {
+                link.make_lazy();
+                Route::Demote
+            }
         }
     }
 
-    /// Before a new message is routed: eager links that did not deliver a new message lately
-    /// ([`PROVEN_MS`], [`PROVEN_MESSAGES`]) are *unproven*. Beyond [`MAX_PLAIN_EAGER`] unproven
-    /// links past their trim grace that the peer did not graft, and [`MAX_CALLED_EAGER`]
-    /// unproven links the peer grafted since they were last lazy (in grace or not: a peer
-    /// that grafts again stays counted; plain places left free go to them), the worst become
-    /// lazy. Worst first: a link `congested` says is; then, of plain links, by `rank` (the
-    /// track record), the longest since a delivery, the oldest connection; of called ones,
-    /// by `rank`, the latest first graft. Links `exempt` says are (the message's deliverer,
-    /// a peer whose message awaits the application's verdict) are not counted. Returns the
-    /// links made lazy: the engine sends `prune`.
+    /// Before a new message of `author` is routed: eager links that did not deliver a new
+    /// message lately ([`PROVEN_MS`], [`PROVEN_MESSAGES`]) are *unproven*. Beyond
+    /// [`MAX_PLAIN_EAGER`] unproven links past their trim grace that the peer did not graft,
+    /// and [`MAX_CALLED_EAGER`] unproven links the peer grafted since they were last lazy (in
+    /// grace or not: a peer that grafts again stays counted; plain places left free go to
+    /// them), the worst become lazy. Worst first: a link `congested` says is; then, of plain
+    /// links, by `rank` (the track record), the longest since a delivery, the oldest
+    /// connection; of called ones, by `rank`, the latest first graft. Links `exempt` says are
+    /// (the message's deliverer, a peer whose message awaits the application's verdict) are
+    /// not counted. Apart from them, of the unproven lazy links with an author link of
+    /// `author`, at most [`MAX_CALLED_EAGER`] keep it, worst first by `congested`, `rank`,
+    /// the latest asked (they never take an eager link's place). Returns the links made
+    /// lazy: the engine sends `prune`.
     pub(crate) fn trim(
         &mut self,
         now: Millis,
+        author: &PublicKey,
         exempt: impl Fn(&P) -> bool,
         congested: impl Fn(&P) -> bool,
         rank: impl Fn(&P) -> Standing,
@@ -482,13 +655,16 @@ impl<P: Clone + Ord> Tree<P> {
             return Vec::new();
         }
         let firsts = self.firsts;
+        let proven = |l: &Link| {
+            l.first_at > 0
+                && (now < l.first_at.saturating_add(PROVEN_MS)
+                    || firsts - l.first_n < PROVEN_MESSAGES)
+        };
         let unproven = |p: &P, l: &Link| {
             l.role == Role::Eager
                 && (l.called_at > 0 || now >= l.trim_grace_until)
                 && !exempt(p)
-                && (l.first_at == 0
-                    || (now >= l.first_at.saturating_add(PROVEN_MS)
-                        && firsts - l.first_n >= PROVEN_MESSAGES))
+                && !proven(l)
         };
         let (mut plain, mut failed, mut called) = (0, 0, 0);
         for (p, link) in self.links.iter().filter(|(p, l)| unproven(p, l)) {
@@ -531,6 +707,27 @@ impl<P: Clone + Ord> Tree<P> {
                 link.make_lazy();
             }
         }
+        // Author links of lazy links, apart (most links have none: no sort then).
+        let asked_at = |p: &P, l: &Link| match l.author_link(author) {
+            Some(a) if l.role == Role::Lazy && !exempt(p) && !proven(l) => Some(a.asked_at),
+            _ => None,
+        };
+        let asking = self
+            .links
+            .iter()
+            .filter(|(p, l)| asked_at(p, l).is_some())
+            .count();
+        if asking > MAX_CALLED_EAGER {
+            let ranked = self.links.iter().filter_map(|(p, l)| {
+                let at = asked_at(p, l)?;
+                Some(((congested(p), rank(p), at), p.clone()))
+            });
+            for p in beyond(ranked, MAX_CALLED_EAGER) {
+                if let Some(link) = self.links.get_mut(&p) {
+                    link.drop_author(author);
+                }
+            }
+        }
         demoted
     }
 
@@ -568,23 +765,49 @@ impl<P: Clone + Ord> Tree<P> {
 
     /// `peer` pushed message `id`, which this node already had; `answered` if it had been
     /// asked of that peer (an answer to this node's own want is no sign of a redundant path).
-    /// Returns whether the link was pruned: the engine sends `prune`.
+    /// Returns what the engine tells the peer, and another peer whose author link of the
+    /// author ends (`prune_authors`).
     pub(crate) fn on_duplicate(
         &mut self,
         peer: &P,
         id: &MessageId,
         answered: bool,
         now: Millis,
-    ) -> bool {
+    ) -> (Redundant, Option<P>) {
         if let Some(link) = self.links.get_mut(peer) {
             lift_if_pushed(link, id);
         }
         if !self.is_on() || answered {
-            return false;
+            return (Redundant::Nothing, None);
         }
+        // Pushed by another link after a graft asked for its author: the shared tree carried
+        // it, only slower (a queue, not a break), and that author link ends.
+        let slower = self
+            .links
+            .iter_mut()
+            .find(|(p, l)| *p != peer && l.asked_for.contains(id))
+            .map(|(p, l)| {
+                l.asked_for.retain(|a| a != id);
+                l.unask(&id.author);
+                p.clone()
+            });
+        (self.duplicate(peer, id, now), slower)
+    }
+
+    /// [`Tree::on_duplicate`], for the link the duplicate came over.
+    fn duplicate(&mut self, peer: &P, id: &MessageId, now: Millis) -> Redundant {
         // The first copy came over a link suspect then: this duplicate may be an injector's.
         if self.from_suspect.get(id).is_some_and(|until| now < until) {
-            return false;
+            return Redundant::Nothing;
+        }
+        // Held lazy here, and an author this node asked the peer for: pushed by that author
+        // link, which alone ends, whatever the suspicion below (that guards the shared tree;
+        // an ended author link leaves the author to it, and a graft brings it back).
+        if let Some(link) = self.links.get_mut(peer)
+            && link.role == Role::Lazy
+            && link.unask(&id.author)
+        {
+            return Redundant::Author;
         }
         // Some such ids were forgotten: as if this were one, while any link is suspect. (Most
         // duplicates come with no link suspect: no scan then.)
@@ -594,28 +817,47 @@ impl<P: Clone + Ord> Tree<P> {
                 .links
                 .iter()
                 .any(|(p, l)| p != peer && l.role == Role::Eager && now < l.suspect_until);
-        if suspect {
-            return false;
-        }
-        match self.links.get_mut(peer) {
-            Some(link) if link.role == Role::Eager && now >= link.grace_until => {
-                link.make_lazy();
-                true
-            }
+        let Some(link) = self.links.get_mut(peer) else {
+            return Redundant::Nothing;
+        };
+        if link.role == Role::Lazy {
             // Pushed over a link this end holds lazy: the peer holds it eager (it missed the
             // prune, or turned the link eager on a catch-up's first copies after a
-            // reconnect). Told again, so the two ends agree; nothing changes here.
-            Some(link) if link.role == Role::Lazy => true,
-            _ => false,
+            // reconnect), or pushes by an author link this node did not ask for (or no
+            // longer counts). Told again, with the author (which this node does not want
+            // pushed here whatever the suspicion), so the two ends agree.
+            return if suspect {
+                Redundant::Author
+            } else {
+                Redundant::LinkAndAuthor
+            };
+        }
+        if suspect || now < link.grace_until {
+            return Redundant::Nothing;
+        }
+        link.make_lazy();
+        // An author this node asked the peer for: its author link is redundant too.
+        if link.unask(&id.author) {
+            Redundant::LinkAndAuthor
+        } else {
+            Redundant::Link
         }
     }
 
-    /// A frame from `peer`, with its tree control flags, at `now`.
-    pub(crate) fn on_control(&mut self, peer: &P, prune: bool, graft: bool, now: Millis) {
+    /// A frame from `peer`, with its tree control, at `now`: the author links it ends
+    /// (`prune_authors`), those it asks for (`graft_authors`), then the flags.
+    pub(crate) fn on_control(&mut self, peer: &P, control: &Control<'_>, now: Millis) {
         let Some(link) = self.links.get_mut(peer) else {
             return;
         };
         link.heard = true;
+        for author in control.prune_authors {
+            link.drop_author(author);
+        }
+        for author in control.graft_authors {
+            link.add_author(author, now);
+        }
+        let Control { prune, graft, .. } = *control;
         if graft {
             // The peer lacked a message this link would have pushed: a duplicate over it is
             // no sign of a redundant path for a while (a minute if grafted twice).
@@ -673,11 +915,25 @@ impl<P: Clone + Ord> Tree<P> {
     }
 
     /// `peer` announced ids that no pushed copy brought within `graft_timeout` (`missing`:
-    /// the first of them): its link is eager, with grace. The engine sends `graft`.
-    pub(crate) fn grafted(&mut self, peer: &P, missing: &MessageId, now: Millis) {
+    /// the first of them; `asked`: the id whose author the engine asks for in
+    /// `graft_authors`, if it does): its link is eager, with grace. The engine sends `graft`.
+    pub(crate) fn grafted(
+        &mut self,
+        peer: &P,
+        missing: &MessageId,
+        asked: Option<&MessageId>,
+        now: Millis,
+    ) {
         if let Some(link) = self.links.get_mut(peer) {
             link.trim_grace_until = now.saturating_add(self.config.grace);
             link.graft(self.config.grace, now);
+            if let Some(id) = asked {
+                link.ask(std::slice::from_ref(&id.author));
+                if link.asked_for.len() >= MAX_PENDING {
+                    link.asked_for.remove(0);
+                }
+                link.asked_for.push(*id);
+            }
         }
         // The links eager now pushed nothing of what the grafted peer had. They become
         // suspect once the id comes in answer to a want ([`Tree::arrived`]): an id no one
@@ -775,6 +1031,20 @@ impl<P: Clone + Ord> Tree<P> {
                 link.called_at == 0 || link.role == Role::Eager,
                 "a called link is eager"
             );
+            assert!(
+                link.authors.len() <= MAX_AUTHOR_LINKS,
+                "author links bounded"
+            );
+            assert!(link.asked.len() <= MAX_AUTHOR_LINKS, "asked bounded");
+            assert!(link.asked_for.len() <= MAX_PENDING, "grafted ids bounded");
+            let mut authors: Vec<_> = link.authors.iter().map(|l| l.author).collect();
+            authors.sort_unstable();
+            authors.dedup();
+            assert_eq!(
+                authors.len(),
+                link.authors.len(),
+                "one author link per author"
+            );
         }
         assert!(
             self.lazy_due.iter().all(|p| self.links.contains_key(p)),
@@ -827,6 +1097,25 @@ mod tests {
         })
     }
 
+    /// Whether a duplicate makes the node tell the peer anything.
+    fn prunes(t: &mut Tree<u8>, peer: &u8, id: &MessageId, answered: bool, now: Millis) -> bool {
+        t.on_duplicate(peer, id, answered, now).0 != Redundant::Nothing
+    }
+
+    /// Tree control with the flags only.
+    fn ctl(prune: bool, graft: bool) -> Control<'static> {
+        Control {
+            prune,
+            graft,
+            ..Control::default()
+        }
+    }
+
+    /// The author of the messages routed where the author does not matter.
+    fn au() -> PublicKey {
+        Keypair::from_seed(&[9; 32]).public()
+    }
+
     fn id(author: &PublicKey, sequence: u64) -> MessageId {
         MessageId {
             author: *author,
@@ -867,17 +1156,17 @@ mod tests {
         t.connected(&1, 0);
         for (i, (input, now, role, prune)) in table.into_iter().enumerate() {
             let pruned = match input {
-                In::Dup => t.on_duplicate(&1, &id(&author, i as u64), false, now),
+                In::Dup => prunes(&mut t, &1, &id(&author, i as u64), false, now),
                 In::First => {
                     t.on_first_copy(&1, &id(&author, i as u64), now);
                     false
                 }
                 In::Prune => {
-                    t.on_control(&1, true, false, 0);
+                    t.on_control(&1, &ctl(true, false), 0);
                     false
                 }
                 In::Graft => {
-                    t.on_control(&1, false, true, now);
+                    t.on_control(&1, &ctl(false, true), now);
                     false
                 }
             };
@@ -892,16 +1181,16 @@ mod tests {
             let mut t = tree(eager_push, broadcast_tree);
             t.connected(&1, 0);
             let author = Keypair::from_seed(&[1; 32]).public();
-            assert!(!t.on_duplicate(&1, &id(&author, 1), false, 5_000));
-            t.on_control(&1, true, false, 0);
+            assert!(!prunes(&mut t, &1, &id(&author, 1), false, 5_000));
+            t.on_control(&1, &ctl(true, false), 0);
             assert_eq!(t.role(&1), Some(Role::Lazy));
             assert!(!t.defers(&1));
-            assert_eq!(t.route(&1, 0), Route::Announce);
+            assert_eq!(t.route(&1, &au(), 0), Route::Announce);
         }
         let mut t = tree(false, true);
         t.connected(&1, 0);
         assert_eq!(
-            t.route(&1, 0),
+            t.route(&1, &au(), 0),
             Route::Announce,
             "no eager push: always announced"
         );
@@ -913,7 +1202,7 @@ mod tests {
         let mut t = tree(true, true);
         t.connected(&1, 0);
         t.connected(&2, 0);
-        t.on_control(&1, true, false, 0);
+        t.on_control(&1, &ctl(true, false), 0);
         assert!(t.defers(&1) && !t.defers(&2));
         t.defer(&1, &author, &ids(&[1, 2]), 2_000);
         t.defer(&1, &author, &ids(&[3]), 2_050); // the deadline does not move
@@ -925,11 +1214,11 @@ mod tests {
         assert_eq!(due[0].1[&author], ids(&[1, 2, 3]));
         assert_eq!(t.next_graft(), None);
         let missing = id(&author, 1);
-        t.grafted(&1, &missing, 2_100);
+        t.grafted(&1, &missing, None, 2_100);
         assert_eq!(t.role(&1), Some(Role::Eager));
         t.arrived(&missing, &1, true, 2_100); // the grafted peer answers
         assert!(
-            !t.on_duplicate(&1, &id(&author, 9), false, 3_099),
+            !prunes(&mut t, &1, &id(&author, 9), false, 3_099),
             "grace after a graft"
         );
         // Peer 2 was eager and pushed nothing of what 1 had: suspect. Its first copies
@@ -937,28 +1226,34 @@ mod tests {
         let other = Keypair::from_seed(&[2; 32]).public();
         t.on_first_copy(&2, &id(&other, 1), 3_100);
         assert!(
-            !t.on_duplicate(&1, &id(&other, 1), false, 3_100),
+            !prunes(&mut t, &1, &id(&other, 1), false, 3_100),
             "the first copy came from a suspect link"
         );
         t.on_first_copy(&1, &id(&other, 2), 3_200);
         assert!(
-            t.on_duplicate(&2, &id(&other, 2), false, 3_200),
+            prunes(&mut t, &2, &id(&other, 2), false, 3_200),
             "the first copy came over a link not suspect"
         );
-        t.on_control(&2, false, true, 3_300); // eager again, and kept for the grace
+        t.on_control(&2, &ctl(false, true), 3_300); // eager again, and kept for the grace
         // Peer 2 pushes the message it was suspected for, late: only slower, suspicion lifted.
         assert!(
-            !t.on_duplicate(&2, &missing, false, 3_400),
+            !prunes(&mut t, &2, &missing, false, 3_400),
             "in the graft's grace"
         );
         t.on_first_copy(&2, &id(&other, 3), 4_400);
         assert!(
-            t.on_duplicate(&1, &id(&other, 3), false, 4_400),
+            prunes(&mut t, &1, &id(&other, 3), false, 4_400),
             "suspicion lifted: its first copies prune again"
         );
         // What it delivered first while suspect stays remembered for the rest of that time.
-        assert!(!t.on_duplicate(&1, &id(&other, 1), false, 4_600));
-        assert!(t.on_duplicate(&1, &id(&other, 1), false, 2_100 + SUSPECT_MS));
+        assert!(!prunes(&mut t, &1, &id(&other, 1), false, 4_600));
+        assert!(prunes(
+            &mut t,
+            &1,
+            &id(&other, 1),
+            false,
+            2_100 + SUSPECT_MS
+        ));
         t.check_invariants();
     }
 
@@ -967,26 +1262,38 @@ mod tests {
         let author = Keypair::from_seed(&[1; 32]).public();
         let mut t = tree(true, true);
         t.connected(&1, 0);
-        t.on_control(&1, false, true, 5_000);
-        assert!(!t.on_duplicate(&1, &id(&author, 1), false, 5_999), "grace");
+        t.on_control(&1, &ctl(false, true), 5_000);
+        assert!(!prunes(&mut t, &1, &id(&author, 1), false, 5_999), "grace");
         assert!(
-            t.on_duplicate(&1, &id(&author, 2), false, 6_000),
+            prunes(&mut t, &1, &id(&author, 2), false, 6_000),
             "one graft: grace only"
         );
-        t.on_control(&1, false, true, 7_000); // grafted again within the minute
+        t.on_control(&1, &ctl(false, true), 7_000); // grafted again within the minute
         assert!(
-            !t.on_duplicate(&1, &id(&author, 3), false, 7_000 + SUSPECT_MS - 1),
+            !prunes(&mut t, &1, &id(&author, 3), false, 7_000 + SUSPECT_MS - 1),
             "a link the peer grafted twice in a minute is kept for the minute"
         );
-        assert!(t.on_duplicate(&1, &id(&author, 4), false, 7_000 + SUSPECT_MS));
+        assert!(prunes(
+            &mut t,
+            &1,
+            &id(&author, 4),
+            false,
+            7_000 + SUSPECT_MS
+        ));
         // Grafted by the peer, then by this node within the minute: kept for the minute too
         // (each end grafting in turn counts as twice).
         let later = 200_000;
-        t.on_control(&1, false, true, later);
-        t.on_control(&1, true, false, later + 500); // pruned by the peer
-        t.grafted(&1, &id(&author, 5), later + 2_000);
+        t.on_control(&1, &ctl(false, true), later);
+        t.on_control(&1, &ctl(true, false), later + 500); // pruned by the peer
+        t.grafted(&1, &id(&author, 5), None, later + 2_000);
         assert!(
-            !t.on_duplicate(&1, &id(&author, 6), false, later + 2_000 + SUSPECT_MS - 1),
+            !prunes(
+                &mut t,
+                &1,
+                &id(&author, 6),
+                false,
+                later + 2_000 + SUSPECT_MS - 1
+            ),
             "grafted by both ends within a minute"
         );
         t.check_invariants();
@@ -1000,36 +1307,36 @@ mod tests {
         for peer in 1..=6 {
             t.connected(&peer, 0);
         }
-        t.on_control(&1, true, false, 0);
+        t.on_control(&1, &ctl(true, false), 0);
         // A made-up id: grafted for, never arrives. 2's first copies still let 3 be pruned.
-        t.grafted(&1, &id(&author, 7), 2_000);
+        t.grafted(&1, &id(&author, 7), None, 2_000);
         t.on_first_copy(&2, &id(&other, 1), 2_100);
         assert!(
-            t.on_duplicate(&3, &id(&other, 1), false, 2_100),
+            prunes(&mut t, &3, &id(&other, 1), false, 2_100),
             "nothing suspect"
         );
         // An id the eager links push after all (a predicted id, announced before it existed,
         // or a slow upstream): not answered, so nothing is suspect.
-        t.grafted(&1, &id(&author, 8), 3_000);
+        t.grafted(&1, &id(&author, 8), None, 3_000);
         t.arrived(&id(&author, 8), &2, false, 3_050);
         t.on_first_copy(&2, &id(&other, 2), 3_100);
         assert!(
-            t.on_duplicate(&4, &id(&other, 2), false, 3_100),
+            prunes(&mut t, &4, &id(&other, 2), false, 3_100),
             "pushed: no suspect"
         );
         // A withheld one: until its answer comes nothing is suspect; once the grafted peer
         // answers, the eager links of the graft (2, 5, 6) pushed nothing of it: suspect, so
         // their first copies prune nothing.
-        t.grafted(&1, &id(&author, 9), 4_000);
+        t.grafted(&1, &id(&author, 9), None, 4_000);
         t.on_first_copy(&2, &id(&other, 3), 4_010);
         assert!(
-            t.on_duplicate(&5, &id(&other, 3), false, 4_010),
+            prunes(&mut t, &5, &id(&other, 3), false, 4_010),
             "not answered yet"
         );
         t.arrived(&id(&author, 9), &1, true, 4_100);
         t.on_first_copy(&2, &id(&other, 4), 4_200);
         assert!(
-            !t.on_duplicate(&6, &id(&other, 4), false, 4_200),
+            !prunes(&mut t, &6, &id(&other, 4), false, 4_200),
             "2 is suspect"
         );
         t.check_invariants();
@@ -1043,27 +1350,27 @@ mod tests {
         for peer in 1..=5 {
             t.connected(&peer, 0);
         }
-        t.on_control(&1, true, false, 0);
+        t.on_control(&1, &ctl(true, false), 0);
         // 2 withholds m; grafts for made-up ids follow before m's answer comes.
         let m = id(&author, 1);
-        t.grafted(&1, &m, 2_000);
+        t.grafted(&1, &m, None, 2_000);
         for k in 0..MAX_PENDING as u64 - 1 {
-            t.grafted(&1, &id(&author, 100 + k), 2_010 + k);
+            t.grafted(&1, &id(&author, 100 + k), None, 2_010 + k);
         }
         t.arrived(&m, &1, true, 2_100);
         t.on_first_copy(&2, &id(&other, 1), 2_200);
         assert!(
-            !t.on_duplicate(&3, &id(&other, 1), false, 2_200),
+            !prunes(&mut t, &3, &id(&other, 1), false, 2_200),
             "2 is suspect"
         );
         // A link that leaves while a mark is pending comes back suspect.
         let m2 = id(&author, 2);
-        t.grafted(&1, &m2, 3_000);
+        t.grafted(&1, &m2, None, 3_000);
         t.disconnected(&4, 3_050);
         t.connected(&4, 3_060);
         t.on_first_copy(&4, &id(&other, 2), 3_070);
         assert!(
-            !t.on_duplicate(&5, &id(&other, 2), false, 4_100),
+            !prunes(&mut t, &5, &id(&other, 2), false, 4_100),
             "4 is suspect"
         );
         t.check_invariants();
@@ -1077,25 +1384,25 @@ mod tests {
         for peer in [1, 2, 3] {
             t.connected(&peer, 0);
         }
-        t.on_control(&1, true, false, 0);
-        t.grafted(&1, &id(&author, 1), 2_000);
+        t.on_control(&1, &ctl(true, false), 0);
+        t.grafted(&1, &id(&author, 1), None, 2_000);
         t.arrived(&id(&author, 1), &1, true, 2_010); // 2 and 3 are suspect
         for sequence in 1..=MAX_FROM_SUSPECT as u64 + 1 {
             t.on_first_copy(&2, &id(&other, sequence), 2_100);
         }
         // The first id went to make room; its duplicate still prunes nothing.
-        assert!(!t.on_duplicate(&3, &id(&other, 1), false, 2_200));
+        assert!(!prunes(&mut t, &3, &id(&other, 1), false, 2_200));
         // Ids whose suspicion ended make room without forgetting anything: past it, a new
         // suspicion that records one id leaves the other links' duplicates free to prune.
         let later = 2_100 + 2 * SUSPECT_MS;
-        t.on_control(&2, false, false, later);
-        t.on_control(&3, false, false, later);
-        t.grafted(&1, &id(&author, 2), later);
+        t.on_control(&2, &ctl(false, false), later);
+        t.on_control(&3, &ctl(false, false), later);
+        t.grafted(&1, &id(&author, 2), None, later);
         t.arrived(&id(&author, 2), &1, true, later); // 2 and 3 suspect again
         t.on_first_copy(&2, &id(&other, 9_000), later + 1);
         t.on_first_copy(&1, &id(&other, 9_001), later + 1);
         assert!(
-            t.on_duplicate(&3, &id(&other, 9_001), false, later + 2),
+            prunes(&mut t, &3, &id(&other, 9_001), false, later + 2),
             "the first copy came over a link not suspect"
         );
         t.check_invariants();
@@ -1108,18 +1415,18 @@ mod tests {
         let mut t = tree(true, true);
         t.connected(&1, 0);
         t.connected(&2, 0);
-        t.on_control(&1, false, false, 10); // an empty frame: the peer is heard
+        t.on_control(&1, &ctl(false, false), 10); // an empty frame: the peer is heard
         for peer in [1, 2] {
-            assert_eq!(t.route(&peer, 999), Route::Push, "in grace");
+            assert_eq!(t.route(&peer, &au(), 999), Route::Push, "in grace");
         }
         for _ in 0..PUSHES_TO_EARN {
-            assert_eq!(t.route(&2, 1_000), Route::Push);
+            assert_eq!(t.route(&2, &au(), 1_000), Route::Push);
         }
-        assert_eq!(t.route(&2, 1_000), Route::Demote);
+        assert_eq!(t.route(&2, &au(), 1_000), Route::Demote);
         assert_eq!(t.role(&2), Some(Role::Lazy));
-        assert_eq!(t.route(&2, 1_000), Route::Announce);
+        assert_eq!(t.route(&2, &au(), 1_000), Route::Announce);
         for _ in 0..=PUSHES_TO_EARN {
-            assert_eq!(t.route(&1, 1_000), Route::Push, "heard");
+            assert_eq!(t.route(&1, &au(), 1_000), Route::Push, "heard");
         }
         // A link that comes back within ROLE_MEMORY_MS is heard if the last one was; one
         // whose peer never sent anything is not (and starts lazy: it was demoted).
@@ -1129,20 +1436,24 @@ mod tests {
         t.connected(&2, 2_000);
         assert_eq!(t.role(&2), Some(Role::Lazy));
         for _ in 0..=PUSHES_TO_EARN {
-            assert_eq!(t.route(&1, 3_000), Route::Push, "heard on its last link");
+            assert_eq!(
+                t.route(&1, &au(), 3_000),
+                Route::Push,
+                "heard on its last link"
+            );
         }
-        t.on_control(&2, false, true, 2_100); // grafted by an unheard peer: now heard
+        t.on_control(&2, &ctl(false, true), 2_100); // grafted by an unheard peer: now heard
         t.disconnected(&2, 2_200);
         t.connected(&2, 2_200 + ROLE_MEMORY_MS); // too late: forgotten
         for _ in 0..PUSHES_TO_EARN {
-            assert_eq!(t.route(&2, 4_000 + ROLE_MEMORY_MS), Route::Push);
+            assert_eq!(t.route(&2, &au(), 4_000 + ROLE_MEMORY_MS), Route::Push);
         }
-        assert_eq!(t.route(&2, 4_000 + ROLE_MEMORY_MS), Route::Demote);
+        assert_eq!(t.route(&2, &au(), 4_000 + ROLE_MEMORY_MS), Route::Demote);
         // With the tree off, nothing is demoted.
         let mut off = tree(true, false);
         off.connected(&1, 0);
         for _ in 0..=PUSHES_TO_EARN {
-            assert_eq!(off.route(&1, 5_000), Route::Push);
+            assert_eq!(off.route(&1, &au(), 5_000), Route::Push);
         }
         t.check_invariants();
         off.check_invariants();
@@ -1157,13 +1468,13 @@ mod tests {
         }
         let no_rank = |_: &u8| Standing::Unknown;
         assert!(
-            t.trim(999, |_| false, |_| false, no_rank).is_empty(),
+            t.trim(999, &au(), |_| false, |_| false, no_rank).is_empty(),
             "all in grace"
         );
         // Past the grace: 1 delivered a new message, so it is proven; of the other five, two are
         // kept: the newest connections.
         t.proved(&1, 1_500);
-        let trimmed = t.trim(1_500, |_| false, |_| false, no_rank);
+        let trimmed = t.trim(1_500, &au(), |_| false, |_| false, no_rank);
         assert_eq!(trimmed, vec![4, 3, 2]);
         for peer in trimmed {
             assert_eq!(t.role(&peer), Some(Role::Lazy));
@@ -1178,7 +1489,7 @@ mod tests {
                 Standing::Unknown
             }
         };
-        let trimmed = t.trim(3_100, |p| *p == 8, |_| false, rank);
+        let trimmed = t.trim(3_100, &au(), |p| *p == 8, |_| false, rank);
         assert_eq!(
             trimmed,
             vec![6],
@@ -1191,41 +1502,44 @@ mod tests {
             t.proved(&7, 3_200);
         }
         assert!(
-            t.trim(3_200 + PROVEN_MS, |_| false, |_| false, no_rank)
+            t.trim(3_200 + PROVEN_MS, &au(), |_| false, |_| false, no_rank)
                 .is_empty(),
             "1 by count"
         );
         t.proved(&7, 3_300);
         // 1 is unproven now, but its delivery ranks it above 5 and 8 (8 the newer).
         assert_eq!(
-            t.trim(3_200 + PROVEN_MS, |_| false, |_| false, no_rank),
+            t.trim(3_200 + PROVEN_MS, &au(), |_| false, |_| false, no_rank),
             vec![5]
         );
         // A peer that grafts is kept apart from the two plain links, up to MAX_CALLED_EAGER.
         for peer in 20..20 + MAX_CALLED_EAGER as u8 + 2 {
             t.connected(&peer, 4_000);
-            t.on_control(&peer, false, true, 4_000);
+            t.on_control(&peer, &ctl(false, true), 4_000);
         }
-        let trimmed = t.trim(4_000 + SUSPECT_MS, |_| false, |_| false, no_rank);
+        let trimmed = t.trim(4_000 + SUSPECT_MS, &au(), |_| false, |_| false, no_rank);
         assert_eq!(trimmed.len(), 2, "{trimmed:?}");
         assert!(trimmed.iter().all(|p| *p >= 20));
         // A graft's grace keeps no called link out of the count: a trimmed peer that grafts
         // again goes again, being the latest graft beyond the eight.
         let later = 4_000 + SUSPECT_MS;
-        t.on_control(&28, false, true, later);
-        assert_eq!(t.trim(later, |_| false, |_| false, no_rank), vec![28]);
+        t.on_control(&28, &ctl(false, true), later);
+        assert_eq!(
+            t.trim(later, &au(), |_| false, |_| false, no_rank),
+            vec![28]
+        );
         // A link this node grafted is plain, counted once its grace is over; a congested link
         // goes first (the plain links are 1, 8, 40 and 41; 1 delivered, 40 is the newest).
         t.connected(&40, later);
-        t.grafted(&40, &id(&a, 500), later);
+        t.grafted(&40, &id(&a, 500), None, later);
         t.connected(&41, later);
         assert!(
-            t.trim(later + 999, |_| false, |_| false, no_rank)
+            t.trim(later + 999, &au(), |_| false, |_| false, no_rank)
                 .is_empty()
         );
         let congested = |p: &u8| *p == 41;
         assert_eq!(
-            t.trim(later + 2_000, |_| false, congested, no_rank),
+            t.trim(later + 2_000, &au(), |_| false, congested, no_rank),
             vec![8, 41]
         );
         // This node's second graft of a link within the minute keeps duplicates from pruning it
@@ -1235,17 +1549,23 @@ mod tests {
         for peer in 1..=3 {
             h.connected(&peer, 0);
         }
-        h.grafted(&3, &id(&a, 1), 2_000);
-        h.grafted(&3, &id(&a, 2), 2_500);
-        assert!(h.trim(3_400, |_| false, |_| false, no_rank).is_empty());
-        assert_eq!(h.trim(3_600, |_| false, |_| false, no_rank), vec![3]);
+        h.grafted(&3, &id(&a, 1), None, 2_000);
+        h.grafted(&3, &id(&a, 2), None, 2_500);
+        assert!(
+            h.trim(3_400, &au(), |_| false, |_| false, no_rank)
+                .is_empty()
+        );
+        assert_eq!(h.trim(3_600, &au(), |_| false, |_| false, no_rank), vec![3]);
         h.check_invariants();
         // With the tree off, nothing is trimmed.
         let mut off = tree(true, false);
         for peer in 1..=6 {
             off.connected(&peer, 0);
         }
-        assert!(off.trim(5_000, |_| false, |_| false, no_rank).is_empty());
+        assert!(
+            off.trim(5_000, &au(), |_| false, |_| false, no_rank)
+                .is_empty()
+        );
         t.check_invariants();
     }
 
@@ -1254,7 +1574,7 @@ mod tests {
         let author = Keypair::from_seed(&[1; 32]).public();
         let mut t = tree(true, true);
         t.connected(&1, 0);
-        t.on_control(&1, true, false, 0);
+        t.on_control(&1, &ctl(true, false), 0);
         t.defer(&1, &author, &ids(&[1]), 10);
         t.announce_later(&1, 10);
         assert_eq!((t.next_graft(), t.next_announce()), (Some(110), Some(30)));
@@ -1301,13 +1621,164 @@ mod tests {
             }
         };
         // Two plain places, three unproven links: the failed one goes, though it is newest.
-        assert_eq!(t.trim(2_000, |_| false, |_| false, standing), vec![3]);
-        assert!(t.trim(2_000, |_| false, |_| false, standing).is_empty());
+        assert_eq!(
+            t.trim(2_000, &au(), |_| false, |_| false, standing),
+            vec![3]
+        );
+        assert!(
+            t.trim(2_000, &au(), |_| false, |_| false, standing)
+                .is_empty()
+        );
         // Alone, it still holds none.
         let mut alone = tree(true, true);
         alone.connected(&3, 0);
-        assert_eq!(alone.trim(2_000, |_| false, |_| false, standing), vec![3]);
+        assert_eq!(
+            alone.trim(2_000, &au(), |_| false, |_| false, standing),
+            vec![3]
+        );
         t.check_invariants();
         alone.check_invariants();
+    }
+
+    fn key(seed: u8) -> PublicKey {
+        Keypair::from_seed(&[seed; 32]).public()
+    }
+
+    #[test]
+    fn author_links_push_their_authors_over_a_lazy_link_until_ended() {
+        let (x, y) = (key(1), key(2));
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        // The peer grafts for x, then prunes the link (for another author's duplicate).
+        let graft_x = Control {
+            graft: true,
+            graft_authors: &[x],
+            ..Control::default()
+        };
+        t.on_control(&1, &graft_x, 10);
+        t.on_control(&1, &ctl(true, false), 20);
+        assert_eq!(t.role(&1), Some(Role::Lazy));
+        assert_eq!(
+            t.route(&1, &x, 30),
+            Route::Push,
+            "x's messages are still pushed"
+        );
+        assert_eq!(t.route(&1, &y, 30), Route::Announce, "the others' are not");
+        let end_x = Control {
+            prune_authors: &[x],
+            ..Control::default()
+        };
+        t.on_control(&1, &end_x, 40);
+        assert_eq!(t.route(&1, &x, 50), Route::Announce, "ended by name");
+        // At most MAX_AUTHOR_LINKS: the one pushed least recently goes.
+        let keys: Vec<PublicKey> = (0..=MAX_AUTHOR_LINKS as u8).map(|i| key(100 + i)).collect();
+        for (i, k) in keys[..MAX_AUTHOR_LINKS].iter().enumerate() {
+            let ask = Control {
+                graft_authors: std::slice::from_ref(k),
+                ..Control::default()
+            };
+            t.on_control(&1, &ask, 100 + i as Millis);
+        }
+        assert_eq!(
+            t.route(&1, &keys[0], 200),
+            Route::Push,
+            "used: now the latest"
+        );
+        let one_more = Control {
+            graft_authors: &keys[MAX_AUTHOR_LINKS..],
+            ..Control::default()
+        };
+        t.on_control(&1, &one_more, 300);
+        assert_eq!(
+            t.route(&1, &keys[1], 400),
+            Route::Announce,
+            "least recently used"
+        );
+        assert_eq!(t.route(&1, &keys[0], 400), Route::Push);
+        assert_eq!(t.route(&1, &keys[MAX_AUTHOR_LINKS], 400), Route::Push);
+        t.check_invariants();
+        // A reconnect starts with none.
+        t.connected(&1, 500);
+        t.on_control(&1, &ctl(true, false), 500);
+        assert_eq!(t.route(&1, &keys[0], 600), Route::Announce);
+        t.check_invariants();
+    }
+
+    #[test]
+    fn a_duplicate_over_an_asked_author_link_ends_that_author_alone() {
+        let (x, y) = (key(1), key(2));
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.on_control(&1, &ctl(true, false), 0);
+        t.defer(&1, &x, &ids(&[1]), 2_000);
+        assert_eq!(t.due_grafts(2_100).len(), 1);
+        t.grafted(&1, &id(&x, 1), Some(&id(&x, 1)), 2_100); // eager here, x asked for
+        t.on_control(&1, &ctl(true, false), 2_200); // the peer prunes its side: lazy here
+        assert_eq!(t.role(&1), Some(Role::Lazy));
+        // A duplicate of x over it: that author link alone is redundant.
+        assert_eq!(
+            t.on_duplicate(&1, &id(&x, 3), false, 2_400).0,
+            Redundant::Author
+        );
+        // No longer counted as asked: told again, with the author (the peer may still push
+        // it by its author link). A first copy makes the link eager, as any.
+        assert_eq!(
+            t.on_duplicate(&1, &id(&x, 4), false, 2_500).0,
+            Redundant::LinkAndAuthor
+        );
+        t.on_first_copy(&1, &id(&x, 5), 2_600);
+        assert_eq!(t.role(&1), Some(Role::Eager));
+        // A duplicate of another author over an eager link, past its grace: the link.
+        assert_eq!(
+            t.on_duplicate(&1, &id(&y, 1), false, 3_200).0,
+            Redundant::Link
+        );
+        assert_eq!(t.role(&1), Some(Role::Lazy));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn author_links_count_as_grafted_links_in_the_caps() {
+        let (x, y) = (key(1), key(2));
+        let mut t = tree(true, true);
+        let ask_x = Control {
+            prune: true,
+            graft_authors: &[x],
+            ..Control::default()
+        };
+        for peer in 1..=12 {
+            t.connected(&peer, 0);
+            t.on_control(&peer, &ask_x, 10);
+        }
+        let no_rank = |_: &u8| Standing::Unknown;
+        let pruned = t.trim(2_000, &x, |_| false, |_| false, no_rank);
+        assert!(pruned.is_empty(), "lazy links are not sent prune");
+        let pushed = (1..=12u8)
+            .filter(|p| t.route(p, &x, 2_000) == Route::Push)
+            .count();
+        assert_eq!(pushed, MAX_CALLED_EAGER, "a cap of their own");
+        assert!(
+            (1..=12u8).all(|p| t.route(&p, &y, 2_000) == Route::Announce),
+            "other authors' messages are announced"
+        );
+        t.check_invariants();
+    }
+
+    #[test]
+    fn an_author_link_ends_when_the_shared_tree_brings_the_grafted_id_after_all() {
+        let x = key(1);
+        let mut t = tree(true, true);
+        t.connected(&1, 0);
+        t.connected(&2, 0);
+        t.on_control(&1, &ctl(true, false), 0);
+        let grafted = id(&x, 1);
+        t.grafted(&1, &grafted, Some(&grafted), 2_000);
+        // Peer 1 answers; then peer 2's push of the same id comes: only slower.
+        let (_, slower) = t.on_duplicate(&2, &grafted, false, 2_050);
+        assert_eq!(slower, Some(1), "x's author link at peer 1 ends");
+        // Once only; and a duplicate of another id names no one.
+        assert_eq!(t.on_duplicate(&2, &grafted, false, 2_060).1, None);
+        assert_eq!(t.on_duplicate(&2, &id(&x, 2), false, 2_070).1, None);
+        t.check_invariants();
     }
 }

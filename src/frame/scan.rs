@@ -1,10 +1,10 @@
-//! Counts a frame's entries on the wire, before decoding: envelopes, and `have` and `want`
-//! ranges (a digest counts as at least one). A frame over a limit is refused having cost one
+//! Counts a frame's entries on the wire, before decoding: envelopes, `have` and `want`
+//! ranges (a digest counts as at least one), and tree-control authors. A frame over a limit is refused having cost one
 //! pass over its bytes and no allocation. Malformed protobuf is left to the decoder, which
 //! refuses it at or before the point where this scan stopped, so it never materialises more
 //! entries than the scan counted.
 
-use super::{FrameError, FrameLimits};
+use super::{FrameError, FrameLimits, MAX_CONTROL_AUTHORS};
 
 /// How deep groups (a deprecated wire type, skipped as unknown fields) may nest; the
 /// protobuf decoder's own recursion limit.
@@ -14,6 +14,7 @@ const MAX_GROUP_DEPTH: u32 = 100;
 pub(super) fn check_counts(body: &[u8], limits: &FrameLimits) -> Result<(), FrameError> {
     let mut r = Reader(body);
     let (mut messages, mut have, mut want) = (0usize, 0usize, 0usize);
+    let (mut grafts, mut prunes) = (0usize, 0usize);
     while !r.0.is_empty() {
         let Some((field, wire)) = r.key() else {
             return Ok(());
@@ -31,9 +32,15 @@ pub(super) fn check_counts(body: &[u8], limits: &FrameLimits) -> Result<(), Fram
             1 => (&mut messages, limits.max_messages, "messages"),
             2 => (&mut have, limits.max_have_ranges, "have"),
             3 => (&mut want, limits.max_want_ranges, "want"),
+            8 => (&mut grafts, MAX_CONTROL_AUTHORS, "graft_authors"),
+            9 => (&mut prunes, MAX_CONTROL_AUTHORS, "prune_authors"),
             _ => continue,
         };
-        *count += if field == 1 { 1 } else { digest_ranges(value) };
+        *count += if matches!(field, 2 | 3) {
+            digest_ranges(value)
+        } else {
+            1
+        };
         if *count > max {
             return Err(FrameError::TooMany {
                 what,

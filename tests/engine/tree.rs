@@ -680,3 +680,89 @@ fn a_made_up_announcement_grafts_its_announcer_but_makes_no_eager_link_suspect()
     assert!(pruned, "the duplicate's link is pruned");
     v.check_invariants();
 }
+
+/// Drains `v`'s outputs: the frames sent to `peer`.
+fn frames_to(v: &mut Engine<u8>, peer: u8) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while let Some(output) = v.poll_output() {
+        if let Output::Send { peer: to, frame } = output
+            && to == peer
+        {
+            frames.push(frame);
+        }
+    }
+    frames
+}
+
+/// Author links (`docs/PROTOCOL.md` §3.8): a graft asks for the authors it wanted; the peer
+/// then pushes them whatever prunes for other authors do, until they are named in
+/// `prune_authors`; a duplicate over a link held lazy at the grafting end ends that author
+/// link alone.
+#[test]
+fn an_author_link_outlives_prunes_for_other_authors_and_ends_on_its_own_duplicate() {
+    let mut v = engine_with(&[1, 2]);
+    let mut now = T0 + 2_000; // past the connections' grace
+    let prune = Frame {
+        prune: true,
+        ..Frame::default()
+    };
+    // Asking: peer 1 holds its link lazy and announces x's message; no push comes.
+    let x = keys(7);
+    let x1 = sign(&x, 1, now, b"x 1");
+    v.handle_frame(1, prune.clone(), now);
+    v.handle_frame(1, have_range(x.public(), 1, 1), now);
+    frames_to(&mut v, 1);
+    now = v.timer(Timer::Graft).expect("deferred");
+    v.handle_timeout(now);
+    let sent = frames_to(&mut v, 1);
+    assert!(
+        sent.iter()
+            .any(|f| f.graft && f.graft_authors == vec![x.public()]),
+        "the graft asks for x's author link: {sent:?}"
+    );
+    v.handle_frame(1, push(vec![x1]), now + 20);
+    // Peer 1 prunes the link for another author's duplicate, and pushes x's next message
+    // by the author link (a first copy: the link is eager here again, as any), then prunes
+    // again.
+    now += 2_000;
+    v.handle_frame(1, prune.clone(), now);
+    let x2 = sign(&x, 2, now, b"x 2");
+    v.handle_frame(1, push(vec![x2.clone()]), now);
+    v.handle_frame(1, prune.clone(), now + 1);
+    frames_to(&mut v, 1);
+    // A duplicate of x over the link held lazy here: only that author link is redundant.
+    v.handle_frame(1, push(vec![x2]), now + 2);
+    let sent = frames_to(&mut v, 1);
+    assert!(
+        sent.iter()
+            .any(|f| f.prune_authors == vec![x.public()] && !f.prune),
+        "x's author link ended alone: {sent:?}"
+    );
+    // Granting: peer 2 asks for this node's messages, then prunes the link.
+    let me = v.public_key();
+    let ask = Frame {
+        graft: true,
+        graft_authors: vec![me],
+        ..Frame::default()
+    };
+    now += 100;
+    v.handle_frame(2, ask, now);
+    v.handle_frame(2, prune, now + 1);
+    frames_to(&mut v, 2);
+    v.publish(b"pushed by the author link".to_vec(), now + 2)
+        .unwrap();
+    assert!(
+        frames_to(&mut v, 2).iter().any(|f| !f.messages.is_empty()),
+        "pushed whatever the link's role"
+    );
+    let end = Frame {
+        prune_authors: vec![me],
+        ..Frame::default()
+    };
+    v.handle_frame(2, end, now + 3);
+    v.publish(b"announced".to_vec(), now + 4).unwrap();
+    assert!(
+        frames_to(&mut v, 2).iter().all(|f| f.messages.is_empty()),
+        "ended by name: announced only"
+    );
+}

@@ -274,9 +274,10 @@ pub struct Stats {
     /// Of `ignored`, messages not decided within `validation_timeout` (each counts against
     /// the peer that sent it).
     pub validation_timeouts: u64,
-    /// Tree: frames that set `prune` (a duplicate came over a link, a link was trimmed or
-    /// its silent peer demoted, or a link that was lazy came back) and `graft` (an announced
-    /// id had no eager copy within `graft_timeout`).
+    /// Tree: `prune`s sent (a duplicate came over a link, a link was trimmed or its silent
+    /// peer demoted, or a link that was lazy came back; several can share a frame; an author
+    /// link ended alone is not counted) and `graft`s sent (an announced id had no eager copy
+    /// within `graft_timeout`).
     pub prunes: u64,
     /// See `prunes`.
     pub grafts: u64,

@@ -259,10 +259,12 @@ impl FrameBudget {
     }
 }
 
-/// The encoded size of a list of tree-control authors inside a frame: 34 bytes each (tag,
-/// length, key).
+/// The encoded size of one tree-control author inside a frame (tag, length, key).
+pub(crate) const CONTROL_AUTHOR_LEN: usize = 34;
+
+/// The encoded size of a list of tree-control authors inside a frame.
 pub(crate) fn control_authors_len(authors: &[PublicKey]) -> usize {
-    34 * authors.len()
+    CONTROL_AUTHOR_LEN * authors.len()
 }
 
 fn author_bytes(author: &PublicKey) -> Bytes {

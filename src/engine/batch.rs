@@ -11,7 +11,8 @@ use super::Output;
 use super::ids::IdSets;
 use crate::envelope::Envelope;
 use crate::frame::{
-    Digest, Frame, FrameBudget, FrameLimits, MAX_CONTROL_AUTHORS, digest_len, envelope_len,
+    CONTROL_AUTHOR_LEN, Digest, Frame, FrameBudget, FrameLimits, MAX_CONTROL_AUTHORS, digest_len,
+    envelope_len,
 };
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
@@ -35,25 +36,6 @@ struct Control {
     /// At most [`MAX_CONTROL_AUTHORS`] each, never one author in both.
     graft_authors: Vec<PublicKey>,
     prune_authors: Vec<PublicKey>,
-}
-
-impl Control {
-    /// Asks for `authors`' author links (the first [`MAX_CONTROL_AUTHORS`] in all), an
-    /// author's pending end aside; returns those of `authors` that will be asked for.
-    fn ask(&mut self, authors: &[PublicKey]) -> Vec<PublicKey> {
-        let mut asked = Vec::new();
-        for author in authors {
-            if !self.graft_authors.contains(author) {
-                if self.graft_authors.len() >= MAX_CONTROL_AUTHORS {
-                    continue;
-                }
-                self.graft_authors.push(*author);
-            }
-            self.prune_authors.retain(|a| a != author);
-            asked.push(*author);
-        }
-        asked
-    }
 }
 
 #[derive(Debug)]
@@ -106,14 +88,24 @@ impl<P: Clone + Ord> Batcher<P> {
         }
     }
 
-    /// Tree control for `peer`'s next frame: "push to me", and "push these authors' messages
-    /// to me whatever the role". Returns the authors that will be asked for (the first
-    /// [`MAX_CONTROL_AUTHORS`] of the frame's list are).
-    pub(crate) fn graft(&mut self, peer: &P, authors: &[PublicKey]) -> Vec<PublicKey> {
-        let pending = self.pending.entry(peer.clone()).or_default();
-        pending.control.graft = true;
-        pending.control.prune = false;
-        pending.control.ask(authors)
+    /// Tree control for `peer`'s next frame: "push to me", and with `author`, "push its
+    /// messages to me whatever the role" (its pending end goes). Returns whether `author` is
+    /// asked for (the first [`MAX_CONTROL_AUTHORS`] of the frame's list are).
+    pub(crate) fn graft(&mut self, peer: &P, author: Option<&PublicKey>) -> bool {
+        let control = &mut self.pending.entry(peer.clone()).or_default().control;
+        control.graft = true;
+        control.prune = false;
+        let Some(author) = author else {
+            return false;
+        };
+        if !control.graft_authors.contains(author) {
+            if control.graft_authors.len() >= MAX_CONTROL_AUTHORS {
+                return false;
+            }
+            control.graft_authors.push(*author);
+        }
+        control.prune_authors.retain(|a| a != author);
+        true
     }
 
     pub(crate) fn have(&mut self, peer: &P, author: &PublicKey, ranges: &RangeSet) {
@@ -168,7 +160,7 @@ fn control(c: &Control, frames: &mut Vec<Frame>, limits: &FrameLimits) {
     }
     // Authors (34 bytes each) that fit beside `used` bytes; at least one in a frame of its own
     // (a config's frame holds far more than 34 bytes).
-    let fit = |used: usize| limits.max_frame_size.saturating_sub(used) / 34;
+    let fit = |used: usize| limits.max_frame_size.saturating_sub(used) / CONTROL_AUTHOR_LEN;
     let mut authors: VecDeque<(bool, PublicKey)> = (c.graft_authors.iter().map(|a| (true, *a)))
         .chain(c.prune_authors.iter().map(|a| (false, *a)))
         .collect();
@@ -394,7 +386,9 @@ mod tests {
         let envelope = Envelope::sign(&Keypair::from_seed(&[1; 32]), 1, 0, vec![0; 200]).unwrap();
         let mut outbox = Batcher::new();
         outbox.message(&0u8, envelope);
-        outbox.graft(&0u8, &keys); // the first eight are kept
+        for key in &keys {
+            outbox.graft(&0u8, Some(key)); // the first eight are kept
+        }
         outbox.prune(&0u8, Some(&keys[1])); // moves from one list to the other; `prune` wins
         let mut out = VecDeque::new();
         outbox.flush(&limits, &mut out);
@@ -442,7 +436,9 @@ mod tests {
             ..limits
         };
         let mut outbox = Batcher::new();
-        outbox.graft(&0u8, &keys[..8]);
+        for key in &keys[..8] {
+            outbox.graft(&0u8, Some(key));
+        }
         outbox.prune(&0u8, Some(&keys[9]));
         let mut out = VecDeque::new();
         outbox.flush(&tiny, &mut out);
@@ -458,7 +454,7 @@ mod tests {
         // Small enough: on the first frame.
         let mut outbox = Batcher::new();
         outbox.want(&0u8, &keys[0], &RangeSet::from_wire(&[1, 1]).unwrap());
-        outbox.graft(&0u8, &keys[..1]);
+        outbox.graft(&0u8, Some(&keys[0]));
         let mut out = VecDeque::new();
         outbox.flush(&limits, &mut out);
         assert_eq!(out.len(), 1);

@@ -702,7 +702,7 @@ impl<P: Clone + Ord> Engine<P> {
             match self.tree.role(peer) {
                 // The flags only: an author list that was dropped is asked again when needed.
                 Some(tree::Role::Eager) => {
-                    self.batcher.graft(peer, &[]);
+                    self.batcher.graft(peer, None);
                 }
                 Some(tree::Role::Lazy) => self.batcher.prune(peer, None),
                 None => {}

@@ -117,7 +117,8 @@ impl<P: Clone + Ord> Engine<P> {
             // everything and are grafted for it until their wants lapse, cost 34 bytes an
             // author each time (eight cost honest nodes among liars 11 % more bytes, one 1-5 %;
             // the censored publisher's messages need one).
-            let mut authors = Vec::new();
+            // (new author, id): the first with `false` is asked for.
+            let mut ask: Option<(bool, MessageId)> = None;
             for (author, ids) in deferred {
                 let unknown = self.authors.unknown(&author, &ids);
                 let Some((first, _)) = unknown.ranges().next() else {
@@ -128,23 +129,18 @@ impl<P: Clone + Ord> Engine<P> {
                     sequence: first,
                 };
                 missing.get_or_insert(id);
-                authors.push((!self.authors.is_tracked(&author), id));
+                let new = !self.authors.is_tracked(&author);
+                if ask.is_none_or(|(was_new, _)| was_new && !new) {
+                    ask = Some((new, id));
+                }
                 self.want_from(&peer, &author, &unknown, now);
             }
             if let Some(missing) = missing {
-                if self.records.standing(&peer) == Standing::Failed {
-                    authors.clear();
-                }
-                // The first tracked author (stable: by key within each kind).
-                authors.sort_by_key(|(new, _)| *new);
-                let ask = authors.first().map(|(_, id)| *id);
-                let asked = match ask {
-                    Some(id) => self.batcher.graft(&peer, &[id.author]).first().map(|_| id),
-                    None => {
-                        self.batcher.graft(&peer, &[]);
-                        None
-                    }
-                };
+                let ask = ask
+                    .map(|(_, id)| id)
+                    .filter(|_| self.records.standing(&peer) != Standing::Failed);
+                let asked = self.batcher.graft(&peer, ask.as_ref().map(|id| &id.author));
+                let asked = ask.filter(|_| asked);
                 self.tree.grafted(&peer, &missing, asked.as_ref(), now);
                 self.stats.grafts += 1;
             }

@@ -402,7 +402,7 @@ impl<P: Clone + Ord> Engine<P> {
         let group = self.authors.introducer(&id.author);
         self.store.insert(envelope.clone(), &group);
         let limits = self.beliefs.limits();
-        let mut lazy = Vec::new();
+        let (mut lazy, mut demoted) = (Vec::new(), Vec::new());
         let (records, congestion) = (&self.records, &self.congestion);
         let validations = &self.validations;
         // The deliverer, and a peer whose message awaits the application's verdict, may be
@@ -431,12 +431,14 @@ impl<P: Clone + Ord> Engine<P> {
                     self.batcher.message(peer, envelope.clone());
                 }
                 Route::Demote => {
-                    self.stats.prunes += 1;
-                    self.batcher.prune(peer, None);
+                    demoted.push(peer.clone());
                     lazy.push(peer.clone());
                 }
                 Route::Announce => lazy.push(peer.clone()),
             }
+        }
+        for peer in demoted {
+            self.send_prune(&peer, None);
         }
         for peer in lazy {
             self.rounds

@@ -138,8 +138,8 @@
 //!   one, and they outlive the prunes that duplicates of other authors make: a publisher
 //!   whose neighbours get every other author's messages faster elsewhere (Sybils that
 //!   relay all but its messages) keeps the links its messages were grafted over. This node
-//!   keeps the authors it asked each peer for (up to [`MAX_AUTHOR_LINKS`]) and the ids
-//!   their grafts were for (up to [`MAX_PENDING`]), and ([`Tree::on_duplicate`]):
+//!   keeps the id of the latest graft that asked each peer for each author (up to
+//!   [`MAX_AUTHOR_LINKS`] authors), and ([`Tree::on_duplicate`]):
 //!   - if another link then pushes a grafted id, the shared tree carried it, only slower (a
 //!     queue, not a break: on a saturated network most grafts are): that author link ends
 //!     at once (`prune_authors` to the grafted peer), and the duplicate is handled as any
@@ -173,7 +173,7 @@
 //! each way (a frame's author lists are at most
 //! [`MAX_CONTROL_AUTHORS`](crate::frame::MAX_CONTROL_AUTHORS) each, so one costs at most
 //! 2 × 8 × 16 key comparisons; routing a message and [`Tree::trim`] look at each link's
-//! author links, as many; a duplicate at each link's grafted ids, four); deferred ids at
+//! author links, as many; a duplicate at each link's asked ids, as many); deferred ids at
 //! most `max_ranges_per_peer` ranges per link (the lowest ids of an author, then whole
 //! authors, are forgotten beyond it); one graft deadline per link. [`Tree::trim`] looks at every link per new message (as
 //! routing does) and sorts only when a cap is passed: after a trim each class is at its cap,
@@ -259,7 +259,7 @@ pub(crate) const MAX_CALLED_EAGER: usize = 8;
 
 /// Authors a peer may ask to be pushed whatever its link's role ([`Tree::on_control`]), and
 /// authors this node remembers asking a peer for: more than a node needs repaired at once in
-/// most applications' trees, few enough that both lists cost a link about 1.3 KB; beyond it
+/// most applications' trees, few enough that both lists cost a link about 1.4 KB; beyond it
 /// the author link used least recently goes (and is grafted again if the peer still lacks
 /// its messages).
 pub(crate) const MAX_AUTHOR_LINKS: usize = 16;
@@ -282,12 +282,11 @@ struct Link {
     /// Author links: authors whose new messages the peer asked to be pushed (`graft_authors`)
     /// whatever `role` (at most [`MAX_AUTHOR_LINKS`]).
     authors: Vec<AuthorLink>,
-    /// Authors this node asked the peer for in `graft_authors` and did not end since (the
-    /// latest [`MAX_AUTHOR_LINKS`]): a duplicate of one ends that author link alone.
-    asked: Vec<PublicKey>,
-    /// The ids whose grafts asked for an author link (the latest [`MAX_PENDING`]): if another
-    /// link then pushes one, the shared tree was only slower, and that author link ends.
-    asked_for: Vec<MessageId>,
+    /// The ids whose grafts asked the peer for their author in `graft_authors`, that author
+    /// link not ended since (the latest [`MAX_AUTHOR_LINKS`]): if another link then pushes
+    /// one, the shared tree was only slower; a duplicate of the author over this link held
+    /// lazy means that author link alone was redundant. Either ends it.
+    asked: Vec<MessageId>,
     /// Until then a duplicate over this link does not prune it.
     grace_until: Millis,
     /// Until then the link is not counted by [`Tree::trim`] unless the peer grafted it: a new
@@ -343,22 +342,24 @@ impl Link {
         self.grace_until = self.grace_until.max(now.saturating_add(grace));
     }
 
-    /// This node asks the peer for `authors` in `graft_authors`.
-    fn ask(&mut self, authors: &[PublicKey]) {
-        for author in authors {
-            if self.asked.contains(author) {
-                continue;
-            }
-            if self.asked.len() >= MAX_AUTHOR_LINKS {
-                self.asked.remove(0);
-            }
-            self.asked.push(*author);
+    /// This node asks the peer for `id`'s author in `graft_authors`, grafting it for `id`
+    /// (one entry per author: the latest graft's id).
+    fn ask(&mut self, id: &MessageId) {
+        self.asked.retain(|a| a.author != id.author);
+        if self.asked.len() >= MAX_AUTHOR_LINKS {
+            self.asked.remove(0);
         }
+        self.asked.push(*id);
     }
 
     /// The peer's author link of `author`, if it asked for one.
     fn author_link(&self, author: &PublicKey) -> Option<&AuthorLink> {
         self.authors.iter().find(|l| l.author == *author)
+    }
+
+    /// The same, to update.
+    fn author_link_mut(&mut self, author: &PublicKey) -> Option<&mut AuthorLink> {
+        self.authors.iter_mut().find(|l| l.author == *author)
     }
 
     /// The author link of `author` ends.
@@ -369,7 +370,7 @@ impl Link {
     /// The peer asks for `author`'s messages whatever the role, at `now`: the author link is
     /// kept or refreshed; beyond [`MAX_AUTHOR_LINKS`] the one used least recently goes.
     fn add_author(&mut self, author: &PublicKey, now: Millis) {
-        if let Some(link) = self.authors.iter_mut().find(|l| l.author == *author) {
+        if let Some(link) = self.author_link_mut(author) {
             link.used_at = now;
             return;
         }
@@ -387,11 +388,9 @@ impl Link {
 
     /// This node no longer counts `author` as asked of the peer; whether it did.
     fn unask(&mut self, author: &PublicKey) -> bool {
-        let asked = self.asked.iter().position(|a| a == author);
-        if let Some(at) = asked {
-            self.asked.remove(at);
-        }
-        asked.is_some()
+        let before = self.asked.len();
+        self.asked.retain(|id| id.author != *author);
+        self.asked.len() < before
     }
 
     /// `id` was grafted for while this link was eager, until `until`.
@@ -532,7 +531,6 @@ impl<P: Clone + Ord> Tree<P> {
                 role,
                 authors: Vec::new(),
                 asked: Vec::new(),
-                asked_for: Vec::new(),
                 grace_until: if role == Role::Eager {
                     now.saturating_add(self.config.grace)
                 } else {
@@ -607,7 +605,7 @@ impl<P: Clone + Ord> Tree<P> {
             return Route::Announce;
         }
         // An author link is kept by its use, whatever carries the push.
-        let asked = match link.authors.iter_mut().find(|l| l.author == *author) {
+        let asked = match link.author_link_mut(author) {
             Some(entry) => {
                 entry.used_at = now;
                 true
@@ -785,9 +783,8 @@ impl<P: Clone + Ord> Tree<P> {
         let slower = self
             .links
             .iter_mut()
-            .find(|(p, l)| *p != peer && l.asked_for.contains(id))
+            .find(|(p, l)| *p != peer && l.asked.contains(id))
             .map(|(p, l)| {
-                l.asked_for.retain(|a| a != id);
                 l.unask(&id.author);
                 p.clone()
             });
@@ -928,11 +925,7 @@ impl<P: Clone + Ord> Tree<P> {
             link.trim_grace_until = now.saturating_add(self.config.grace);
             link.graft(self.config.grace, now);
             if let Some(id) = asked {
-                link.ask(std::slice::from_ref(&id.author));
-                if link.asked_for.len() >= MAX_PENDING {
-                    link.asked_for.remove(0);
-                }
-                link.asked_for.push(*id);
+                link.ask(id);
             }
         }
         // The links eager now pushed nothing of what the grafted peer had. They become
@@ -1036,7 +1029,6 @@ impl<P: Clone + Ord> Tree<P> {
                 "author links bounded"
             );
             assert!(link.asked.len() <= MAX_AUTHOR_LINKS, "asked bounded");
-            assert!(link.asked_for.len() <= MAX_PENDING, "grafted ids bounded");
             let mut authors: Vec<_> = link.authors.iter().map(|l| l.author).collect();
             authors.sort_unstable();
             authors.dedup();

@@ -226,10 +226,14 @@ impl<P: Clone + Ord> Wants<P> {
             self.take_probe(peer);
         }
         for digest in wants {
+            // Never later than it is (a take-back may have brought it forward already).
             let waiting = self
                 .want(peer, &digest.author)
-                .is_some_and(|w| w.stealable_at.is_some());
-            if waiting && let Some(want) = self.set_deadline(peer, &digest.author, deadline) {
+                .filter(|w| w.stealable_at.is_some())
+                .map(|w| w.deadline.min(deadline));
+            if let Some(at) = waiting
+                && let Some(want) = self.set_deadline(peer, &digest.author, at)
+            {
                 want.stealable_at = None;
             }
         }

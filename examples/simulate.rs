@@ -8,6 +8,7 @@
 //! cargo run --release --example simulate -- sybil 1 full sink  # the attacks named so
 //! cargo run --release --example simulate -- tree 1000 1      # the tree's steady state only
 //! cargo run --release --example simulate -- tree 10000 1 20  # at 10,000 nodes, 20 messages
+//! cargo run --release --example simulate -- tree 1000 1 100 5  # the same with 5 % of frames lost
 //! cargo run --release --example simulate -- faults 1         # the fault table only
 //! ```
 //!
@@ -63,12 +64,14 @@ struct Pattern {
 }
 
 /// `messages` per pattern (and at most that many publishers at once).
-fn steady(nodes: usize, tree: bool, seed: u64, messages: usize) -> [Pattern; 3] {
+/// `loss`: the share of frames lost (each breaks its link, which is re-dialled).
+fn steady(nodes: usize, tree: bool, seed: u64, messages: usize, loss: f64) -> [Pattern; 3] {
     let engine = Config::builder().broadcast_tree(tree).build().unwrap();
     let mut sim = Simulation::new(SimConfig {
         nodes,
         seed,
         engine,
+        loss,
         ..SimConfig::default()
     });
     let mut rng = Rng::new(seed ^ 0x57EA);
@@ -169,7 +172,11 @@ fn main() {
         Some("tree") => {
             let nodes = number(1_000) as usize;
             let seed = number(1);
-            tree_only(nodes, seed, number(100) as usize);
+            let messages = number(100) as usize;
+            let loss = args
+                .next()
+                .map_or(0.0, |s| s.parse().expect("a loss in percent"));
+            tree_only(nodes, seed, messages, loss / 100.0);
         }
         Some("faults") => faults(number(1)),
         _ => everything(number(1)),
@@ -177,10 +184,13 @@ fn main() {
 }
 
 /// The tree's steady state alone, at `nodes`, `messages` per pattern.
-fn tree_only(nodes: usize, seed: u64, messages: usize) {
+fn tree_only(nodes: usize, seed: u64, messages: usize, loss: f64) {
     let started = Instant::now();
-    let tree = steady(nodes, true, seed, messages);
-    println!("tree, {nodes} nodes, seed {seed}: RMR / last hop / delivery");
+    let tree = steady(nodes, true, seed, messages, loss);
+    println!(
+        "tree, {nodes} nodes, seed {seed}, {} % loss: RMR / last hop / delivery",
+        loss * 100.0
+    );
     for (k, name) in ["one author", "random authors", "every node at once"]
         .iter()
         .enumerate()
@@ -208,9 +218,9 @@ fn everything(seed: u64) {
     // 10,000 nodes is a scale check: fewer messages, the tree only.
     for (nodes, messages) in [(1_000, 100), (10_000, 20)] {
         let started = Instant::now();
-        let tree = steady(nodes, true, seed, messages);
+        let tree = steady(nodes, true, seed, messages, 0.0);
         let flood = if nodes <= 1_000 {
-            steady(nodes, false, seed, messages)
+            steady(nodes, false, seed, messages, 0.0)
         } else {
             [0, 1, 2].map(|_| Pattern {
                 rmr: f64::NAN,

@@ -444,6 +444,34 @@ impl Simulation {
         }
     }
 
+    /// Takes every Sybil link down (`up` false), or brings up those whose honest end is up.
+    /// A link that comes up is dialled as any other: the engine is told, the Sybil sends
+    /// its first frame.
+    pub fn sybil_links(&mut self, up: bool) {
+        let links: Vec<(usize, usize)> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|&(a, b)| self.is_sybil(a) || self.is_sybil(b))
+            .collect();
+        for (a, b) in links {
+            if up {
+                self.link_up(a, b);
+            } else {
+                self.link_down(a, b);
+            }
+        }
+    }
+
+    /// Tells the Sybils of every author that has published so far, as one connection to
+    /// any honest node would (its first frame, a complete digest, names them all).
+    pub fn sybils_hear_of_authors(&mut self) {
+        let authors: Vec<PublicKey> = self.published.keys().map(|id| id.author).collect();
+        if let Some(brain) = &mut self.sybils {
+            brain.hear_of(authors);
+        }
+    }
+
     /// Gives the Sybils `count` valid envelopes of throwaway authors to flood with.
     pub fn prepare_flood(&mut self, count: usize) {
         let now = self.now;

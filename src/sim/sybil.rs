@@ -183,6 +183,15 @@ impl Sybils {
         self.withholding = true;
     }
 
+    /// Authors the Sybils learn of without a message of theirs (liars lie about them).
+    pub(crate) fn hear_of(&mut self, authors: impl IntoIterator<Item = PublicKey>) {
+        for author in authors {
+            if self.known_authors.insert(author) {
+                self.authors.push(author);
+            }
+        }
+    }
+
     /// The hop at which Sybils first had `id` (for the simulator's hop counts).
     pub(crate) fn hop(&self, id: &MessageId) -> Option<u32> {
         self.held.get(id).map(|(_, hop)| *hop)

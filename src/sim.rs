@@ -444,9 +444,11 @@ impl Simulation {
         }
     }
 
-    /// Takes every Sybil link down (`up` false), or brings up those whose honest end is up.
-    /// A link that comes up is dialled as any other: the engine is told, the Sybil sends
-    /// its first frame.
+    /// Takes every Sybil link down (`up` false), or brings up those whose honest end is up
+    /// on the same side of any partition. A link that comes up is dialled as any other: the
+    /// engine is told, the Sybil sends its first frame. Links taken down come back as any
+    /// other would: with [`Simulation::bring_up`] of their honest end, [`Simulation::heal`],
+    /// or a redial after a lost frame.
     pub fn sybil_links(&mut self, up: bool) {
         let links: Vec<(usize, usize)> = self
             .links

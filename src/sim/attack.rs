@@ -142,7 +142,7 @@ impl AttackScenario {
     /// know every author of the history by then (one connection to any honest node tells
     /// them: its first frame names them all). What the other honest nodes' Sybil links would
     /// do meanwhile does not reach the joiner's catch-up, and simulating it (1,000 messages
-    /// past 24,000 liar links) took five minutes.
+    /// past 24,000 liar links) took 300–620 s.
     pub fn run_late_joiner(&self, with_sybils: bool) -> AttackReport {
         let started = Instant::now();
         let mut sim = Simulation::new(self.sim_config(Attack::Liar, with_sybils));

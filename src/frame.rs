@@ -259,16 +259,24 @@ impl FrameBudget {
     }
 }
 
-/// The encoded size of one tree-control author inside a frame (tag, length, key).
-pub(crate) const CONTROL_AUTHOR_LEN: usize = 34;
+/// The encoded size of a 32-byte author field (tag, length, key): a tree-control author
+/// inside a frame, or a digest's author inside the digest.
+pub(crate) const AUTHOR_FIELD_LEN: usize = 34;
 
 /// The encoded size of a list of tree-control authors inside a frame.
 pub(crate) fn control_authors_len(authors: &[PublicKey]) -> usize {
-    CONTROL_AUTHOR_LEN * authors.len()
+    AUTHOR_FIELD_LEN * authors.len()
 }
 
 fn author_bytes(author: &PublicKey) -> Bytes {
     Bytes::copy_from_slice(author.as_bytes())
+}
+
+/// An author field as a key, or its length if it is not 32 bytes.
+fn author_key(bytes: &[u8]) -> Result<PublicKey, usize> {
+    <[u8; 32]>::try_from(bytes)
+        .map(PublicKey::from_bytes)
+        .map_err(|_| bytes.len())
 }
 
 /// A frame's `graft_authors` or `prune_authors`, checked: 32 bytes each, at most
@@ -282,15 +290,7 @@ fn control_authors(raw: Vec<Bytes>, field: &'static str) -> Result<Vec<PublicKey
         });
     }
     raw.iter()
-        .map(|a| {
-            let key: [u8; 32] = a[..]
-                .try_into()
-                .map_err(|_| FrameError::ControlAuthorLength {
-                    field,
-                    actual: a.len(),
-                })?;
-            Ok(PublicKey::from_bytes(key))
-        })
+        .map(|a| author_key(a).map_err(|actual| FrameError::ControlAuthorLength { field, actual }))
         .collect()
 }
 
@@ -309,7 +309,7 @@ pub(crate) fn digest_len(values: impl IntoIterator<Item = u64>) -> usize {
     } else {
         1 + encoded_len_varint(packed as u64) + packed
     };
-    let inner = 34 + ranges_field;
+    let inner = AUTHOR_FIELD_LEN + ranges_field;
     1 + encoded_len_varint(inner as u64) + inner
 }
 
@@ -334,14 +334,8 @@ fn digests(
     let mut pairs: std::collections::HashMap<PublicKey, Vec<(u64, u64)>> =
         std::collections::HashMap::new();
     for d in raw {
-        let author: [u8; 32] =
-            d.author[..]
-                .try_into()
-                .map_err(|_| FrameError::DigestAuthorLength {
-                    field,
-                    actual: d.author.len(),
-                })?;
-        let author = PublicKey::from_bytes(author);
+        let author = author_key(&d.author)
+            .map_err(|actual| FrameError::DigestAuthorLength { field, actual })?;
         let ranges =
             RangeSet::from_wire(&d.ranges).map_err(|error| FrameError::Ranges { field, error })?;
         let entry = pairs.entry(author).or_insert_with(|| {

@@ -11,7 +11,7 @@ use super::Output;
 use super::ids::IdSets;
 use crate::envelope::Envelope;
 use crate::frame::{
-    CONTROL_AUTHOR_LEN, Digest, Frame, FrameBudget, FrameLimits, MAX_CONTROL_AUTHORS, digest_len,
+    AUTHOR_FIELD_LEN, Digest, Frame, FrameBudget, FrameLimits, MAX_CONTROL_AUTHORS, digest_len,
     envelope_len,
 };
 use crate::keys::PublicKey;
@@ -160,7 +160,7 @@ fn control(c: &Control, frames: &mut Vec<Frame>, limits: &FrameLimits) {
     }
     // Authors (34 bytes each) that fit beside `used` bytes; at least one in a frame of its own
     // (a config's frame holds far more than 34 bytes).
-    let fit = |used: usize| limits.max_frame_size.saturating_sub(used) / CONTROL_AUTHOR_LEN;
+    let fit = |used: usize| limits.max_frame_size.saturating_sub(used) / AUTHOR_FIELD_LEN;
     let mut authors: VecDeque<(bool, PublicKey)> = (c.graft_authors.iter().map(|a| (true, *a)))
         .chain(c.prune_authors.iter().map(|a| (false, *a)))
         .collect();

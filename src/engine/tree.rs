@@ -4,8 +4,9 @@
 //!
 //! [`Tree`] owns every piece of tree state: each link's role, its author links (both ways),
 //! its grace period, the ids a lazy peer announced while they wait for a pushed copy, the
-//! graft deadlines, and the lazy announcement schedule. The engine asks it and carries out what it answers (sending
-//! `prune`, `graft`, wants and announcements); nothing else changes a link's role.
+//! graft deadlines, and the lazy announcement schedule. The engine asks it and carries out
+//! what it answers (sending `prune`, `graft`, wants and announcements); nothing else changes
+//! a link's role.
 //!
 //! Rules, all here:
 //! - the tree is *on* with `eager_push` and `broadcast_tree`; off, no link is ever pruned by
@@ -175,10 +176,10 @@
 //! 2 × 8 × 16 key comparisons; routing a message and [`Tree::trim`] look at each link's
 //! author links, as many; a duplicate at each link's asked ids, as many); deferred ids at
 //! most `max_ranges_per_peer` ranges per link (the lowest ids of an author, then whole
-//! authors, are forgotten beyond it); one graft deadline per link. [`Tree::trim`] looks at every link per new message (as
-//! routing does) and sorts only when a cap is passed: after a trim each class is at its cap,
-//! so a sort covers the links that became unproven since, each of which cost its peer a
-//! connection or a graft, or ended a delivery's proof.
+//! authors, are forgotten beyond it); one graft deadline per link. [`Tree::trim`] looks at
+//! every link per new message (as routing does) and sorts only when a cap is passed: after a
+//! trim each class is at its cap, so a sort covers the links that became unproven since,
+//! each of which cost its peer a connection or a graft, or ended a delivery's proof.
 
 use super::Millis;
 use super::expiring::Expiring;

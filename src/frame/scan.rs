@@ -1,8 +1,8 @@
 //! Counts a frame's entries on the wire, before decoding: envelopes, `have` and `want`
-//! ranges (a digest counts as at least one), and tree-control authors. A frame over a limit is refused having cost one
-//! pass over its bytes and no allocation. Malformed protobuf is left to the decoder, which
-//! refuses it at or before the point where this scan stopped, so it never materialises more
-//! entries than the scan counted.
+//! ranges (a digest counts as at least one), and tree-control authors. A frame over a limit
+//! is refused having cost one pass over its bytes and no allocation. Malformed protobuf is
+//! left to the decoder, which refuses it at or before the point where this scan stopped, so
+//! it never materialises more entries than the scan counted.
 
 use super::{FrameError, FrameLimits, MAX_CONTROL_AUTHORS};
 

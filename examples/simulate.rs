@@ -6,6 +6,7 @@
 //! cargo run --release --example simulate -- sybil   # the attack table (seed 1)
 //! cargo run --release --example simulate -- sybil 2 small   # 100 honest, 400 Sybils
 //! cargo run --release --example simulate -- sybil 1 full sink  # the attacks named so
+//! cargo run --release --example simulate -- sybil 1 small '' tags  # Sybils that read tags
 //! cargo run --release --example simulate -- tree 1000 1      # the tree's steady state only
 //! cargo run --release --example simulate -- tree 10000 1 20  # at 10,000 nodes, 20 messages
 //! cargo run --release --example simulate -- tree 1000 1 100 5  # the same with 5 % of frames lost
@@ -119,12 +120,13 @@ fn steady(nodes: usize, tree: bool, seed: u64, messages: usize, loss: f64) -> [P
 
 /// The attack table: every attack, each beside the same network without Sybils.
 /// `only`: the attacks whose names contain it (empty: every one).
-fn sybil(seed: u64, small: bool, only: String) {
-    let scenario = if small {
+fn sybil(seed: u64, small: bool, only: String, tags: bool) {
+    let mut scenario = if small {
         AttackScenario::small(seed)
     } else {
         AttackScenario::full(seed)
     };
+    scenario.sybils_read_tags = tags;
     println!(
         "attacks: seed {seed}; {} honest nodes, {} Sybils, {} Sybil links per honest node, \
          degree {}, latency 10-100 ms, {} messages",
@@ -167,7 +169,9 @@ fn main() {
         Some("sybil") => {
             let seed = number(1);
             let small = args.next().as_deref() == Some("small");
-            sybil(seed, small, args.next().unwrap_or_default());
+            let only = args.next().unwrap_or_default();
+            let tags = args.next().as_deref() == Some("tags");
+            sybil(seed, small, only, tags);
         }
         Some("tree") => {
             let nodes = number(1_000) as usize;

@@ -27,7 +27,24 @@ impl MessageId {
         out[32..].copy_from_slice(&self.sequence.to_be_bytes());
         out
     }
+
+    /// The id's 8-byte tag (`docs/PROTOCOL.md` §1, "Tags"): the first 8 bytes of
+    /// SHA-256([`TAG_CONTEXT`] ‖ author ‖ sequence as 8 big-endian bytes), read as a
+    /// big-endian integer. A peer that reads tags is announced new ids by their tags alone.
+    pub fn tag(&self) -> u64 {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::new()
+            .chain_update(TAG_CONTEXT)
+            .chain_update(self.to_bytes())
+            .finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        u64::from_be_bytes(first)
+    }
 }
+
+/// The 20 ASCII bytes that start what a tag hashes ([`MessageId::tag`]).
+pub const TAG_CONTEXT: &[u8; 20] = b"secure-gossip/tag/v1";
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

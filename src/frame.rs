@@ -46,6 +46,15 @@ pub struct Frame {
     /// Tree control: "stop pushing these authors' messages to me for an author link" (at
     /// most [`MAX_CONTROL_AUTHORS`]).
     pub prune_authors: Vec<PublicKey>,
+    /// Ids the sender knows, by tag ([`MessageId::tag`](crate::MessageId::tag)): announcements
+    /// only, sent to a peer that set [`Frame::reads_tags`]. Each counts as one `have` range
+    /// against [`FrameLimits::max_have_ranges`].
+    pub have_tags: Vec<u64>,
+    /// Ids the sender asks for, by tag: answered like `want`, with the envelopes the receiver
+    /// holds among them. Each counts as one `want` range.
+    pub want_tags: Vec<u64>,
+    /// "I read `have_tags` and `want_tags`": set on the sender's first frame.
+    pub reads_tags: bool,
 }
 
 /// Most authors in a frame's `graft_authors`, and in its `prune_authors`: more is a
@@ -76,6 +85,9 @@ impl Frame {
             && !self.graft
             && self.graft_authors.is_empty()
             && self.prune_authors.is_empty()
+            && self.have_tags.is_empty()
+            && self.want_tags.is_empty()
+            && !self.reads_tags
     }
 
     /// The canonical protobuf body (without the length prefix).
@@ -94,6 +106,9 @@ impl Frame {
             + 2 * usize::from(self.graft)
             + control_authors_len(&self.graft_authors)
             + control_authors_len(&self.prune_authors)
+            + tags_len(self.have_tags.len())
+            + tags_len(self.want_tags.len())
+            + 2 * usize::from(self.reads_tags)
     }
 
     /// What the frame counts against an outbound queue: its encoded size, or the memory it
@@ -110,7 +125,8 @@ impl Frame {
         let in_memory = size_of::<Frame>()
             + self.messages.len() * size_of::<Envelope>()
             + (self.have.len() + self.want.len()) * size_of::<Digest>()
-            + ranges * 2 * size_of::<(u64, u64)>();
+            + ranges * 2 * size_of::<(u64, u64)>()
+            + (self.have_tags.len() + self.want_tags.len()) * size_of::<u64>();
         self.encoded_len().max(in_memory)
     }
 
@@ -145,15 +161,28 @@ impl Frame {
                 Envelope::try_from(e).map_err(|error| FrameError::Envelope { index, error })
             })
             .collect::<Result<_, _>>()?;
+        let have_room = limits.max_have_ranges.checked_sub(raw.have_tags.len());
+        let want_room = limits.max_want_ranges.checked_sub(raw.want_tags.len());
+        let (Some(have_room), Some(want_room)) = (have_room, want_room) else {
+            let (what, count, max) = if raw.have_tags.len() > limits.max_have_ranges {
+                ("have", raw.have_tags.len(), limits.max_have_ranges)
+            } else {
+                ("want", raw.want_tags.len(), limits.max_want_ranges)
+            };
+            return Err(FrameError::TooMany { what, count, max });
+        };
         Ok(Frame {
             messages,
-            have: digests(raw.have, "have", limits.max_have_ranges)?,
-            want: digests(raw.want, "want", limits.max_want_ranges)?,
+            have: digests(raw.have, "have", have_room)?,
+            want: digests(raw.want, "want", want_room)?,
             complete: raw.complete,
             prune: raw.prune,
             graft: raw.graft,
             graft_authors: control_authors(raw.graft_authors, "graft_authors")?,
             prune_authors: control_authors(raw.prune_authors, "prune_authors")?,
+            have_tags: raw.have_tags,
+            want_tags: raw.want_tags,
+            reads_tags: raw.reads_tags,
         })
     }
 
@@ -171,6 +200,9 @@ impl Frame {
             graft: self.graft,
             graft_authors: self.graft_authors.iter().map(author_bytes).collect(),
             prune_authors: self.prune_authors.iter().map(author_bytes).collect(),
+            have_tags: self.have_tags.clone(),
+            want_tags: self.want_tags.clone(),
+            reads_tags: self.reads_tags,
         }
     }
 }
@@ -292,6 +324,15 @@ fn control_authors(raw: Vec<Bytes>, field: &'static str) -> Result<Vec<PublicKey
     raw.iter()
         .map(|a| author_key(a).map_err(|actual| FrameError::ControlAuthorLength { field, actual }))
         .collect()
+}
+
+/// The encoded size of `count` tags as one packed field (tag, length, 8 bytes each).
+pub(crate) fn tags_len(count: usize) -> usize {
+    if count == 0 {
+        return 0;
+    }
+    let packed = 8 * count;
+    1 + encoded_len_varint(packed as u64) + packed
 }
 
 /// The encoded size of an envelope inside a frame, tag and length included.

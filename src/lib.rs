@@ -115,7 +115,7 @@ pub use config::{Config, ConfigBuilder, ConfigError, PROTOCOL_NAME};
 pub use engine::{
     AuthorFilter, ImportError, PublishError, Stats, Validation, Violation, ViolationKind,
 };
-pub use envelope::{Envelope, EnvelopeError, Message, MessageId, SIGNING_CONTEXT};
+pub use envelope::{Envelope, EnvelopeError, Message, MessageId, SIGNING_CONTEXT, TAG_CONTEXT};
 pub use frame::{Digest, Frame, FrameError, FrameLimits, MAX_CONTROL_AUTHORS};
 pub use keys::{KeyError, Keypair, PublicKey};
 pub use ranges::{RangeError, RangeSet};

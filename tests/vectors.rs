@@ -348,15 +348,8 @@ fn tree_control_vectors_round_trip_and_a_v1_decoder_reads_the_rest() {
     use prost::Message as _;
     let file = load("tree.json");
     for v in file["vectors"].as_array().unwrap() {
-        let name = v["name"].as_str().unwrap();
-        let framed = hex(&v["framed_hex"]);
-        let frame = decode_framed(&framed, &limits()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (name, framed, frame) = decode_with_control(v);
         let d = &v["decoded"];
-        assert_eq!(frame_digests(&frame.have), digests(&d["have"]), "{name}");
-        assert_eq!(frame_digests(&frame.want), digests(&d["want"]), "{name}");
-        assert_eq!(frame.complete, d["complete"].as_bool().unwrap(), "{name}");
-        assert_eq!(frame.prune, d["prune"].as_bool().unwrap(), "{name}");
-        assert_eq!(frame.graft, d["graft"].as_bool().unwrap(), "{name}");
         assert_eq!(frame.graft_authors, keys(&d["graft_authors_hex"]), "{name}");
         assert_eq!(frame.prune_authors, keys(&d["prune_authors_hex"]), "{name}");
         assert_eq!(
@@ -415,5 +408,92 @@ fn tree_control_invalid_vectors_are_violations() {
             other => format!("{other:?}"),
         };
         assert_eq!(got, expected, "{name}");
+    }
+}
+
+/// A vector's name, framed bytes and decoded frame, its digests and flags checked against
+/// `decoded`.
+fn decode_with_control(v: &Value) -> (&str, Vec<u8>, secure_gossip::Frame) {
+    let name = v["name"].as_str().unwrap();
+    let framed = hex(&v["framed_hex"]);
+    let frame = decode_framed(&framed, &limits()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let d = &v["decoded"];
+    assert_eq!(frame_digests(&frame.have), digests(&d["have"]), "{name}");
+    assert_eq!(frame_digests(&frame.want), digests(&d["want"]), "{name}");
+    assert_eq!(frame.complete, d["complete"].as_bool().unwrap(), "{name}");
+    assert_eq!(frame.prune, d["prune"].as_bool().unwrap(), "{name}");
+    assert_eq!(frame.graft, d["graft"].as_bool().unwrap(), "{name}");
+    (name, framed, frame)
+}
+
+fn tag_list(value: &serde_json::Value) -> Vec<u64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn tags_are_reproduced_and_tag_frames_round_trip() {
+    use prost::Message as _;
+    let file = load("tags.json");
+    for v in file["tags"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let id = secure_gossip::MessageId {
+            author: secure_gossip::PublicKey::from_bytes(hex(&v["author_hex"]).try_into().unwrap()),
+            sequence: v["sequence"].as_str().unwrap().parse().unwrap(),
+        };
+        let tag: u64 = v["tag"].as_str().unwrap().parse().unwrap();
+        assert_eq!(id.tag(), tag, "{name}");
+        assert_eq!(tag.to_be_bytes().to_vec(), hex(&v["tag_be_hex"]), "{name}");
+    }
+    for v in file["vectors"].as_array().unwrap() {
+        let (name, framed, frame) = decode_with_control(v);
+        let d = &v["decoded"];
+        assert_eq!(frame.have_tags, tag_list(&d["have_tags"]), "{name}");
+        assert_eq!(frame.want_tags, tag_list(&d["want_tags"]), "{name}");
+        assert_eq!(
+            frame.reads_tags,
+            d["reads_tags"].as_bool().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            encode_frame(&frame),
+            framed,
+            "{name}: canonical re-encoding"
+        );
+        assert_eq!(frame.encoded_len(), frame.encode().len(), "{name}");
+        // A peer without tags skips fields 10 to 12 and reads the rest.
+        let flags = FlagsFrame::decode(&hex(&v["frame_pb_hex"])[..]).unwrap();
+        let without_tags = secure_gossip::Frame {
+            have_tags: Vec::new(),
+            want_tags: Vec::new(),
+            reads_tags: false,
+            ..frame.clone()
+        };
+        assert_eq!(flags.encode_to_vec(), without_tags.encode(), "{name}");
+    }
+}
+
+#[test]
+fn tag_invalid_vectors_are_violations() {
+    let file = load("tags.json");
+    for v in file["invalid"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let mut body = hex(&v["frame_pb_hex"]);
+        let unit = hex(&v["repeat_hex"]);
+        for _ in 0..v["repeat_count"].as_u64().unwrap() {
+            body.extend_from_slice(&unit);
+        }
+        let error = secure_gossip::Frame::decode(&body, &limits()).expect_err(name);
+        assert!(error.is_violation(), "{name}");
+        let got = match &error {
+            secure_gossip::FrameError::TooMany { what, .. } => format!("TooMany {what}"),
+            secure_gossip::FrameError::Decode(_) => "Decode".to_string(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, v["expected_error"].as_str().unwrap(), "{name}");
     }
 }

@@ -12,7 +12,7 @@ use super::ids::IdSets;
 use crate::envelope::Envelope;
 use crate::frame::{
     AUTHOR_FIELD_LEN, Digest, Frame, FrameBudget, FrameLimits, MAX_CONTROL_AUTHORS, digest_len,
-    envelope_len,
+    envelope_len, tags_len,
 };
 use crate::keys::PublicKey;
 use crate::ranges::RangeSet;
@@ -25,6 +25,9 @@ struct Batch {
     control: Control,
     have: IdSets,
     want: IdSets,
+    /// Announcements and wants by tag (`tags.rs`).
+    have_tags: Vec<u64>,
+    want_tags: Vec<u64>,
     messages: Vec<Envelope>,
 }
 
@@ -50,7 +53,8 @@ impl<P: Clone + Ord> Batcher<P> {
         }
     }
 
-    /// A complete `have`: `digest` is everything the node knows.
+    /// A complete `have`: `digest` is everything the node knows. Its first frame says that
+    /// this node reads tags.
     pub(crate) fn complete(&mut self, peer: &P, digest: Vec<Digest>) {
         let pending = self.pending.entry(peer.clone()).or_default();
         pending.complete = true;
@@ -114,6 +118,18 @@ impl<P: Clone + Ord> Batcher<P> {
             author,
             ranges,
         );
+    }
+
+    /// Announcements by tag.
+    pub(crate) fn have_tags(&mut self, peer: &P, tags: &[u64]) {
+        let pending = self.pending.entry(peer.clone()).or_default();
+        pending.have_tags.extend_from_slice(tags);
+    }
+
+    /// Wants by tag.
+    pub(crate) fn want_tags(&mut self, peer: &P, tags: &[u64]) {
+        let pending = self.pending.entry(peer.clone()).or_default();
+        pending.want_tags.extend_from_slice(tags);
     }
 
     pub(crate) fn want(&mut self, peer: &P, author: &PublicKey, ranges: &RangeSet) {
@@ -249,13 +265,25 @@ impl<'a> DigestCutter<'a> {
 }
 
 fn digest_frames(pending: &Batch, limits: &FrameLimits) -> Vec<Frame> {
-    if pending.have.is_empty() && pending.want.is_empty() && !pending.complete {
+    if pending.have.is_empty()
+        && pending.want.is_empty()
+        && pending.have_tags.is_empty()
+        && pending.want_tags.is_empty()
+        && !pending.complete
+    {
         return Vec::new();
     }
     let room = FrameBudget::frame(limits).bytes();
     let mut frames = Vec::new();
     let mut have = DigestCutter::new(&pending.have);
     let mut want = DigestCutter::new(&pending.want);
+    let (mut have_tags, mut want_tags) = (&pending.have_tags[..], &pending.want_tags[..]);
+    // Tags that fit beside `bytes` and `ranges` (a packed field's tag and length take at most
+    // `TAGS_HEADER` bytes).
+    const TAGS_HEADER: usize = 11;
+    let tags_room = |bytes: usize, ranges: usize, max_ranges: usize| {
+        (room.saturating_sub(bytes + TAGS_HEADER) / 8).min(max_ranges.saturating_sub(ranges))
+    };
     loop {
         let mut frame = Frame::default();
         let (mut bytes, mut have_ranges, mut want_ranges) = (0, 0, 0);
@@ -269,17 +297,29 @@ fn digest_frames(pending: &Batch, limits: &FrameLimits) -> Vec<Frame> {
             want_ranges += d.ranges.range_count();
             frame.want.push(d);
         }
-        let empty = frame.have.is_empty() && frame.want.is_empty();
+        let n = tags_room(bytes, have_ranges, limits.max_have_ranges).min(have_tags.len());
+        frame.have_tags = have_tags[..n].to_vec();
+        have_tags = &have_tags[n..];
+        bytes += tags_len(n);
+        let n = tags_room(bytes, want_ranges, limits.max_want_ranges).min(want_tags.len());
+        frame.want_tags = want_tags[..n].to_vec();
+        want_tags = &want_tags[n..];
+        let empty = frame.have.is_empty()
+            && frame.want.is_empty()
+            && frame.have_tags.is_empty()
+            && frame.want_tags.is_empty();
         frames.push(frame);
         // A fresh frame always takes at least one range (a config's frame fits one
         // envelope, so one range); stop rather than loop if that ever fails.
-        if (have.done() && want.done()) || empty {
+        let done = have.done() && want.done() && have_tags.is_empty() && want_tags.is_empty();
+        if done || empty {
             break;
         }
     }
-    // `complete` only when the whole digest went in one frame.
-    if pending.complete && frames.len() == 1 {
-        frames[0].complete = true;
+    if pending.complete {
+        // `complete` only when the whole digest went in one frame.
+        frames[0].complete = frames.len() == 1;
+        frames[0].reads_tags = true;
     }
     frames
 }

@@ -89,6 +89,8 @@ pub enum Timer {
     Want,
     /// The earliest graft deadline of a lazy peer's deferred announcements (`tree.rs`).
     Graft,
+    /// The next step of a tag announced to this node whose id it lacks (`tags.rs`).
+    Tag,
     /// The next held message to age out (`store.rs`).
     Expiry,
     /// The next verdict past `validation_timeout` (`validation.rs`).
@@ -99,11 +101,12 @@ pub enum Timer {
 
 impl Timer {
     /// Every timer, in firing order.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 8] = [
         Timer::Round,
         Timer::LazyAnnounce,
         Timer::Want,
         Timer::Graft,
+        Timer::Tag,
         Timer::Expiry,
         Timer::Validation,
         Timer::Ban,

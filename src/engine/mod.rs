@@ -30,7 +30,8 @@
 //! # Where each rule lives
 //!
 //! Components that own their state, one file each, whose headers list their rules:
-//! `tree.rs` (eager and lazy links, grafts, lazy announcements), `wants.rs` (outstanding
+//! `tree.rs` (eager and lazy links, grafts, lazy announcements), `tags.rs` (announcements
+//! by tag: the index of recent ids, pending tags), `wants.rs` (outstanding
 //! wants, backlogs and whom a want goes to next), `round.rs` (rounds and what each peer is
 //! announced), `knowledge.rs` (the connected peers and what each is believed to know),
 //! `congestion.rs` (peers whose queue overflowed), `resync.rs` (the resync budget),
@@ -59,6 +60,7 @@ mod resync;
 mod round;
 mod skew;
 mod store;
+mod tags;
 mod tree;
 mod validation;
 mod violators;
@@ -126,6 +128,8 @@ pub struct Engine<P> {
     beliefs: Beliefs<P>,
     wants: Wants<P>,
     tree: Tree<P>,
+    /// Announcements by tag: the index of recent ids, readers, pending tags (`tags.rs`).
+    tags: tags::Tags<P>,
     rounds: Rounds<P>,
     congestion: Congestion<P>,
     resyncs: Resyncs<P>,
@@ -208,6 +212,7 @@ impl<P: Clone + Ord> Engine<P> {
                 announce_delay: millis(config.announce_delay),
                 max_deferred_ranges: config.max_ranges_per_peer,
             }),
+            tags: tags::Tags::new(millis(config.graft_timeout), millis(config.want_timeout)),
             rounds: Rounds::new(
                 config.gossip_interval.map(millis),
                 config.max_have_ranges_per_frame,
@@ -337,6 +342,7 @@ impl<P: Clone + Ord> Engine<P> {
             Timer::LazyAnnounce => self.tree.next_announce(),
             Timer::Want => self.wants.next_deadline(),
             Timer::Graft => self.tree.next_graft(),
+            Timer::Tag => self.tags.next_timer(),
             // Messages age by wall time: the store's deadline, in engine time.
             Timer::Expiry => self
                 .store
@@ -451,6 +457,7 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// Fires every timer due at `now`, in [`Timer::ALL`]'s order.
     fn on_timeout(&mut self, now: Millis) {
+        self.tags.expire(now);
         for timer in Timer::ALL {
             if self.timer(timer).is_some_and(|t| t <= now) {
                 self.fire(timer, now);
@@ -467,6 +474,7 @@ impl<P: Clone + Ord> Engine<P> {
             Timer::LazyAnnounce => self.announce_to_lazy(),
             Timer::Want => self.retry_wants(now),
             Timer::Graft => self.graft_due(now),
+            Timer::Tag => self.tags_due(now),
             Timer::Expiry => {
                 for id in self.store.expire(self.wall(now)) {
                     self.authors.aged_out(&id.author, id.sequence);
@@ -642,6 +650,7 @@ impl<P: Clone + Ord> Engine<P> {
         if self.beliefs.disconnected(peer) {
             self.authors.set_peers(self.beliefs.len());
             self.tree.disconnected(peer, now);
+            self.tags.disconnected(peer);
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
@@ -680,6 +689,12 @@ impl<P: Clone + Ord> Engine<P> {
             if self.store.holds(author, s) {
                 self.rounds
                     .queue(peer, author, ids::Ids::One(s), &self.store);
+            }
+        }
+        for id in frame.have_tags.iter().filter_map(|t| self.tags.resolve(*t)) {
+            if self.store.holds(&id.author, id.sequence) {
+                self.rounds
+                    .queue(peer, &id.author, ids::Ids::One(id.sequence), &self.store);
             }
         }
         for digest in &frame.have {
@@ -737,7 +752,7 @@ impl<P: Clone + Ord> Engine<P> {
     fn round_peer(&mut self, peer: &P) {
         if let Some(state) = self.beliefs.get(peer) {
             self.rounds
-                .run(peer, &self.store, &state.has, &mut self.batcher);
+                .run(peer, &self.store, &state.has, &self.tags, &mut self.batcher);
         }
     }
 
@@ -761,6 +776,7 @@ impl<P: Clone + Ord> Engine<P> {
         self.validations.check_invariants();
         self.beliefs.check_invariants();
         self.tree.check_invariants();
+        self.tags.check_invariants();
         self.rounds.check_invariants();
         self.skew.check_invariants(self.beliefs.len());
         for author in self.store.authors_holding() {

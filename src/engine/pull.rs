@@ -147,6 +147,80 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
+    /// A `have_tags` from `peer` (`tags.rs`): a tag the index resolves is an announcement of
+    /// its id, as in a `have`; the others are kept pending, and asked for at the tag timer
+    /// (after `graft_timeout` over a lazy link), or of `peer` at once over an eager one.
+    pub(super) fn on_have_tags(&mut self, peer: &P, tags: &[u64], now: Millis) {
+        if tags.is_empty() {
+            return;
+        }
+        let defer = self.tree.defers(peer);
+        let mut known: IdSets = IdSets::new();
+        let mut ask = Vec::new();
+        for &tag in tags {
+            match self.tags.resolve(tag) {
+                Some(id) => {
+                    known.entry(id.author).or_default().insert(id.sequence);
+                }
+                None => {
+                    if self.tags.announced(peer, tag, defer, now) {
+                        ask.push(tag);
+                    }
+                }
+            }
+        }
+        if !ask.is_empty() {
+            self.batcher.want_tags(peer, &ask);
+        }
+        for (author, ids) in known {
+            // Accepted lately, so known here: the peer has them.
+            self.record_announced(peer, &author, &ids);
+        }
+    }
+
+    /// A frame's `want` with its `want_tags` added, as the ids the index resolves them to (a
+    /// tag it does not resolve is ignored, as an id not held): one want, answered with one
+    /// frame.
+    pub(super) fn with_tag_wants(&self, mut want: Vec<Digest>, tags: &[u64]) -> Vec<Digest> {
+        if tags.is_empty() {
+            return want;
+        }
+        let mut ids: IdSets = IdSets::new();
+        for id in tags.iter().filter_map(|t| self.tags.resolve(*t)) {
+            ids.entry(id.author).or_default().insert(id.sequence);
+        }
+        for (author, ranges) in ids {
+            match want.iter_mut().find(|d| d.author == author) {
+                Some(d) => d.ranges.union_with(&ranges),
+                None => want.push(Digest { author, ranges }),
+            }
+        }
+        want
+    }
+
+    /// The tag timer (`tags.rs`): tags still pending are asked of the announcer it names,
+    /// which is grafted over a lazy link as for an announced id (`graft_due`); a peer that
+    /// let one lapse has failed, as for a want.
+    pub(super) fn tags_due(&mut self, now: Millis) {
+        let records = &self.records;
+        let due = self.tags.due(now, |p| records.standing(p));
+        for peer in due.lapsed {
+            self.wants.strike(&peer);
+            self.records.failed(&peer, now);
+        }
+        for (peer, tags) in due.asks {
+            if !self.beliefs.contains(&peer) {
+                continue;
+            }
+            self.batcher.want_tags(&peer, &tags);
+            if self.tree.defers(&peer) {
+                self.batcher.graft(&peer, None);
+                self.tree.grafted_tag(&peer, tags[0], None, now);
+                self.stats.grafts += 1;
+            }
+        }
+    }
+
     /// `peer` announced `ids` of `author`: they are known there, if the author is one this
     /// node keeps knowledge of.
     fn record_announced(&mut self, peer: &P, author: &PublicKey, ids: &RangeSet) {

@@ -85,7 +85,13 @@ impl<P: Clone + Ord> Engine<P> {
             graft,
             graft_authors,
             prune_authors,
+            have_tags,
+            want_tags,
+            reads_tags,
         } = frame;
+        if reads_tags {
+            self.tags.reads(&peer);
+        }
         let control = Control {
             prune,
             graft,
@@ -126,6 +132,8 @@ impl<P: Clone + Ord> Engine<P> {
             self.ask_rest(&peer, &progress);
         }
         self.on_have(&peer, have, complete, now);
+        self.on_have_tags(&peer, &have_tags, now);
+        let want = self.with_tag_wants(want, &want_tags);
         self.on_want(&peer, want);
         self.top_up(&peer, now);
         if self.rounds.first_frame(&peer) {
@@ -246,7 +254,10 @@ impl<P: Clone + Ord> Engine<P> {
                     self.stats.too_new += u64::from(skip == Skip::TooNew);
                     self.refused(from, &id);
                 }
-                Skip::Filtered => self.stats.filtered += 1,
+                Skip::Filtered => {
+                    self.stats.filtered += 1;
+                    self.tags.refused(&id, now);
+                }
                 Skip::NoRoomForAuthor => self.stats.authors_full += 1,
                 Skip::TooFragmented => self.stats.too_fragmented += 1,
             }
@@ -394,7 +405,16 @@ impl<P: Clone + Ord> Engine<P> {
         let id = envelope.id();
         self.authors
             .accepted(&id.author, id.sequence, envelope.timestamp());
-        let asked_of = self.wants.received(&id.author, id.sequence);
+        let mut asked_of = self.wants.received(&id.author, id.sequence);
+        if let Some(resolved) = self.tags.accepted(&id, now) {
+            // Those that announced it by tag have it; one it was asked of by tag answered.
+            for peer in &resolved.announcers {
+                self.peer_has(peer, &id);
+            }
+            if asked_of.is_none() {
+                asked_of = from.filter(|f| resolved.asked.contains(f)).cloned();
+            }
+        }
         // Our own message from an earlier run: never reuse its sequence.
         if id.author == self.me && self.next_sequence.is_some_and(|n| n <= id.sequence) {
             self.next_sequence = id.sequence.checked_add(1);
@@ -439,6 +459,13 @@ impl<P: Clone + Ord> Engine<P> {
         }
         for peer in demoted {
             self.send_prune(&peer, None);
+        }
+        if self.tree.is_on() {
+            // Every peer that reads tags; of those that do not, a bounded few (`tags.rs`).
+            let (readers, others): (Vec<P>, Vec<P>) =
+                lazy.into_iter().partition(|p| self.tags.is_reader(p));
+            lazy = readers;
+            lazy.extend(self.tags.digest_turn(others));
         }
         for peer in lazy {
             self.rounds

@@ -12,7 +12,8 @@
 //!   ahead of its pushed copy, and graft links for nothing). Lazy announcements (`tree.rs`)
 //!   are rounds of the peers they are due for;
 //! - each peer has a queue of ids accepted since its last round that it may lack. A round
-//!   sends it a `have` of those it is not known to have and that are still held. Nothing
+//!   sends it a `have` of those it is not known to have and that are still held (by tag
+//!   where `tags.rs` says so). Nothing
 //!   new, nothing sent: the work is proportional to what is new;
 //! - a peer whose first frame (its complete digest) has not arrived is skipped: the digest
 //!   is on its way and would make the announcements redundant. The skipped round runs when
@@ -29,6 +30,7 @@ use super::batch::Batcher;
 use super::ids::{IdSets, Ids};
 use super::knowledge::Knowledge;
 use super::store::Store;
+use super::tags::Tags;
 use crate::keys::PublicKey;
 use std::collections::BTreeMap;
 
@@ -231,6 +233,7 @@ impl<P: Clone + Ord> Rounds<P> {
         peer: &P,
         store: &Store<P>,
         has: &Knowledge,
+        tags: &Tags<P>,
         batcher: &mut Batcher<P>,
     ) {
         let Some(queued) = self.take_round(peer) else {
@@ -241,8 +244,13 @@ impl<P: Clone + Ord> Rounds<P> {
                 continue;
             };
             let lacking = has.lacking(&author, &ids.intersection(held));
-            if !lacking.is_empty() {
-                batcher.have(peer, &author, &lacking);
+            if lacking.is_empty() {
+                continue;
+            }
+            // By tag where the peer reads them and the ids are recent (`tags.rs`).
+            match tags.encode(peer, &author, &lacking) {
+                Some(tags) => batcher.have_tags(peer, &tags),
+                None => batcher.have(peer, &author, &lacking),
             }
         }
     }

@@ -306,7 +306,8 @@ struct Link {
     /// [`SUSPECT_MS`] from its graft (at most [`MAX_PENDING`]; an ended one, else the oldest,
     /// makes room): if one comes in answer to a want, this link withheld it and becomes
     /// suspect ([`Tree::arrived`]).
-    pending: Vec<(MessageId, Millis)>,
+    /// By tag ([`MessageId::tag`]): a graft for an id announced by tag knows only its tag.
+    pending: Vec<(u64, Millis)>,
     /// The peer sent a frame on this connection.
     heard: bool,
     /// Messages pushed over the link past its grace while the peer had sent nothing (up to
@@ -394,8 +395,8 @@ impl Link {
         self.asked.len() < before
     }
 
-    /// `id` was grafted for while this link was eager, until `until`.
-    fn mark_pending(&mut self, id: MessageId, until: Millis, now: Millis) {
+    /// The id of `tag` was grafted for while this link was eager, until `until`.
+    fn mark_pending(&mut self, tag: u64, until: Millis, now: Millis) {
         if self.pending.len() >= MAX_PENDING {
             // An ended mark goes first, else the one that ends soonest (the oldest).
             let at = (0..self.pending.len())
@@ -403,7 +404,7 @@ impl Link {
                 .expect("full");
             self.pending.swap_remove(at);
         }
-        self.pending.push((id, until));
+        self.pending.push((tag, until));
     }
 }
 
@@ -922,6 +923,17 @@ impl<P: Clone + Ord> Tree<P> {
         asked: Option<&MessageId>,
         now: Millis,
     ) {
+        self.grafted_tag(peer, missing.tag(), asked, now);
+    }
+
+    /// [`Tree::grafted`] for an id this node knows only by its tag (announced by tag).
+    pub(crate) fn grafted_tag(
+        &mut self,
+        peer: &P,
+        missing: u64,
+        asked: Option<&MessageId>,
+        now: Millis,
+    ) {
         if let Some(link) = self.links.get_mut(peer) {
             link.trim_grace_until = now.saturating_add(self.config.grace);
             link.graft(self.config.grace, now);
@@ -936,7 +948,7 @@ impl<P: Clone + Ord> Tree<P> {
         let mut marked = false;
         for (p, link) in self.links.iter_mut() {
             if p != peer && link.role == Role::Eager && now >= link.grace_until {
-                link.mark_pending(*missing, until, now);
+                link.mark_pending(missing, until, now);
                 marked = true;
             }
         }
@@ -953,8 +965,9 @@ impl<P: Clone + Ord> Tree<P> {
         if now >= self.pendings_until {
             return;
         }
+        let tag = id.tag();
         for (p, link) in self.links.iter_mut() {
-            let Some(at) = link.pending.iter().position(|(pending, _)| pending == id) else {
+            let Some(at) = link.pending.iter().position(|(pending, _)| *pending == tag) else {
                 continue;
             };
             let (_, until) = link.pending.swap_remove(at);

@@ -1,5 +1,5 @@
 //! Counts a frame's entries on the wire, before decoding: envelopes, `have` and `want`
-//! ranges (a digest counts as at least one), and tree-control authors. A frame over a limit
+//! ranges (a digest counts as at least one, a tag as one), and tree-control authors. A frame over a limit
 //! is refused having cost one pass over its bytes and no allocation. Malformed protobuf is
 //! left to the decoder, which refuses it at or before the point where this scan stopped, so
 //! it never materialises more entries than the scan counted.
@@ -19,27 +19,29 @@ pub(super) fn check_counts(body: &[u8], limits: &FrameLimits) -> Result<(), Fram
         let Some((field, wire)) = r.key() else {
             return Ok(());
         };
-        if wire != 2 {
+        // A tag, unpacked (a decoder accepts both forms of a repeated scalar).
+        let unpacked_tag = wire == 1 && matches!(field, 10 | 11);
+        if wire != 2 && !unpacked_tag {
             if r.skip(field, wire, 0).is_none() {
                 return Ok(());
             }
             continue;
         }
-        let Some(value) = r.bytes() else {
+        let Some(value) = (if unpacked_tag { r.take(8) } else { r.bytes() }) else {
             return Ok(());
         };
         let (count, max, what) = match field {
             1 => (&mut messages, limits.max_messages, "messages"),
-            2 => (&mut have, limits.max_have_ranges, "have"),
-            3 => (&mut want, limits.max_want_ranges, "want"),
+            2 | 10 => (&mut have, limits.max_have_ranges, "have"),
+            3 | 11 => (&mut want, limits.max_want_ranges, "want"),
             8 => (&mut grafts, MAX_CONTROL_AUTHORS, "graft_authors"),
             9 => (&mut prunes, MAX_CONTROL_AUTHORS, "prune_authors"),
             _ => continue,
         };
-        *count += if matches!(field, 2 | 3) {
-            digest_ranges(value)
-        } else {
-            1
+        *count += match field {
+            2 | 3 => digest_ranges(value),
+            10 | 11 if !unpacked_tag => value.len().div_ceil(8),
+            _ => 1,
         };
         if *count > max {
             return Err(FrameError::TooMany {
@@ -177,6 +179,30 @@ mod tests {
         // Packed ranges count as pairs: 8 values are 4 ranges, within the limit.
         let packed = [0x12, 0x0a, 0x12, 0x08, 1, 2, 4, 5, 7, 8, 10, 11];
         assert!(check_counts(&packed, &LIMITS).is_ok());
+        // Tags count one each, packed (8 bytes each) or not.
+        let mut tags = vec![0x52, 40];
+        tags.extend([7u8; 40]);
+        assert!(matches!(
+            check_counts(&tags, &LIMITS),
+            Err(FrameError::TooMany {
+                what: "have",
+                count: 5,
+                ..
+            })
+        ));
+        let mut unpacked = Vec::new();
+        for _ in 0..5 {
+            unpacked.push(0x59);
+            unpacked.extend([7u8; 8]);
+        }
+        assert!(matches!(
+            check_counts(&unpacked, &LIMITS),
+            Err(FrameError::TooMany {
+                what: "want",
+                count: 5,
+                ..
+            })
+        ));
         assert!(
             check_counts(&[0xff], &LIMITS).is_ok(),
             "malformed: left to the decoder"

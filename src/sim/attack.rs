@@ -32,6 +32,9 @@ pub struct AttackScenario {
     pub engine: Config,
     /// The seed.
     pub seed: u64,
+    /// Whether the Sybils read tags ([`SybilConfig::reads_tags`]; by default they do not, so
+    /// honest nodes announce to them as digests).
+    pub sybils_read_tags: bool,
 }
 
 impl AttackScenario {
@@ -46,6 +49,7 @@ impl AttackScenario {
             messages: 200,
             engine: Config::default(),
             seed,
+            sybils_read_tags: false,
         }
     }
 
@@ -77,6 +81,7 @@ impl AttackScenario {
                 attack,
                 target: self.target(),
                 flood_per_tick: 4,
+                reads_tags: self.sybils_read_tags,
             }),
             single_link: (attack == Attack::Eclipse).then(|| self.target()),
             ..SimConfig::default()

@@ -115,6 +115,9 @@ pub struct SybilConfig {
     pub target: usize,
     /// Throwaway-author envelopes each honest node is pushed per tick ([`Attack::Flood`]).
     pub flood_per_tick: usize,
+    /// Whether the Sybils set `reads_tags` (honest nodes then announce to them by tag, 8
+    /// bytes an id instead of about 54). An attacker that wants honest bytes spent does not.
+    pub reads_tags: bool,
 }
 
 /// How often the brain acts on its own (announcements, control frames, floods).
@@ -225,6 +228,7 @@ impl Sybils {
         }
         let mut frame = Frame {
             complete: true,
+            reads_tags: self.config.reads_tags,
             ..Frame::default()
         };
         if attack.lies() {

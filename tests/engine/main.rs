@@ -9,6 +9,7 @@ mod basics;
 mod durable;
 mod pull;
 mod retention;
+mod tags;
 mod tree;
 mod validation;
 mod want_turns;

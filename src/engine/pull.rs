@@ -49,6 +49,11 @@ use crate::ranges::RangeSet;
 /// a liar's made-up ids cost one want per 16 s.
 pub(crate) const MAX_FAILED_TIMEOUTS: Millis = 16;
 
+/// The most ids of one author a lazy peer's announcement may leave missing at the graft
+/// timer for its peer to be grafted (`graft_due`): a tree repair is a few messages that the
+/// eager links did not bring; more is a catch-up (pulled by wants) or a claim of everything.
+pub(crate) const MAX_REPAIR_IDS: u64 = 64;
+
 impl<P: Clone + Ord> Engine<P> {
     /// A `have` from `peer`. Its ids are recorded as known there (for tracked or pulled
     /// authors). A complete one, if the resync budget allows, is answered with what the peer
@@ -124,6 +129,13 @@ impl<P: Clone + Ord> Engine<P> {
                 let Some((first, _)) = unknown.ranges().next() else {
                     continue;
                 };
+                if unknown.len() > MAX_REPAIR_IDS {
+                    // More than a tree repair: a catch-up, or a liar's `[1, u64::MAX]`.
+                    // Wanted, not grafted: grafting it would make the link eager, and push
+                    // every new message to a peer that claims to hold everything.
+                    self.want_from(&peer, &author, &unknown, now);
+                    continue;
+                }
                 let id = MessageId {
                     author,
                     sequence: first,

@@ -317,9 +317,12 @@ fn digest_frames(pending: &Batch, limits: &FrameLimits) -> Vec<Frame> {
         }
     }
     if pending.complete {
-        // `complete` only when the whole digest went in one frame.
+        // `complete` only when the whole digest went in one frame; every frame of it says
+        // that this node reads tags (one that is dropped must not take that with it).
         frames[0].complete = frames.len() == 1;
-        frames[0].reads_tags = true;
+        for frame in &mut frames {
+            frame.reads_tags = true;
+        }
     }
     frames
 }

@@ -650,7 +650,10 @@ impl<P: Clone + Ord> Engine<P> {
         if self.beliefs.disconnected(peer) {
             self.authors.set_peers(self.beliefs.len());
             self.tree.disconnected(peer, now);
-            self.tags.disconnected(peer);
+            if self.tags.disconnected(peer, now) {
+                // It left with a want by tag of it outstanding: as one that lapsed.
+                self.records.failed(peer, now);
+            }
             self.rounds.disconnected(peer);
             self.congestion.disconnected(peer);
             self.skew.disconnected(peer);
@@ -678,6 +681,7 @@ impl<P: Clone + Ord> Engine<P> {
         let now = self.rounds.clock();
         let deadline = now.saturating_add(millis(self.config.want_timeout));
         self.wants.wants_dropped(peer, &frame.want, deadline);
+        self.tags.want_dropped(peer, &frame.want_tags, now);
         let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };

@@ -161,12 +161,15 @@ impl<P: Clone + Ord> Engine<P> {
 
     /// A `have_tags` from `peer` (`tags.rs`): a tag the index resolves is an announcement of
     /// its id, as in a `have`; the others are kept pending, and asked for at the tag timer
-    /// (after `graft_timeout` over a lazy link), or of `peer` at once over an eager one.
+    /// (after `graft_timeout` with the tree on), or of `peer` at once without the tree.
     pub(super) fn on_have_tags(&mut self, peer: &P, tags: &[u64], now: Millis) {
         if tags.is_empty() {
             return;
         }
-        let defer = self.tree.defers(peer);
+        // With the tree on, a tag waits for a pushed copy over any link: an eager peer that
+        // announces instead of pushing holds the link lazy (asking at once, on the benchmark
+        // tree of one author, doubled the duplicates: RMR 0.095 -> 0.216).
+        let defer = self.tree.is_on();
         let mut known: IdSets = IdSets::new();
         let mut ask = Vec::new();
         for &tag in tags {
@@ -198,16 +201,15 @@ impl<P: Clone + Ord> Engine<P> {
             return want;
         }
         let mut ids: IdSets = IdSets::new();
+        for d in want.drain(..) {
+            ids.entry(d.author).or_default().union_with(&d.ranges);
+        }
         for id in tags.iter().filter_map(|t| self.tags.resolve(*t)) {
             ids.entry(id.author).or_default().insert(id.sequence);
         }
-        for (author, ranges) in ids {
-            match want.iter_mut().find(|d| d.author == author) {
-                Some(d) => d.ranges.union_with(&ranges),
-                None => want.push(Digest { author, ranges }),
-            }
-        }
-        want
+        ids.into_iter()
+            .map(|(author, ranges)| Digest { author, ranges })
+            .collect()
     }
 
     /// The tag timer (`tags.rs`): tags still pending are asked of the announcer it names,

@@ -209,8 +209,10 @@ impl<P: Clone + Ord> Engine<P> {
                     self.wants.probe_answered(from, &id);
                 }
             }
+            let answered_tag = self.tag_resolved(&id, Some(from), None);
             let answered = self.wants.received(&id.author, id.sequence).as_ref() == Some(from)
-                || self.wants.was_tried(from, &id.author, id.sequence);
+                || self.wants.was_tried(from, &id.author, id.sequence)
+                || answered_tag;
             let (redundant, slower) = self.tree.on_duplicate(from, &id, answered, now);
             if let Some(other) = slower {
                 self.batcher.end_author(&other, &id.author);
@@ -256,7 +258,7 @@ impl<P: Clone + Ord> Engine<P> {
                 }
                 Skip::Filtered => {
                     self.stats.filtered += 1;
-                    self.tags.refused(&id, now);
+                    self.tags.refused(&id);
                 }
                 Skip::NoRoomForAuthor => self.stats.authors_full += 1,
                 Skip::TooFragmented => self.stats.too_fragmented += 1,
@@ -275,7 +277,10 @@ impl<P: Clone + Ord> Engine<P> {
         // 6. Track the author, then deliver, and store and forward (7: after the
         //    application's verdict, with `validate_messages`; `validation.rs`).
         self.wants.probe_answered(from, &id);
+        let held_before = self.store.held(&id.author).is_some();
         self.admit(&id.author, &introducer, now);
+        // Known from now on (with validation too): its pending tag ends (`tags.rs`).
+        let answered_tag = self.tag_resolved(&id, Some(from), Some(now));
         self.deliver(&envelope, from);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
@@ -289,7 +294,17 @@ impl<P: Clone + Ord> Engine<P> {
             self.tree.proved(from, now);
             self.store_and_forward(envelope, Some(from), now)
         };
-        let answered = asked_of.as_ref() == Some(from);
+        let answered = asked_of.as_ref() == Some(from) || answered_tag;
+        if answered_tag && held_before {
+            // A repair by tag: the answerer is asked for the author's new messages whatever
+            // the link's role, as a graft for an announced id asks (`graft_due`; not for a
+            // new author, nor of a peer that failed).
+            if self.records.standing(from) != super::record::Standing::Failed
+                && self.batcher.graft(from, Some(&id.author))
+            {
+                self.tree.ask_author(from, &id);
+            }
+        }
         // A grafted id that comes in answer to a want was withheld by the eager links of the
         // graft (with validation: when it comes, not at the verdict).
         self.tree.arrived(&id, from, answered, now);
@@ -371,6 +386,23 @@ impl<P: Clone + Ord> Engine<P> {
         }
     }
 
+    /// `id` became known (`index_at`: accepted, or held for a verdict, then, so it is
+    /// indexed; `None`: it arrived again): its pending tag ends and its announcers are known
+    /// to have it (`tags.rs`). Returns whether it had been asked of `from` by tag.
+    fn tag_resolved(&mut self, id: &MessageId, from: Option<&P>, index_at: Option<Millis>) -> bool {
+        let resolved = match index_at {
+            Some(now) => self.tags.accepted(id, now),
+            None => self.tags.known(id),
+        };
+        let Some(resolved) = resolved else {
+            return false;
+        };
+        for peer in &resolved.announcers {
+            self.peer_has(peer, id);
+        }
+        from.is_some_and(|f| resolved.asked.contains(f))
+    }
+
     /// Records that `peer` has `id`, if its author is one this node tracks or is pulling
     /// (nothing is kept for other authors).
     pub(super) fn peer_has(&mut self, peer: &P, id: &MessageId) {
@@ -406,14 +438,8 @@ impl<P: Clone + Ord> Engine<P> {
         self.authors
             .accepted(&id.author, id.sequence, envelope.timestamp());
         let mut asked_of = self.wants.received(&id.author, id.sequence);
-        if let Some(resolved) = self.tags.accepted(&id, now) {
-            // Those that announced it by tag have it; one it was asked of by tag answered.
-            for peer in &resolved.announcers {
-                self.peer_has(peer, &id);
-            }
-            if asked_of.is_none() {
-                asked_of = from.filter(|f| resolved.asked.contains(f)).cloned();
-            }
+        if self.tag_resolved(&id, from, Some(now)) && asked_of.is_none() {
+            asked_of = from.cloned();
         }
         // Our own message from an earlier run: never reuse its sequence.
         if id.author == self.me && self.next_sequence.is_some_and(|n| n <= id.sequence) {
@@ -459,13 +485,6 @@ impl<P: Clone + Ord> Engine<P> {
         }
         for peer in demoted {
             self.send_prune(&peer, None);
-        }
-        if self.tree.is_on() {
-            // Every peer that reads tags; of those that do not, a bounded few (`tags.rs`).
-            let (readers, others): (Vec<P>, Vec<P>) =
-                lazy.into_iter().partition(|p| self.tags.is_reader(p));
-            lazy = readers;
-            lazy.extend(self.tags.digest_turn(others));
         }
         for peer in lazy {
             self.rounds

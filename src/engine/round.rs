@@ -239,6 +239,7 @@ impl<P: Clone + Ord> Rounds<P> {
         let Some(queued) = self.take_round(peer) else {
             return;
         };
+        let mut tag_room = super::tags::MAX_TAGS_PER_ROUND;
         for (author, ids) in queued {
             let Some(held) = store.held(&author) else {
                 continue;
@@ -248,7 +249,7 @@ impl<P: Clone + Ord> Rounds<P> {
                 continue;
             }
             // By tag where the peer reads them and the ids are recent (`tags.rs`).
-            match tags.encode(peer, &author, &lacking) {
+            match tags.encode(peer, &author, &lacking, &mut tag_room) {
                 Some(tags) => batcher.have_tags(peer, &tags),
                 None => batcher.have(peer, &author, &lacking),
             }

@@ -14,31 +14,34 @@
 //!   digests, catch-up, ranges) goes as digests. A peer that never sets `reads_tags` (a
 //!   peer that predates tags) is never sent one;
 //! - an announced tag the index resolves is an announcement of its id, handled as any
-//!   ([`Tags::resolve`]). One it does not resolve is kept as *pending*, with its announcers
-//!   (at most [`MAX_ANNOUNCERS`]): each peer has at most [`MAX_PENDING_PER_PEER`] pending
-//!   tags (more are ignored), so what k peers can make this node keep is k times that,
-//!   whatever they send;
-//! - a pending tag waits `graft_timeout` from its first announcement over a lazy link (a
-//!   pushed copy usually follows); an announcement over an eager link, while it waits, has
-//!   it asked of that peer at once. Otherwise, at its timer, it is asked (`want_tags`) of one
-//!   announcer, the best by track record (`record.rs`: proven, unknown, failed), the
-//!   earliest among equals; if that lapses after `want_timeout`, the peer asked has failed
-//!   (as for a want) and the tag is asked of every other announcer at once (a hedge: liars
-//!   that announce first delay it by one `want_timeout`, however many), or of the same one
-//!   again if it is the only one; after another `want_timeout` it is given up. The id, if it is real, comes by the tree, a later
-//!   announcement or a digest;
-//! - a pending tag is resolved when its id is accepted, however it came: its announcers are
-//!   then known to have it;
+//!   ([`Tags::resolve`]). One it does not resolve is kept as *pending*, with all its
+//!   announcers: each peer has at most [`MAX_PENDING_PER_PEER`] pending tags (more are
+//!   ignored), so what k peers can make this node keep is k times that, whatever they send;
+//! - with the tree on, a pending tag waits `graft_timeout` from its first announcement, over
+//!   any link (a pushed copy usually follows; an eager peer that announces holds the link
+//!   lazy); without the tree, an announcement has it asked of that
+//!   peer at once, unless someone is asked already. At its timer, it is asked (`want_tags`) of
+//!   one announcer, the best by track record (`record.rs`: proven, unknown, failed), the
+//!   earliest among equals. When every ask of it has lapsed (`want_timeout`), the peers asked
+//!   have failed (as for a want) and the next [`HEDGE`] best announcers not yet asked are
+//!   asked at once; an announcer that comes later waits its turn. So k liars that announce
+//!   first delay a tag by about one `want_timeout` per [`HEDGE`] of them, and each of its
+//!   announcers is asked once (again only if it announces it again after lapsing). When all
+//!   were asked and lapsed it is given up: the id, if real, comes by the tree, a later
+//!   announcement or a digest. A peer that leaves with a tag asked of it has failed; a want
+//!   by tag in a frame that was never sent was not asked;
+//! - a pending tag ends when its id becomes known, however it came: accepted, held for the
+//!   application's verdict, or arriving again as a duplicate (its announcers are then known
+//!   to have it, and an ask of the sender counts as answered); or when an envelope of it is
+//!   dropped because its author is refused (unverified, so it is not indexed);
 //! - a peer that leaves takes its place as announcer with it; a tag left with none goes;
-//! - with the tree on, a new message is announced as a digest to at most
-//!   [`MAX_DIGEST_ANNOUNCEMENTS`] of the lazy peers that do not read tags, in turn
-//!   ([`Tags::digest_turn`]); those left out are not told (their eager links, the announcements
-//!   of the peers they read and the complete digests of a new connection remain); peers that
-//!   read tags are all announced to;
-//! - an envelope dropped because its author is refused (the author filter, or blocked) is
-//!   indexed as if accepted ([`Tags::refused`]), so a node with an allow-list reads tags and
-//!   pulls a refused author's message by its tag only if no copy reached it first, at most
-//!   once, as a push would have brought it.
+//! - a peer that does not read tags (one that predates them, or a Sybil that would rather
+//!   cost this node 54 bytes an id than 8) is announced every new id as a digest, as before
+//!   tags: bounding those announcements (two lazy links a message, in turn; or all up to
+//!   eight) lost messages at nodes whose eager path failed, in networks of such peers
+//!   (`docs/simulation.md`), so it is not done;
+//! - a node with an allow-list reads tags like any: a refused author's pushed copy ends its
+//!   pending tag, and a tag that comes first costs one pulled envelope, as a push would have.
 
 use super::Millis;
 use crate::envelope::MessageId;
@@ -58,34 +61,64 @@ pub(crate) const MAX_RECENT: usize = 4_096;
 /// `graft_timeout`.
 pub(crate) const MAX_PENDING_PER_PEER: usize = 256;
 
-/// Most announcers kept for one pending tag (the hedge asks each of them at most once).
-pub(crate) const MAX_ANNOUNCERS: usize = 8;
+/// Most tags announced to one peer in one round: more go as digests (a backlog after a
+/// congested queue drained), which the receiver records whatever its pending quota.
+pub(crate) const MAX_TAGS_PER_ROUND: usize = 128;
 
-/// Most lazy peers that do not read tags a new message is announced to (as a digest, about
-/// 54 bytes each), with the tree on: pushes carry messages along the tree, and announcements
-/// are its repair, which peers that read tags get in full for 8 bytes an id. A peer that does
-/// not (a version before tags, or a Sybil that would rather cost this node 54 bytes an id on
-/// every lazy link) is announced one message in `k / 2` on average among `k` such links, so
-/// what they cost per message is bounded whatever their number.
-pub(crate) const MAX_DIGEST_ANNOUNCEMENTS: usize = 2;
+/// Most announcers of a pending tag asked at once when the one asked before lapsed (the
+/// hedge): liars that announce first delay a tag by one `want_timeout` per this many of them,
+/// as probes bound a pull (`wants.rs`).
+pub(crate) const HEDGE: usize = 8;
 
-/// Where a pending tag stands.
+/// Where one announcer of a pending tag stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stage {
-    /// Waiting for a pushed copy until its timer.
-    Waiting,
-    /// Asked of one announcer until its timer.
-    AskedOne,
-    /// Asked of every announcer until its timer; then given up.
-    AskedAll,
+enum Ask {
+    /// Not asked (or asked in a frame that was never sent, or announced it again since it
+    /// lapsed).
+    No,
+    /// Asked, until this time.
+    Until(Millis),
+    /// Asked, and it let the time pass.
+    Lapsed,
 }
 
 #[derive(Debug)]
 struct Pending<P> {
-    announcers: Vec<P>,
-    asked: Vec<P>,
-    stage: Stage,
+    /// Every announcer, in arrival order (bounded by the per-peer quota).
+    announcers: Vec<(P, Ask)>,
+    /// Whether it still waits for a pushed copy (no one asked yet).
+    waiting: bool,
+    /// Its timer.
     at: Millis,
+}
+
+impl<P: Clone + Ord> Pending<P> {
+    fn outstanding(&self) -> bool {
+        self.announcers
+            .iter()
+            .any(|(_, a)| matches!(a, Ask::Until(_)))
+    }
+
+    fn unasked(&self) -> bool {
+        self.announcers.iter().any(|(_, a)| *a == Ask::No)
+    }
+
+    /// When it next needs the timer: the end of its wait, its earliest deadline, or now if
+    /// an announcer waits to be asked; `None`: nothing is left to ask.
+    fn next(&self, now: Millis) -> Option<Millis> {
+        if self.waiting {
+            return Some(self.at);
+        }
+        let deadline = self
+            .announcers
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Ask::Until(t) => Some(*t),
+                _ => None,
+            })
+            .min();
+        deadline.or_else(|| self.unasked().then_some(now))
+    }
 }
 
 /// What the tag timer asks of the engine ([`Tags::due`]).
@@ -115,8 +148,8 @@ pub(crate) struct Tags<P> {
     pending: HashMap<u64, Pending<P>>,
     by_peer: BTreeMap<P, BTreeSet<u64>>,
     timers: BTreeSet<(Millis, u64)>,
-    /// Where [`Tags::digest_turn`] starts next.
-    turn: usize,
+    /// Per peer, when the wait its announced tags share ends.
+    waits: BTreeMap<P, Millis>,
     graft_timeout: Millis,
     want_timeout: Millis,
 }
@@ -130,7 +163,7 @@ impl<P: Clone + Ord> Tags<P> {
             pending: HashMap::new(),
             by_peer: BTreeMap::new(),
             timers: BTreeSet::new(),
-            turn: 0,
+            waits: BTreeMap::new(),
             graft_timeout,
             want_timeout,
         }
@@ -141,28 +174,54 @@ impl<P: Clone + Ord> Tags<P> {
         self.readers.insert(peer.clone());
     }
 
-    /// Whether `peer` reads tags.
-    pub(crate) fn is_reader(&self, peer: &P) -> bool {
-        self.readers.contains(peer)
-    }
-
     /// `peer` is gone (or its connection replaced): it no longer reads tags, and its place
-    /// as announcer goes.
-    pub(crate) fn disconnected(&mut self, peer: &P) {
+    /// as announcer goes. Returns whether it left with a tag asked of it outstanding (as a
+    /// want that lapsed).
+    pub(crate) fn disconnected(&mut self, peer: &P, now: Millis) -> bool {
         self.readers.remove(peer);
+        self.waits.remove(peer);
+        let mut left_asked = false;
         for tag in self.by_peer.remove(peer).unwrap_or_default() {
             let Some(p) = self.pending.get_mut(&tag) else {
                 continue;
             };
-            p.announcers.retain(|a| a != peer);
+            if let Some(at) = p.announcers.iter().position(|(a, _)| a == peer) {
+                let (_, ask) = p.announcers.remove(at);
+                left_asked |= matches!(ask, Ask::Until(_));
+            }
             if p.announcers.is_empty() {
                 self.timers.remove(&(p.at, tag));
-                self.drop_pending(tag);
+                self.pending.remove(&tag);
+            } else {
+                self.reschedule(tag, now);
             }
         }
+        self.shrink();
+        left_asked
     }
 
-    /// `id` was accepted at `now`: it is indexed, and its pending tag, if any, resolved.
+    /// A known id arrived again (a duplicate): its pending tag, if any, ends, without the id
+    /// being indexed (its first copy may have left the index). Returns it as
+    /// [`Tags::accepted`] does.
+    pub(crate) fn known(&mut self, id: &MessageId) -> Option<Resolved<P>> {
+        let tag = id.tag();
+        let pending = self.pending.get(&tag)?;
+        self.timers.remove(&(pending.at, tag));
+        let pending = self.drop_pending(tag)?;
+        let asked = pending
+            .announcers
+            .iter()
+            .filter(|(_, a)| *a != Ask::No)
+            .map(|(p, _)| p.clone())
+            .collect();
+        Some(Resolved {
+            announcers: pending.announcers.into_iter().map(|(p, _)| p).collect(),
+            asked,
+        })
+    }
+
+    /// `id` was accepted at `now` (or held for the application's verdict, its signature
+    /// checked): it is indexed, and its pending tag, if any, resolved.
     pub(crate) fn accepted(&mut self, id: &MessageId, now: Millis) -> Option<Resolved<P>> {
         self.expire(now);
         let tag = id.tag();
@@ -170,36 +229,14 @@ impl<P: Clone + Ord> Tags<P> {
             e.insert(*id);
             self.order.push_back((now, tag));
         }
-        let pending = self.pending.get(&tag)?;
-        self.timers.remove(&(pending.at, tag));
-        let pending = self.drop_pending(tag)?;
-        Some(Resolved {
-            announcers: pending.announcers,
-            asked: pending.asked,
-        })
+        self.known(id)
     }
 
-    /// `id` was dropped at `now` because its author is refused (the author filter, or
-    /// blocked): it is indexed as if accepted, so its tag resolves and is never pulled. (Only
-    /// for that drop: an envelope dropped for its window or size may be a forged copy of a
-    /// real id, which must not take the id's tag.)
-    pub(crate) fn refused(&mut self, id: &MessageId, now: Millis) {
-        self.accepted(id, now);
-    }
-
-    /// Of `lazy` (peers a new message is announced to, none of which reads tags), those it
-    /// is announced to as a digest: at most [`MAX_DIGEST_ANNOUNCEMENTS`], taken in turn.
-    pub(crate) fn digest_turn(&mut self, lazy: Vec<P>) -> Vec<P> {
-        if lazy.len() <= MAX_DIGEST_ANNOUNCEMENTS {
-            return lazy;
-        }
-        let start = self.turn % lazy.len();
-        self.turn = self.turn.wrapping_add(MAX_DIGEST_ANNOUNCEMENTS);
-        lazy.into_iter()
-            .cycle()
-            .skip(start)
-            .take(MAX_DIGEST_ANNOUNCEMENTS)
-            .collect()
+    /// `id` was dropped because its author is refused (the author filter, or blocked): its
+    /// pending tag, if any, ends (a node that refuses the author does not want it). It is not
+    /// indexed: the envelope was not verified, and an unverified id must never take a tag.
+    pub(crate) fn refused(&mut self, id: &MessageId) {
+        self.known(id);
     }
 
     /// The id a tag names, if it was accepted lately.
@@ -207,15 +244,17 @@ impl<P: Clone + Ord> Tags<P> {
         self.recent.get(&tag).copied()
     }
 
-    /// The tags of `ids` to announce to `peer` by tag, if it reads tags and every one of them
-    /// is indexed; `None`: announce them as a digest.
+    /// The tags of `ids` to announce to `peer` by tag, if it reads tags, every one of them
+    /// is indexed and they fit in `room` (which they then take); `None`: announce them as a
+    /// digest. A round starts with [`MAX_TAGS_PER_ROUND`] of room per peer.
     pub(crate) fn encode(
         &self,
         peer: &P,
         author: &crate::keys::PublicKey,
         ids: &crate::ranges::RangeSet,
+        room: &mut usize,
     ) -> Option<Vec<u64>> {
-        if !self.readers.contains(peer) || ids.len() > MAX_PENDING_PER_PEER as u64 {
+        if !self.readers.contains(peer) || ids.len() > *room as u64 {
             return None;
         }
         let mut tags = Vec::new();
@@ -232,45 +271,103 @@ impl<P: Clone + Ord> Tags<P> {
                 tags.push(tag);
             }
         }
+        *room -= tags.len();
         Some(tags)
     }
 
     /// `peer` announced `tag`, which the index does not resolve, at `now`; `wait`: whether
     /// to wait `graft_timeout` for a pushed copy (a lazy link) before asking. Returns whether
-    /// to ask `peer` for it now (it does not wait, and no one was asked yet).
+    /// to ask `peer` for it now (it does not wait, and no one else is asked for it).
     pub(crate) fn announced(&mut self, peer: &P, tag: u64, wait: bool, now: Millis) -> bool {
+        let known = self
+            .by_peer
+            .get(peer)
+            .is_some_and(|mine| mine.contains(&tag));
+        if known {
+            // Announced again: a peer that let an ask lapse may be asked once more.
+            if let Some(p) = self.pending.get_mut(&tag)
+                && let Some((_, ask)) = p.announcers.iter_mut().find(|(a, _)| a == peer)
+                && *ask == Ask::Lapsed
+            {
+                *ask = Ask::No;
+                self.reschedule(tag, now);
+            }
+            return false;
+        }
         if self
             .by_peer
             .get(peer)
-            .is_some_and(|mine| mine.contains(&tag) || mine.len() >= MAX_PENDING_PER_PEER)
+            .is_some_and(|mine| mine.len() >= MAX_PENDING_PER_PEER)
         {
             return false;
         }
-        let at = now.saturating_add(self.graft_timeout);
+        self.by_peer.entry(peer.clone()).or_default().insert(tag);
+        // Tags a peer announces while an earlier one of it waits join that wait, as a lazy
+        // peer's deferred ids share its graft timer (`tree.rs`).
+        let wait_until = match self.waits.get(peer) {
+            Some(&until) if until > now => until,
+            _ => {
+                let until = now.saturating_add(self.graft_timeout);
+                if wait {
+                    self.waits.insert(peer.clone(), until);
+                }
+                until
+            }
+        };
         let pending = self.pending.entry(tag).or_insert_with(|| Pending {
             announcers: Vec::new(),
-            asked: Vec::new(),
-            stage: Stage::Waiting,
-            at,
+            waiting: true,
+            at: wait_until,
         });
-        if pending.announcers.len() >= MAX_ANNOUNCERS {
-            return false;
-        }
-        self.by_peer.entry(peer.clone()).or_default().insert(tag);
-        pending.announcers.push(peer.clone());
-        let new = pending.announcers.len() == 1;
-        if !new {
+        if pending.waiting && wait_until < pending.at {
             self.timers.remove(&(pending.at, tag));
+            pending.at = wait_until;
         }
-        let ask = !wait && pending.stage == Stage::Waiting;
+        let ask = !wait && !pending.outstanding();
+        pending.announcers.push((
+            peer.clone(),
+            if ask {
+                Ask::Until(now.saturating_add(self.want_timeout))
+            } else {
+                Ask::No
+            },
+        ));
         if ask {
             // Over an eager link: asked at once, of this peer.
-            pending.stage = Stage::AskedOne;
-            pending.asked.push(peer.clone());
-            pending.at = now.saturating_add(self.want_timeout);
+            pending.waiting = false;
         }
-        self.timers.insert((pending.at, tag));
+        self.reschedule(tag, now);
         ask
+    }
+
+    /// Moves `tag`'s timer to when it next needs it, or drops it if nothing is left to ask.
+    fn reschedule(&mut self, tag: u64, now: Millis) {
+        let Some(p) = self.pending.get_mut(&tag) else {
+            return;
+        };
+        self.timers.remove(&(p.at, tag));
+        match p.next(now) {
+            Some(at) => {
+                p.at = at;
+                self.timers.insert((at, tag));
+            }
+            None => {
+                self.drop_pending(tag);
+            }
+        }
+    }
+
+    /// Wants of `tags` sent to `peer` in a frame that was never sent: not asked after all.
+    pub(crate) fn want_dropped(&mut self, peer: &P, tags: &[u64], now: Millis) {
+        for &tag in tags {
+            if let Some(p) = self.pending.get_mut(&tag)
+                && let Some((_, ask)) = p.announcers.iter_mut().find(|(a, _)| a == peer)
+                && matches!(ask, Ask::Until(_))
+            {
+                *ask = Ask::No;
+                self.reschedule(tag, now);
+            }
+        }
     }
 
     /// The next tag timer.
@@ -278,8 +375,10 @@ impl<P: Clone + Ord> Tags<P> {
         self.timers.first().map(|(at, _)| *at)
     }
 
-    /// The tags whose timer has come: what to ask of whom, and who lapsed. `rank` orders
-    /// announcers, best first.
+    /// The tags whose timer has come: what to ask of whom, and who lapsed. The first ask of
+    /// a tag goes to its best announcer by `rank` (best first; the earliest among equals);
+    /// when every ask of it lapsed, the next [`HEDGE`] best that were not asked are asked at
+    /// once. A tag is given up when all its announcers were asked and lapsed.
     pub(crate) fn due<R: Ord>(&mut self, now: Millis, rank: impl Fn(&P) -> R) -> Due<P> {
         let mut due = Due {
             asks: BTreeMap::new(),
@@ -293,43 +392,38 @@ impl<P: Clone + Ord> Tags<P> {
             let Some(p) = self.pending.get_mut(&tag) else {
                 continue;
             };
-            let next = now.saturating_add(self.want_timeout);
-            match p.stage {
-                Stage::Waiting => {
-                    // The best, the earliest among equals (announcers are in arrival order).
-                    let best = p
-                        .announcers
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(i, a)| (rank(a), *i))
-                        .map(|(_, a)| a.clone());
-                    if let Some(best) = best {
-                        due.asks.entry(best.clone()).or_default().push(tag);
-                        p.asked.push(best);
-                    }
-                    p.stage = Stage::AskedOne;
-                }
-                Stage::AskedOne => {
-                    due.lapsed.extend(p.asked.iter().cloned());
-                    // Every other announcer; the one asked again if there is no other.
-                    let others = p.announcers.iter().any(|a| !p.asked.contains(a));
-                    for a in &p.announcers {
-                        if !others || !p.asked.contains(a) {
-                            due.asks.entry(a.clone()).or_default().push(tag);
-                            if !p.asked.contains(a) {
-                                p.asked.push(a.clone());
-                            }
-                        }
-                    }
-                    p.stage = Stage::AskedAll;
-                }
-                Stage::AskedAll => {
-                    self.drop_pending(tag);
-                    continue;
+            for (a, ask) in p.announcers.iter_mut() {
+                if matches!(ask, Ask::Until(t) if *t <= now) {
+                    *ask = Ask::Lapsed;
+                    due.lapsed.push(a.clone());
                 }
             }
-            p.at = next;
-            self.timers.insert((next, tag));
+            if !p.outstanding() {
+                let take = if p.waiting { 1 } else { HEDGE };
+                p.waiting = false;
+                let mut order: Vec<usize> = (0..p.announcers.len())
+                    .filter(|&i| p.announcers[i].1 == Ask::No)
+                    .collect();
+                order.sort_by_key(|&i| (rank(&p.announcers[i].0), i));
+                let until = now.saturating_add(self.want_timeout);
+                for i in order.into_iter().take(take) {
+                    p.announcers[i].1 = Ask::Until(until);
+                    due.asks
+                        .entry(p.announcers[i].0.clone())
+                        .or_default()
+                        .push(tag);
+                }
+            }
+            // Its timer was popped: the next one, or it is given up.
+            match p.next(now.saturating_add(1)) {
+                Some(at) => {
+                    p.at = at;
+                    self.timers.insert((at, tag));
+                }
+                None => {
+                    self.drop_pending(tag);
+                }
+            }
         }
         due.lapsed.sort();
         due.lapsed.dedup();
@@ -344,7 +438,7 @@ impl<P: Clone + Ord> Tags<P> {
 
     fn drop_pending(&mut self, tag: u64) -> Option<Pending<P>> {
         let pending = self.pending.remove(&tag)?;
-        for a in &pending.announcers {
+        for (a, _) in &pending.announcers {
             if let Some(mine) = self.by_peer.get_mut(a) {
                 mine.remove(&tag);
                 if mine.is_empty() {
@@ -352,7 +446,15 @@ impl<P: Clone + Ord> Tags<P> {
                 }
             }
         }
+        self.shrink();
         Some(pending)
+    }
+
+    /// Tables that emptied give their memory back (amortised: only below a quarter full).
+    fn shrink(&mut self) {
+        if self.pending.capacity() > 64 && self.pending.len() < self.pending.capacity() / 4 {
+            self.pending.shrink_to(self.pending.len() * 2);
+        }
     }
 
     /// Ids accepted more than [`RECENT_MS`] before `now` leave the index (also at every
@@ -389,14 +491,22 @@ impl<P: Clone + Ord> Tags<P> {
         for (peer, tags) in &self.by_peer {
             assert!(!tags.is_empty() && tags.len() <= MAX_PENDING_PER_PEER);
             for tag in tags {
-                assert!(self.pending[tag].announcers.contains(peer));
+                assert!(self.pending[tag].announcers.iter().any(|(a, _)| a == peer));
             }
             counted += tags.len();
         }
         let announced: usize = self.pending.values().map(|p| p.announcers.len()).sum();
         assert_eq!(counted, announced, "every announcer counted once");
         for p in self.pending.values() {
-            assert!(!p.announcers.is_empty() && p.announcers.len() <= MAX_ANNOUNCERS);
+            assert!(!p.announcers.is_empty());
+            assert!(
+                !p.waiting || !p.outstanding(),
+                "no one is asked while it waits"
+            );
+            assert!(
+                p.waiting || p.outstanding() || p.unasked(),
+                "a pending tag has something left to ask"
+            );
         }
     }
 }
@@ -414,27 +524,60 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_tag_waits_then_asks_one_then_all_then_goes() {
+    fn a_pending_tag_waits_then_asks_one_then_the_next_best_then_goes() {
         let mut t: Tags<u8> = Tags::new(100, 1_000);
         let tag = id(5).tag();
-        t.announced(&1, tag, true, 0);
-        t.announced(&2, tag, true, 10);
-        t.announced(&3, tag, true, 20);
+        for (k, peer) in (1..=12u8).enumerate() {
+            t.announced(&peer, tag, true, k as Millis);
+        }
         t.check_invariants();
         assert_eq!(t.next_timer(), Some(100));
-        // Peer 2 ranks best.
-        let due = t.due(100, |p| *p != 2);
+        // Peer 12 ranks best; the rest tie, earliest first.
+        let rank = |p: &u8| *p != 12;
+        let due = t.due(100, rank);
         assert_eq!(
             due.asks.into_iter().collect::<Vec<_>>(),
-            vec![(2, vec![tag])]
+            vec![(12, vec![tag])]
         );
         assert!(due.lapsed.is_empty());
-        let due = t.due(1_100, |p| *p != 2);
-        assert_eq!(due.lapsed, vec![2]);
-        assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
-        let due = t.due(2_100, |_| 0);
+        // A late announcer waits its turn.
+        t.announced(&13, tag, true, 500);
+        let due = t.due(1_100, rank);
+        assert_eq!(due.lapsed, vec![12]);
+        assert_eq!(
+            due.asks.keys().copied().collect::<Vec<_>>(),
+            (1..=8).collect::<Vec<_>>()
+        );
+        let due = t.due(2_100, rank);
+        assert_eq!(due.lapsed, (1..=8).collect::<Vec<_>>());
+        assert_eq!(
+            due.asks.keys().copied().collect::<Vec<_>>(),
+            vec![9, 10, 11, 13]
+        );
+        t.check_invariants();
+        // One that lapsed and announces again is asked again.
+        t.announced(&12, tag, true, 2_500);
+        let due = t.due(3_100, rank);
+        assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![12]);
+        let due = t.due(4_100, rank);
         assert!(due.asks.is_empty());
-        assert!(!t.is_pending(tag));
+        assert!(!t.is_pending(tag), "all asked, all lapsed: given up");
+        t.check_invariants();
+    }
+
+    #[test]
+    fn a_want_that_never_left_is_asked_again_and_one_that_leaves_asked_fails() {
+        let mut t: Tags<u8> = Tags::new(100, 1_000);
+        let tag = id(5).tag();
+        assert!(t.announced(&1, tag, false, 0));
+        t.want_dropped(&1, &[tag], 10);
+        let due = t.due(10, |_| 0);
+        assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![1]);
+        t.announced(&2, tag, true, 20);
+        assert!(t.disconnected(&1, 30), "left with the ask outstanding");
+        assert!(!t.disconnected(&3, 30));
+        let due = t.due(30, |_| 0);
+        assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![2]);
         t.check_invariants();
     }
 
@@ -452,14 +595,15 @@ mod tests {
         assert_eq!(t.next_timer(), None);
         t.reads(&1);
         let one = crate::ranges::RangeSet::from_range(5, 5);
-        assert_eq!(t.encode(&1, &id(5).author, &one), Some(vec![tag]));
-        assert_eq!(t.encode(&2, &id(5).author, &one), None, "not a reader");
+        let mut room = 1;
+        let author = id(5).author;
+        assert_eq!(t.encode(&2, &author, &one, &mut room), None, "not a reader");
+        assert_eq!(t.encode(&1, &author, &one, &mut room), Some(vec![tag]));
+        assert_eq!(t.encode(&1, &author, &one, &mut room), None, "no room left");
         let other = crate::ranges::RangeSet::from_range(5, 6);
-        assert_eq!(
-            t.encode(&1, &id(5).author, &other),
-            None,
-            "6 is not indexed"
-        );
+        let mut room = 10;
+        let encoded = t.encode(&1, &author, &other, &mut room);
+        assert_eq!(encoded, None, "6 is not indexed");
         // Gone after RECENT_MS.
         t.accepted(&id(9), 50 + RECENT_MS);
         assert_eq!(t.resolve(tag), None);
@@ -474,7 +618,7 @@ mod tests {
         }
         t.check_invariants();
         assert_eq!(t.pending.len(), MAX_PENDING_PER_PEER);
-        t.disconnected(&1);
+        t.disconnected(&1, 0);
         assert!(t.pending.is_empty() && t.timers.is_empty());
         t.check_invariants();
     }

@@ -926,6 +926,14 @@ impl<P: Clone + Ord> Tree<P> {
         self.grafted_tag(peer, missing.tag(), asked, now);
     }
 
+    /// `peer` answered a want by tag with `id`, of an author this node held messages of: it
+    /// is asked for that author's link, as [`Tree::grafted`] asks with `asked`.
+    pub(crate) fn ask_author(&mut self, peer: &P, id: &MessageId) {
+        if let Some(link) = self.links.get_mut(peer) {
+            link.ask(id);
+        }
+    }
+
     /// [`Tree::grafted`] for an id this node knows only by its tag (announced by tag).
     pub(crate) fn grafted_tag(
         &mut self,

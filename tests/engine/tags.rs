@@ -3,7 +3,7 @@
 //! digests, a bounded few per message.
 
 use crate::harness::*;
-use secure_gossip::engine::{Engine, Output};
+use secure_gossip::engine::{Engine, Millis, Output};
 use secure_gossip::{AuthorFilter, Config, Envelope, Frame};
 
 /// `peer`'s first frame: a complete (empty) digest, reading tags if `reads`, and a prune, so
@@ -140,16 +140,17 @@ fn a_want_by_tag_is_answered_once_with_what_is_held() {
     );
 }
 
+/// Peers that predate tags (they never set `reads_tags`) are announced every new message as
+/// a digest, never by tag; peers that read tags, by tag.
 #[test]
-fn peers_that_do_not_read_tags_get_digests_a_few_per_message_and_readers_get_tags() {
-    let legacy: Vec<u8> = (1..=6).collect();
+fn peers_that_do_not_read_tags_get_every_announcement_as_a_digest() {
     let mut v = engine_with(&[1, 2, 3, 4, 5, 6, 7]);
-    for &peer in &legacy {
+    for peer in 1..=6 {
         lazy_first_frame(&mut v, peer, false);
     }
     lazy_first_frame(&mut v, 7, true);
     sent(&mut v);
-    let mut told = vec![0usize; 8];
+    let mut told = [0usize; 8];
     for k in 0..6u64 {
         let now = T0 + 100 * (k + 1);
         let id = v.publish(format!("m{k}").into_bytes(), now).unwrap();
@@ -161,23 +162,22 @@ fn peers_that_do_not_read_tags_get_digests_a_few_per_message_and_readers_get_tag
                 .iter()
                 .any(|d| d.author == id.author && d.ranges.contains(id.sequence));
             let by_tag = frame.have_tags.contains(&id.tag());
-            assert!(
-                !(peer != 7 && by_tag),
-                "a tag to a peer that does not read them"
-            );
-            if by_digest || by_tag {
-                told[peer as usize] += 1;
+            if peer == 7 {
+                assert!(by_tag && !by_digest, "the reader, by tag");
+            } else {
+                assert!(by_digest && !by_tag, "the others, by digest");
             }
+            told[usize::from(peer)] += 1;
         }
     }
-    assert_eq!(told[7], 6, "the reader is told every message, by tag");
-    let legacy_told: usize = told[1..=6].iter().sum();
-    assert_eq!(legacy_told, 6 * 2, "two of the six others per message");
-    assert!(told[1..=6].iter().all(|&n| n == 2), "in turn: {told:?}");
+    assert_eq!(told[1..], [6; 7], "every peer told every message");
 }
 
+/// A node with an allow-list reads tags: a refused author's copy ends its pending tag, and a
+/// tag that comes after the copy costs one pulled envelope (unverified copies are never
+/// indexed), as a push would have.
 #[test]
-fn a_refused_authors_tag_is_not_pulled_once_a_copy_came() {
+fn a_refused_authors_tag_is_pulled_at_most_once() {
     let config = Config::builder()
         .author_filter(AuthorFilter::allow([keys(10).public()]))
         .build()
@@ -186,12 +186,23 @@ fn a_refused_authors_tag_is_not_pulled_once_a_copy_came() {
     v.connect(1, T0);
     lazy_first_frame(&mut v, 1, true);
     sent(&mut v);
+    // The tag first, then the copy: nothing pulled.
     let refused = message(7);
-    v.handle_frame(1, push(vec![refused.clone()]), T0 + 10);
-    v.handle_frame(1, announce(vec![refused.id().tag()]), T0 + 20);
+    v.handle_frame(1, announce(vec![refused.id().tag()]), T0 + 10);
+    v.handle_frame(1, push(vec![refused.clone()]), T0 + 20);
     v.handle_timeout(T0 + 500);
     assert!(sent(&mut v).iter().all(|(_, f)| f.want_tags.is_empty()));
-    assert!(!v.knows(&refused.id()));
+    // The copy first, then the tag: pulled once, and the answer ends it.
+    let other = message(8);
+    v.handle_frame(1, push(vec![other.clone()]), T0 + 600);
+    v.handle_frame(1, announce(vec![other.id().tag()]), T0 + 610);
+    v.handle_timeout(T0 + 710);
+    assert_eq!(asked_by_tag(&sent(&mut v), other.id().tag()), vec![1]);
+    v.handle_frame(1, push(vec![other.clone()]), T0 + 720);
+    v.handle_timeout(T0 + 5_000);
+    assert!(sent(&mut v).iter().all(|(_, f)| f.want_tags.is_empty()));
+    assert!(!v.knows(&refused.id()) && !v.knows(&other.id()));
+    assert!(!v.has_failed(&1), "its answer was an answer");
 }
 
 #[test]
@@ -211,8 +222,41 @@ fn one_peer_keeps_a_bounded_number_of_tags_pending() {
             .map(|(_, f)| f.want_tags.len())
             .sum::<usize>();
     }
-    // Each pending tag is asked of its only announcer twice (once, then again when it
-    // lapses), then given up.
-    assert_eq!(asked, 2 * 256);
+    // Each pending tag is asked of its only announcer once, then given up.
+    assert_eq!(asked, 256);
+    v.check_invariants();
+}
+
+/// Found by the attack review of tags: with a cap on the announcers kept per tag, eight
+/// liars that announced first kept the honest announcer from being recorded at all. Every
+/// announcer is kept (the per-peer quota bounds them); asks go eight at a time after the
+/// first, best first, so twenty liars delay the honest copy by three `want_timeout`s.
+#[test]
+fn twenty_liars_that_announce_a_tag_first_do_not_keep_the_honest_announcer_out() {
+    let peers: Vec<u8> = (1..=21).collect();
+    let mut v = engine_with(&peers);
+    for &peer in &peers {
+        lazy_first_frame(&mut v, peer, true);
+    }
+    sent(&mut v);
+    let m = message(7);
+    let tag = m.id().tag();
+    for &peer in &peers {
+        v.handle_frame(peer, announce(vec![tag]), T0 + Millis::from(peer));
+    }
+    let honest = 21;
+    let mut now = T0 + 21;
+    let mut asked_honest_at = None;
+    while asked_honest_at.is_none() && now < T0 + 10_000 {
+        now = v.poll_timeout().unwrap().max(now);
+        v.handle_timeout(now);
+        if asked_by_tag(&sent(&mut v), tag).contains(&honest) {
+            asked_honest_at = Some(now);
+        }
+    }
+    // The graft timer, then the first liar's want_timeout, then two batches of eight.
+    assert_eq!(asked_honest_at, Some(T0 + 1 + 100 + 3 * 1_000));
+    v.handle_frame(honest, push(vec![m.clone()]), now + 10);
+    assert!(v.knows(&m.id()));
     v.check_invariants();
 }

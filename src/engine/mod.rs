@@ -681,7 +681,7 @@ impl<P: Clone + Ord> Engine<P> {
         let now = self.rounds.clock();
         let deadline = now.saturating_add(millis(self.config.want_timeout));
         self.wants.wants_dropped(peer, &frame.want, deadline);
-        self.tags.want_dropped(peer, &frame.want_tags, now);
+        self.tags.want_dropped(peer, &frame.want_tags);
         let Some(state) = self.beliefs.get_mut(peer) else {
             return;
         };

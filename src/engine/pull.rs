@@ -172,7 +172,11 @@ impl<P: Clone + Ord> Engine<P> {
         let defer = self.tree.is_on();
         let mut known: IdSets = IdSets::new();
         let mut ask = Vec::new();
-        for &tag in tags {
+        // Each tag once, however often the frame repeats it.
+        let mut tags = tags.to_vec();
+        tags.sort_unstable();
+        tags.dedup();
+        for tag in tags {
             match self.tags.resolve(tag) {
                 Some(id) => {
                     known.entry(id.author).or_default().insert(id.sequence);
@@ -216,8 +220,13 @@ impl<P: Clone + Ord> Engine<P> {
     /// which is grafted over a lazy link as for an announced id (`graft_due`); a peer that
     /// let one lapse has failed, as for a want.
     pub(super) fn tags_due(&mut self, now: Millis) {
-        let records = &self.records;
-        let due = self.tags.due(now, |p| records.standing(p));
+        let (records, congestion) = (&self.records, &self.congestion);
+        // Congested peers last: what is asked of them is not answered until they drain.
+        let rank = |p: &P| (congestion.is_congested(p), records.standing(p));
+        // As many as one answer frame holds at the largest payload.
+        let largest = self.config.max_payload_size + crate::config::ENVELOPE_OVERHEAD;
+        let per_peer = (self.config.max_frame_size / largest.max(1)).max(1);
+        let due = self.tags.due(now, rank, per_peer);
         for peer in due.lapsed {
             self.wants.strike(&peer);
             self.records.failed(&peer, now);

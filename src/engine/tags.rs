@@ -73,51 +73,131 @@ pub(crate) const HEDGE: usize = 8;
 /// Where one announcer of a pending tag stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ask {
-    /// Not asked (or asked in a frame that was never sent, or announced it again since it
-    /// lapsed).
+    /// Not asked (or announced it again since it lapsed).
     No,
     /// Asked, until this time.
     Until(Millis),
-    /// Asked, and it let the time pass.
+    /// Asked in a frame that was never sent (its queue was full): it waits out the time, and
+    /// is not blamed when it passes.
+    Dropped(Millis),
+    /// Asked, and the time passed.
     Lapsed,
+}
+
+impl Ask {
+    fn deadline(self) -> Option<Millis> {
+        match self {
+            Ask::Until(t) | Ask::Dropped(t) => Some(t),
+            Ask::No | Ask::Lapsed => None,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Pending<P> {
-    /// Every announcer, in arrival order (bounded by the per-peer quota).
-    announcers: Vec<(P, Ask)>,
-    /// Whether it still waits for a pushed copy (no one asked yet).
+    /// Every announcer (bounded by the per-peer quota): its place in the order of
+    /// announcements (a later re-announcement takes a new one), and its ask.
+    announcers: BTreeMap<P, (u64, Ask)>,
+    /// The next place.
+    places: u64,
+    /// How many announcers are not asked.
+    unasked: usize,
+    /// The deadlines of the outstanding asks, with how many end then.
+    deadlines: BTreeMap<Millis, usize>,
+    /// Whether it still waits for a pushed copy (no one asked yet), until `wait_until`.
     waiting: bool,
+    wait_until: Millis,
+    /// When it is given up, whatever is left ([`RECENT_MS`] after the first announcement:
+    /// its announcers answer from their own index, which holds no longer).
+    expires: Millis,
     /// Its timer.
     at: Millis,
 }
 
 impl<P: Clone + Ord> Pending<P> {
-    fn outstanding(&self) -> bool {
-        self.announcers
-            .iter()
-            .any(|(_, a)| matches!(a, Ask::Until(_)))
+    fn new(wait_until: Millis, now: Millis) -> Self {
+        Pending {
+            announcers: BTreeMap::new(),
+            places: 0,
+            unasked: 0,
+            deadlines: BTreeMap::new(),
+            waiting: true,
+            wait_until,
+            expires: now.saturating_add(RECENT_MS),
+            at: wait_until,
+        }
     }
 
-    fn unasked(&self) -> bool {
-        self.announcers.iter().any(|(_, a)| *a == Ask::No)
+    /// Adds `peer` (not yet an announcer), or gives it a new place if it was one.
+    fn add(&mut self, peer: &P, ask: Ask) {
+        if self.announcers.contains_key(peer) {
+            self.set(peer, ask);
+            let place = self.places;
+            if let Some((p, _)) = self.announcers.get_mut(peer) {
+                *p = place;
+            }
+        } else {
+            self.count(ask, true);
+            self.announcers.insert(peer.clone(), (self.places, ask));
+        }
+        self.places += 1;
+    }
+
+    /// Sets `peer`'s ask, keeping the counts.
+    fn set(&mut self, peer: &P, ask: Ask) {
+        let Some((_, old)) = self.announcers.get(peer).copied() else {
+            return;
+        };
+        self.count(old, false);
+        self.count(ask, true);
+        if let Some((_, a)) = self.announcers.get_mut(peer) {
+            *a = ask;
+        }
+    }
+
+    /// Removes `peer`; returns its ask.
+    fn remove(&mut self, peer: &P) -> Option<Ask> {
+        let (_, ask) = self.announcers.remove(peer)?;
+        self.count(ask, false);
+        Some(ask)
+    }
+
+    fn count(&mut self, ask: Ask, add: bool) {
+        if ask == Ask::No {
+            if add {
+                self.unasked += 1;
+            } else {
+                self.unasked -= 1;
+            }
+        }
+        if let Some(t) = ask.deadline() {
+            let n = self.deadlines.entry(t).or_default();
+            if add {
+                *n += 1;
+            } else {
+                *n -= 1;
+                if *n == 0 {
+                    self.deadlines.remove(&t);
+                }
+            }
+        }
+    }
+
+    fn outstanding(&self) -> bool {
+        !self.deadlines.is_empty()
     }
 
     /// When it next needs the timer: the end of its wait, its earliest deadline, or now if
-    /// an announcer waits to be asked; `None`: nothing is left to ask.
+    /// an announcer waits to be asked, and never after it expires; `None`: nothing is left to
+    /// ask.
     fn next(&self, now: Millis) -> Option<Millis> {
-        if self.waiting {
-            return Some(self.at);
-        }
-        let deadline = self
-            .announcers
-            .iter()
-            .filter_map(|(_, a)| match a {
-                Ask::Until(t) => Some(*t),
-                _ => None,
-            })
-            .min();
-        deadline.or_else(|| self.unasked().then_some(now))
+        let next = if self.waiting {
+            Some(self.wait_until)
+        } else {
+            let deadline = self.deadlines.keys().next().copied();
+            deadline.or_else(|| (self.unasked > 0).then_some(now))
+        };
+        next.map(|t| t.min(self.expires))
     }
 }
 
@@ -185,8 +265,7 @@ impl<P: Clone + Ord> Tags<P> {
             let Some(p) = self.pending.get_mut(&tag) else {
                 continue;
             };
-            if let Some(at) = p.announcers.iter().position(|(a, _)| a == peer) {
-                let (_, ask) = p.announcers.remove(at);
+            if let Some(ask) = p.remove(peer) {
                 left_asked |= matches!(ask, Ask::Until(_));
             }
             if p.announcers.is_empty() {
@@ -211,11 +290,11 @@ impl<P: Clone + Ord> Tags<P> {
         let asked = pending
             .announcers
             .iter()
-            .filter(|(_, a)| *a != Ask::No)
+            .filter(|(_, (_, a))| *a != Ask::No)
             .map(|(p, _)| p.clone())
             .collect();
         Some(Resolved {
-            announcers: pending.announcers.into_iter().map(|(p, _)| p).collect(),
+            announcers: pending.announcers.into_keys().collect(),
             asked,
         })
     }
@@ -276,20 +355,22 @@ impl<P: Clone + Ord> Tags<P> {
     }
 
     /// `peer` announced `tag`, which the index does not resolve, at `now`; `wait`: whether
-    /// to wait `graft_timeout` for a pushed copy (a lazy link) before asking. Returns whether
-    /// to ask `peer` for it now (it does not wait, and no one else is asked for it).
+    /// to wait `graft_timeout` for a pushed copy (the tree is on) before asking. Returns
+    /// whether to ask `peer` for it now (it does not wait, and no one is asked for it).
     pub(crate) fn announced(&mut self, peer: &P, tag: u64, wait: bool, now: Millis) -> bool {
         let known = self
             .by_peer
             .get(peer)
             .is_some_and(|mine| mine.contains(&tag));
         if known {
-            // Announced again: a peer that let an ask lapse may be asked once more.
+            // Announced again: a peer that let an ask lapse may be asked once more, in the
+            // place of this announcement.
             if let Some(p) = self.pending.get_mut(&tag)
-                && let Some((_, ask)) = p.announcers.iter_mut().find(|(a, _)| a == peer)
-                && *ask == Ask::Lapsed
+                && p.announcers
+                    .get(peer)
+                    .is_some_and(|(_, a)| *a == Ask::Lapsed)
             {
-                *ask = Ask::No;
+                p.add(peer, Ask::No);
                 self.reschedule(tag, now);
             }
             return false;
@@ -314,27 +395,20 @@ impl<P: Clone + Ord> Tags<P> {
                 until
             }
         };
-        let pending = self.pending.entry(tag).or_insert_with(|| Pending {
-            announcers: Vec::new(),
-            waiting: true,
-            at: wait_until,
-        });
-        if pending.waiting && wait_until < pending.at {
-            self.timers.remove(&(pending.at, tag));
-            pending.at = wait_until;
+        let pending = self
+            .pending
+            .entry(tag)
+            .or_insert_with(|| Pending::new(wait_until, now));
+        if pending.waiting && wait_until < pending.wait_until {
+            pending.wait_until = wait_until;
         }
         let ask = !wait && !pending.outstanding();
-        pending.announcers.push((
-            peer.clone(),
-            if ask {
-                Ask::Until(now.saturating_add(self.want_timeout))
-            } else {
-                Ask::No
-            },
-        ));
         if ask {
-            // Over an eager link: asked at once, of this peer.
+            // Without the tree: asked at once, of this peer.
+            pending.add(peer, Ask::Until(now.saturating_add(self.want_timeout)));
             pending.waiting = false;
+        } else {
+            pending.add(peer, Ask::No);
         }
         self.reschedule(tag, now);
         ask
@@ -357,15 +431,15 @@ impl<P: Clone + Ord> Tags<P> {
         }
     }
 
-    /// Wants of `tags` sent to `peer` in a frame that was never sent: not asked after all.
-    pub(crate) fn want_dropped(&mut self, peer: &P, tags: &[u64], now: Millis) {
-        for &tag in tags {
-            if let Some(p) = self.pending.get_mut(&tag)
-                && let Some((_, ask)) = p.announcers.iter_mut().find(|(a, _)| a == peer)
-                && matches!(ask, Ask::Until(_))
+    /// Wants of `tags` sent to `peer` in a frame that was never sent (its queue was full):
+    /// they wait out their time as if sent, and it is not blamed when it passes (asking again
+    /// at once would only be dropped again).
+    pub(crate) fn want_dropped(&mut self, peer: &P, tags: &[u64]) {
+        for tag in tags {
+            if let Some(p) = self.pending.get_mut(tag)
+                && let Some((_, Ask::Until(t))) = p.announcers.get(peer).copied()
             {
-                *ask = Ask::No;
-                self.reschedule(tag, now);
+                p.set(peer, Ask::Dropped(t));
             }
         }
     }
@@ -378,8 +452,16 @@ impl<P: Clone + Ord> Tags<P> {
     /// The tags whose timer has come: what to ask of whom, and who lapsed. The first ask of
     /// a tag goes to its best announcer by `rank` (best first; the earliest among equals);
     /// when every ask of it lapsed, the next [`HEDGE`] best that were not asked are asked at
-    /// once. A tag is given up when all its announcers were asked and lapsed.
-    pub(crate) fn due<R: Ord>(&mut self, now: Millis, rank: impl Fn(&P) -> R) -> Due<P> {
+    /// once. At most `per_peer` tags are asked of one peer in one call (its answer is one
+    /// frame); the others wait for the next step. A tag is given up when all its announcers
+    /// were asked and lapsed, or [`RECENT_MS`] after its first announcement (no one is
+    /// blamed for asks outstanding then).
+    pub(crate) fn due<R: Ord>(
+        &mut self,
+        now: Millis,
+        rank: impl Fn(&P) -> R,
+        per_peer: usize,
+    ) -> Due<P> {
         let mut due = Due {
             asks: BTreeMap::new(),
             lapsed: Vec::new(),
@@ -392,26 +474,47 @@ impl<P: Clone + Ord> Tags<P> {
             let Some(p) = self.pending.get_mut(&tag) else {
                 continue;
             };
-            for (a, ask) in p.announcers.iter_mut() {
-                if matches!(ask, Ask::Until(t) if *t <= now) {
-                    *ask = Ask::Lapsed;
-                    due.lapsed.push(a.clone());
+            if now >= p.expires {
+                self.drop_pending(tag);
+                continue;
+            }
+            if p.deadlines.keys().next().is_some_and(|t| *t <= now) {
+                let ended: Vec<(P, Ask)> = p
+                    .announcers
+                    .iter()
+                    .filter(|(_, (_, a))| a.deadline().is_some_and(|t| t <= now))
+                    .map(|(peer, (_, a))| (peer.clone(), *a))
+                    .collect();
+                for (peer, ask) in ended {
+                    p.set(&peer, Ask::Lapsed);
+                    if matches!(ask, Ask::Until(_)) {
+                        due.lapsed.push(peer);
+                    }
                 }
             }
-            if !p.outstanding() {
+            if !p.outstanding() && (!p.waiting || p.wait_until <= now) {
                 let take = if p.waiting { 1 } else { HEDGE };
                 p.waiting = false;
-                let mut order: Vec<usize> = (0..p.announcers.len())
-                    .filter(|&i| p.announcers[i].1 == Ask::No)
+                let mut order: Vec<(P, u64)> = p
+                    .announcers
+                    .iter()
+                    .filter(|(_, (_, a))| *a == Ask::No)
+                    .map(|(peer, (place, _))| (peer.clone(), *place))
                     .collect();
-                order.sort_by_key(|&i| (rank(&p.announcers[i].0), i));
+                order.sort_by_cached_key(|(peer, place)| (rank(peer), *place));
                 let until = now.saturating_add(self.want_timeout);
-                for i in order.into_iter().take(take) {
-                    p.announcers[i].1 = Ask::Until(until);
-                    due.asks
-                        .entry(p.announcers[i].0.clone())
-                        .or_default()
-                        .push(tag);
+                let mut asked = 0;
+                for (peer, _) in order {
+                    if asked == take {
+                        break;
+                    }
+                    let tags = due.asks.entry(peer.clone()).or_default();
+                    if tags.len() >= per_peer {
+                        continue;
+                    }
+                    tags.push(tag);
+                    p.set(&peer, Ask::Until(until));
+                    asked += 1;
                 }
             }
             // Its timer was popped: the next one, or it is given up.
@@ -425,6 +528,7 @@ impl<P: Clone + Ord> Tags<P> {
                 }
             }
         }
+        due.asks.retain(|_, tags| !tags.is_empty());
         due.lapsed.sort();
         due.lapsed.dedup();
         due
@@ -438,7 +542,7 @@ impl<P: Clone + Ord> Tags<P> {
 
     fn drop_pending(&mut self, tag: u64) -> Option<Pending<P>> {
         let pending = self.pending.remove(&tag)?;
-        for (a, _) in &pending.announcers {
+        for a in pending.announcers.keys() {
             if let Some(mine) = self.by_peer.get_mut(a) {
                 mine.remove(&tag);
                 if mine.is_empty() {
@@ -491,7 +595,7 @@ impl<P: Clone + Ord> Tags<P> {
         for (peer, tags) in &self.by_peer {
             assert!(!tags.is_empty() && tags.len() <= MAX_PENDING_PER_PEER);
             for tag in tags {
-                assert!(self.pending[tag].announcers.iter().any(|(a, _)| a == peer));
+                assert!(self.pending[tag].announcers.contains_key(peer));
             }
             counted += tags.len();
         }
@@ -504,8 +608,20 @@ impl<P: Clone + Ord> Tags<P> {
                 "no one is asked while it waits"
             );
             assert!(
-                p.waiting || p.outstanding() || p.unasked(),
+                p.waiting || p.outstanding() || p.unasked > 0,
                 "a pending tag has something left to ask"
+            );
+            let unasked = p.announcers.values().filter(|(_, a)| *a == Ask::No).count();
+            assert_eq!(p.unasked, unasked, "unasked counted");
+            let asked = p
+                .announcers
+                .values()
+                .filter(|(_, a)| a.deadline().is_some())
+                .count();
+            assert_eq!(
+                p.deadlines.values().sum::<usize>(),
+                asked,
+                "deadlines counted"
             );
         }
     }
@@ -534,7 +650,7 @@ mod tests {
         assert_eq!(t.next_timer(), Some(100));
         // Peer 12 ranks best; the rest tie, earliest first.
         let rank = |p: &u8| *p != 12;
-        let due = t.due(100, rank);
+        let due = t.due(100, rank, 16);
         assert_eq!(
             due.asks.into_iter().collect::<Vec<_>>(),
             vec![(12, vec![tag])]
@@ -542,13 +658,13 @@ mod tests {
         assert!(due.lapsed.is_empty());
         // A late announcer waits its turn.
         t.announced(&13, tag, true, 500);
-        let due = t.due(1_100, rank);
+        let due = t.due(1_100, rank, 16);
         assert_eq!(due.lapsed, vec![12]);
         assert_eq!(
             due.asks.keys().copied().collect::<Vec<_>>(),
             (1..=8).collect::<Vec<_>>()
         );
-        let due = t.due(2_100, rank);
+        let due = t.due(2_100, rank, 16);
         assert_eq!(due.lapsed, (1..=8).collect::<Vec<_>>());
         assert_eq!(
             due.asks.keys().copied().collect::<Vec<_>>(),
@@ -557,27 +673,51 @@ mod tests {
         t.check_invariants();
         // One that lapsed and announces again is asked again.
         t.announced(&12, tag, true, 2_500);
-        let due = t.due(3_100, rank);
+        let due = t.due(3_100, rank, 16);
         assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![12]);
-        let due = t.due(4_100, rank);
+        let due = t.due(4_100, rank, 16);
         assert!(due.asks.is_empty());
         assert!(!t.is_pending(tag), "all asked, all lapsed: given up");
         t.check_invariants();
     }
 
     #[test]
-    fn a_want_that_never_left_is_asked_again_and_one_that_leaves_asked_fails() {
+    fn a_want_that_never_left_waits_unblamed_and_one_that_leaves_asked_fails() {
         let mut t: Tags<u8> = Tags::new(100, 1_000);
         let tag = id(5).tag();
         assert!(t.announced(&1, tag, false, 0));
-        t.want_dropped(&1, &[tag], 10);
-        let due = t.due(10, |_| 0);
-        assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![1]);
+        t.want_dropped(&1, &[tag]);
         t.announced(&2, tag, true, 20);
-        assert!(t.disconnected(&1, 30), "left with the ask outstanding");
-        assert!(!t.disconnected(&3, 30));
-        let due = t.due(30, |_| 0);
+        let due = t.due(500, |_| 0, 16);
+        assert!(due.asks.is_empty(), "not asked again at once");
+        let due = t.due(1_000, |_| 0, 16);
+        assert!(due.lapsed.is_empty(), "a dropped ask is not blamed");
         assert_eq!(due.asks.keys().copied().collect::<Vec<_>>(), vec![2]);
+        assert!(t.disconnected(&2, 1_500), "left with the ask outstanding");
+        assert!(!t.disconnected(&3, 1_500));
+        t.check_invariants();
+    }
+
+    #[test]
+    fn a_tag_is_given_up_when_its_announcers_answer_from_their_index_no_longer() {
+        let mut t: Tags<u8> = Tags::new(100, 1_000);
+        let tag = id(5).tag();
+        for peer in 1..=100u8 {
+            t.announced(&peer, tag, true, 0);
+        }
+        let mut lapsed = 0;
+        let mut now = 0;
+        while let Some(next) = t.next_timer() {
+            now = next;
+            lapsed += t.due(now, |_| 0, 16).lapsed.len();
+        }
+        assert!(now <= RECENT_MS, "given up by {now}");
+        assert!(!t.is_pending(tag));
+        assert_eq!(
+            lapsed,
+            1 + 8 * 8,
+            "one, then batches of eight, until it expired"
+        );
         t.check_invariants();
     }
 

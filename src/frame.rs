@@ -161,16 +161,9 @@ impl Frame {
                 Envelope::try_from(e).map_err(|error| FrameError::Envelope { index, error })
             })
             .collect::<Result<_, _>>()?;
-        let have_room = limits.max_have_ranges.checked_sub(raw.have_tags.len());
-        let want_room = limits.max_want_ranges.checked_sub(raw.want_tags.len());
-        let (Some(have_room), Some(want_room)) = (have_room, want_room) else {
-            let (what, count, max) = if raw.have_tags.len() > limits.max_have_ranges {
-                ("have", raw.have_tags.len(), limits.max_have_ranges)
-            } else {
-                ("want", raw.want_tags.len(), limits.max_want_ranges)
-            };
-            return Err(FrameError::TooMany { what, count, max });
-        };
+        // A tag counts as one range of its field: the digests get what the tags leave.
+        let have_room = room_after_tags(raw.have_tags.len(), limits.max_have_ranges, "have")?;
+        let want_room = room_after_tags(raw.want_tags.len(), limits.max_want_ranges, "want")?;
         Ok(Frame {
             messages,
             have: digests(raw.have, "have", have_room)?,
@@ -352,6 +345,16 @@ pub(crate) fn digest_len(values: impl IntoIterator<Item = u64>) -> usize {
     };
     let inner = AUTHOR_FIELD_LEN + ranges_field;
     1 + encoded_len_varint(inner as u64) + inner
+}
+
+/// The ranges left for a field's digests beside `tags` of its tags, or the error if the tags
+/// alone are over `max`.
+fn room_after_tags(tags: usize, max: usize, what: &'static str) -> Result<usize, FrameError> {
+    max.checked_sub(tags).ok_or(FrameError::TooMany {
+        what,
+        count: tags,
+        max,
+    })
 }
 
 fn digests(

@@ -277,10 +277,12 @@ impl<P: Clone + Ord> Engine<P> {
         // 6. Track the author, then deliver, and store and forward (7: after the
         //    application's verdict, with `validate_messages`; `validation.rs`).
         self.wants.probe_answered(from, &id);
-        let held_before = self.store.held(&id.author).is_some();
         self.admit(&id.author, &introducer, now);
         // Known from now on (with validation too): its pending tag ends (`tags.rs`).
         let answered_tag = self.tag_resolved(&id, Some(from), Some(now));
+        // Whether the node held the author's messages before this one (the store takes it
+        // below): asked only for a repair by tag.
+        let held_before = answered_tag && self.store.held(&id.author).is_some();
         self.deliver(&envelope, from);
         let asked_of = if self.config.validate_messages && id.author != self.me {
             let asked_of = self.wants.received(&id.author, id.sequence);
@@ -295,7 +297,7 @@ impl<P: Clone + Ord> Engine<P> {
             self.store_and_forward(envelope, Some(from), now)
         };
         let answered = asked_of.as_ref() == Some(from) || answered_tag;
-        if answered_tag && held_before {
+        if held_before {
             // A repair by tag: the answerer is asked for the author's new messages whatever
             // the link's role, as a graft for an announced id asks (`graft_due`; not for a
             // new author, nor of a peer that failed).

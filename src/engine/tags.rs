@@ -269,8 +269,7 @@ impl<P: Clone + Ord> Tags<P> {
                 left_asked |= matches!(ask, Ask::Until(_));
             }
             if p.announcers.is_empty() {
-                self.timers.remove(&(p.at, tag));
-                self.pending.remove(&tag);
+                self.drop_pending(tag);
             } else {
                 self.reschedule(tag, now);
             }
@@ -283,10 +282,11 @@ impl<P: Clone + Ord> Tags<P> {
     /// being indexed (its first copy may have left the index). Returns it as
     /// [`Tags::accepted`] does.
     pub(crate) fn known(&mut self, id: &MessageId) -> Option<Resolved<P>> {
-        let tag = id.tag();
-        let pending = self.pending.get(&tag)?;
-        self.timers.remove(&(pending.at, tag));
-        let pending = self.drop_pending(tag)?;
+        if self.pending.is_empty() {
+            // The common case, on every duplicate: no hash to compute.
+            return None;
+        }
+        let pending = self.drop_pending(id.tag())?;
         let asked = pending
             .announcers
             .iter()
@@ -540,8 +540,10 @@ impl<P: Clone + Ord> Tags<P> {
         self.pending.contains_key(&tag)
     }
 
+    /// Ends `tag`'s pending state: its timer, and its place in each announcer's quota.
     fn drop_pending(&mut self, tag: u64) -> Option<Pending<P>> {
         let pending = self.pending.remove(&tag)?;
+        self.timers.remove(&(pending.at, tag));
         for a in pending.announcers.keys() {
             if let Some(mine) = self.by_peer.get_mut(a) {
                 mine.remove(&tag);

@@ -123,14 +123,7 @@ fn an_announcement_over_a_lazy_link_arms_the_graft_timer_for_the_graft_timeout()
         .graft_timeout(Duration::from_millis(150))
         .build()
         .unwrap();
-    let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
-    v.connect(1, T0);
-    let prune = Frame {
-        prune: true,
-        ..Frame::default()
-    };
-    v.handle_frame(1, prune, T0);
-    while v.poll_output().is_some() {}
+    let mut v = pruned_by_peer_1(config);
     assert_eq!(v.timer(Timer::Graft), None, "nothing deferred yet");
     // Peer 1 pruned this node, so its link is lazy here: its announcement waits.
     let author = new_author().public();
@@ -148,12 +141,7 @@ fn an_announcement_over_a_lazy_link_arms_the_graft_timer_for_the_graft_timeout()
     assert_eq!(v.timer(Timer::Graft), Some(T0 + 155), "not due yet");
     v.handle_timeout(T0 + 155);
     assert_eq!(v.timer(Timer::Graft), None, "fired and disarmed");
-    let mut sent = Vec::new();
-    while let Some(output) = v.poll_output() {
-        if let Output::Send { peer: 1, frame } = output {
-            sent.push(frame);
-        }
-    }
+    let sent = frames_to(&mut v, 1);
     assert!(sent.iter().any(|f| f.graft), "the announcer is grafted");
     assert!(
         sent.iter().any(|f| f
@@ -167,27 +155,15 @@ fn an_announcement_over_a_lazy_link_arms_the_graft_timer_for_the_graft_timeout()
 
 /// A lazy peer that claims every id of an author (a liar's `[1, u64::MAX]`, or a long
 /// catch-up) is asked for them at the graft timer but not grafted: a graft is a tree repair
-/// of a few messages, and a grafted liar would be pushed every new message (in the
-/// simulator, liars cost honest nodes 899 bytes per delivery before, 547 since).
+/// of a few messages, and a grafted liar would be pushed every new message (the simulator's
+/// liar rows, `docs/simulation.md`).
 #[test]
 fn a_claim_of_everything_is_wanted_but_does_not_graft_its_announcer() {
-    let mut v: Engine<u8> = Engine::new(keys(1), Config::default(), T0);
-    v.connect(1, T0);
-    let prune = Frame {
-        prune: true,
-        ..Frame::default()
-    };
-    v.handle_frame(1, prune, T0);
-    while v.poll_output().is_some() {}
+    let mut v = pruned_by_peer_1(Config::default());
     let author = new_author().public();
     v.handle_frame(1, have_range(author, 1, u64::MAX), T0 + 5);
     v.handle_timeout(T0 + 105);
-    let mut sent = Vec::new();
-    while let Some(output) = v.poll_output() {
-        if let Output::Send { peer: 1, frame } = output {
-            sent.push(frame);
-        }
-    }
+    let sent = frames_to(&mut v, 1);
     assert!(sent.iter().all(|f| !f.graft), "not grafted");
     assert!(
         sent.iter()
@@ -715,6 +691,20 @@ fn a_made_up_announcement_grafts_its_announcer_but_makes_no_eager_link_suspect()
 }
 
 /// Drains `v`'s outputs: the frames sent to `peer`.
+/// An engine with `config` whose peer 1 connected at `T0` and sent `prune`: its link is
+/// lazy here, so its announcements wait for the graft timer. Outputs drained.
+fn pruned_by_peer_1(config: Config) -> Engine<u8> {
+    let mut v: Engine<u8> = Engine::new(keys(1), config, T0);
+    v.connect(1, T0);
+    let prune = Frame {
+        prune: true,
+        ..Frame::default()
+    };
+    v.handle_frame(1, prune, T0);
+    while v.poll_output().is_some() {}
+    v
+}
+
 fn frames_to(v: &mut Engine<u8>, peer: u8) -> Vec<Frame> {
     let mut frames = Vec::new();
     while let Some(output) = v.poll_output() {
